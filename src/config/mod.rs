@@ -1,0 +1,598 @@
+//! Configuration: the YAML file, checked whole before any port is bound.
+//!
+//! [`load`] reads and deserializes the file ([`raw`]), then checks every value and
+//! builds a [`Config`]. Every problem is reported as `FILE:LINE:COL: message`.
+
+mod raw;
+mod units;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use http::header::HeaderName;
+use serde_saphyr::{Location, Spanned};
+
+use crate::ingest::route::{HeaderMatch, PathPattern, Publish, Route, Router};
+use crate::template::{Part, Template};
+use crate::topic;
+
+pub(crate) use units::{parse_duration, parse_size};
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub shutdown_grace: Duration,
+    pub sse: Sse,
+    pub dedupe: Dedupe,
+    pub limits: Limits,
+    pub log: Log,
+    pub demo: bool,
+    pub router: Router,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sse {
+    pub path: String,
+    pub heartbeat: Duration,
+    pub retry: Duration,
+    pub history: usize,
+    pub history_ttl: Duration,
+    pub history_bytes: u64,
+    pub subscriber_queue: usize,
+    pub max_subscribers: usize,
+    pub max_topics_per_subscriber: usize,
+    pub max_stream_duration: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dedupe {
+    pub window: Duration,
+    pub max_keys: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body: u64,
+    pub header_read_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Log {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            shutdown_grace: Duration::from_secs(10),
+            sse: Sse {
+                path: "/events".into(),
+                heartbeat: Duration::from_secs(15),
+                retry: Duration::from_secs(3),
+                history: 1000,
+                history_ttl: Duration::from_secs(3600),
+                history_bytes: 16 << 20,
+                subscriber_queue: 1024,
+                max_subscribers: 100_000,
+                max_topics_per_subscriber: 32,
+                max_stream_duration: None,
+            },
+            dedupe: Dedupe {
+                window: Duration::from_secs(3600),
+                max_keys: 100_000,
+            },
+            limits: Limits {
+                max_body: 1 << 20,
+                header_read_timeout: Duration::from_secs(10),
+            },
+            log: Log {
+                format: LogFormat::Text,
+                level: "info".into(),
+            },
+            demo: false,
+            router: Router::default(),
+        }
+    }
+}
+
+/// One problem in the file, at a 1-based line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+/// Why a configuration was not accepted.
+#[derive(Debug)]
+pub enum Error {
+    /// The file could not be read.
+    Read { file: String, source: std::io::Error },
+    /// The file was read and has these problems, in file order.
+    Invalid { file: String, diagnostics: Vec<Diagnostic> },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Read { file, source } => write!(f, "{file}: cannot read the configuration: {source}"),
+            Error::Invalid { file, diagnostics } => {
+                for (i, d) in diagnostics.iter().enumerate() {
+                    if i > 0 {
+                        writeln!(f)?;
+                    }
+                    write!(f, "{file}:{}:{}: {}", d.line, d.column, d.message)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Read { source, .. } => Some(source),
+            Error::Invalid { .. } => None,
+        }
+    }
+}
+
+/// Reads and checks the file at `path`.
+pub fn load(path: &Path) -> Result<Config, Error> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        file: file.clone(),
+        source,
+    })?;
+    from_yaml(&file, &text)
+}
+
+/// Checks YAML text; `file` names it in errors.
+pub fn from_yaml(file: &str, text: &str) -> Result<Config, Error> {
+    let invalid = |diagnostics| Error::Invalid {
+        file: file.to_owned(),
+        diagnostics,
+    };
+    let root: raw::Root = if text.trim().is_empty() {
+        raw::Root::default()
+    } else {
+        serde_saphyr::from_str(text).map_err(|e| invalid(vec![syntax_diagnostic(&e)]))?
+    };
+    let mut check = Checker::default();
+    let config = check.root(root);
+    if check.diagnostics.is_empty() {
+        Ok(config)
+    } else {
+        check.diagnostics.sort_by_key(|d| (d.line, d.column));
+        Err(invalid(check.diagnostics))
+    }
+}
+
+fn syntax_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
+    let (line, column) = e.location().map_or((1, 1), |l| (l.line().max(1), l.column().max(1)));
+    let rendered = e.without_snippet().to_string();
+    // The crate prefixes "error: line L column C: "; the location is ours to print.
+    let message = rendered
+        .strip_prefix("error: ")
+        .unwrap_or(&rendered)
+        .split_once(": ")
+        .filter(|(head, _)| head.starts_with("line "))
+        .map_or(rendered.as_str(), |(_, msg)| msg)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    Diagnostic { line, column, message }
+}
+
+#[derive(Default)]
+struct Checker {
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Checker {
+    fn error(&mut self, at: &Location, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic {
+            line: at.line().max(1),
+            column: at.column().max(1),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, key: &str, v: Option<Spanned<String>>, default: Duration, min: Duration) -> Duration {
+        let Some(v) = v else { return default };
+        match parse_duration(&v.value) {
+            Ok(d) if d < min => {
+                self.error(&v.referenced, format!("{key} must be at least {}ms", min.as_millis()));
+                default
+            }
+            Ok(d) => d,
+            Err(msg) => {
+                self.error(&v.referenced, format!("{key}: {msg}"));
+                default
+            }
+        }
+    }
+
+    fn size(&mut self, key: &str, v: Option<Spanned<String>>, default: u64) -> u64 {
+        let Some(v) = v else { return default };
+        match parse_size(&v.value) {
+            Ok(0) => {
+                self.error(&v.referenced, format!("{key} must be at least 1 byte"));
+                default
+            }
+            Ok(n) => n,
+            Err(msg) => {
+                self.error(&v.referenced, format!("{key}: {msg}"));
+                default
+            }
+        }
+    }
+
+    fn count(&mut self, key: &str, v: Option<Spanned<u64>>, default: usize, why: &str) -> usize {
+        let Some(v) = v else { return default };
+        if v.value == 0 {
+            self.error(&v.referenced, format!("{key} must be at least 1{why}"));
+            return default;
+        }
+        usize::try_from(v.value).unwrap_or(usize::MAX)
+    }
+
+    fn root(&mut self, raw: raw::Root) -> Config {
+        let d = Config::default();
+        let listen = match raw.listen {
+            None => d.listen,
+            Some(v) => v.value.parse().unwrap_or_else(|_| {
+                self.error(
+                    &v.referenced,
+                    format!(
+                        "listen: `{}` is not an address to listen on; write IP:PORT, e.g. 0.0.0.0:8080",
+                        v.value
+                    ),
+                );
+                d.listen
+            }),
+        };
+        let shutdown_grace = self.duration("shutdown_grace", raw.shutdown_grace, d.shutdown_grace, Duration::ZERO);
+        let sse = self.sse(raw.sse, d.sse);
+        let dedupe = Dedupe {
+            window: self.duration(
+                "dedupe.window",
+                raw.dedupe.window,
+                d.dedupe.window,
+                Duration::from_millis(1),
+            ),
+            max_keys: self.count("dedupe.max_keys", raw.dedupe.max_keys, d.dedupe.max_keys, ""),
+        };
+        let limits = Limits {
+            max_body: self.size("limits.max_body", raw.limits.max_body, d.limits.max_body),
+            header_read_timeout: self.duration(
+                "limits.header_read_timeout",
+                raw.limits.header_read_timeout,
+                d.limits.header_read_timeout,
+                Duration::from_millis(1),
+            ),
+        };
+        let log = self.log(raw.log, d.log);
+        let demo = raw.demo.map_or(d.demo, |v| v.value);
+        let router = self.routes(raw.routes, &sse.path);
+        Config {
+            listen,
+            shutdown_grace,
+            sse,
+            dedupe,
+            limits,
+            log,
+            demo,
+            router,
+        }
+    }
+
+    fn sse(&mut self, raw: raw::Sse, d: Sse) -> Sse {
+        let ms = Duration::from_millis(1);
+        let path = match raw.path {
+            None => d.path,
+            Some(v) if !v.value.starts_with('/') => {
+                self.error(&v.referenced, format!("sse.path `{}` must start with `/`", v.value));
+                d.path
+            }
+            Some(v) if is_reserved(&v.value) => {
+                self.error(
+                    &v.referenced,
+                    "sse.path cannot be under /_hookcast/, which hookcast keeps for itself",
+                );
+                d.path
+            }
+            Some(v) => v.value,
+        };
+        let history_why = ": replay after a reconnect needs history";
+        Sse {
+            path,
+            heartbeat: self.duration("sse.heartbeat", raw.heartbeat, d.heartbeat, ms),
+            retry: self.duration("sse.retry", raw.retry, d.retry, ms),
+            history: self.count("sse.history", raw.history, d.history, history_why),
+            history_ttl: self.duration("sse.history_ttl", raw.history_ttl, d.history_ttl, ms),
+            history_bytes: self.size("sse.history_bytes", raw.history_bytes, d.history_bytes),
+            subscriber_queue: self.count("sse.subscriber_queue", raw.subscriber_queue, d.subscriber_queue, ""),
+            max_subscribers: self.count("sse.max_subscribers", raw.max_subscribers, d.max_subscribers, ""),
+            max_topics_per_subscriber: self.count(
+                "sse.max_topics_per_subscriber",
+                raw.max_topics_per_subscriber,
+                d.max_topics_per_subscriber,
+                "",
+            ),
+            max_stream_duration: raw.max_stream_duration.map(|v| {
+                self.duration(
+                    "sse.max_stream_duration",
+                    Some(v),
+                    Duration::ZERO,
+                    Duration::from_secs(1),
+                )
+            }),
+        }
+    }
+
+    fn log(&mut self, raw: raw::Log, d: Log) -> Log {
+        let format = match raw.format {
+            None => d.format,
+            Some(v) => match v.value.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    self.error(
+                        &v.referenced,
+                        format!("log.format `{other}` is not known; use text or json"),
+                    );
+                    d.format
+                }
+            },
+        };
+        let level = match raw.level {
+            None => d.level,
+            Some(v) => {
+                if tracing_subscriber::EnvFilter::builder().parse(&v.value).is_err() {
+                    self.error(
+                        &v.referenced,
+                        format!(
+                            "log.level `{}` is not a level or filter; use error, warn, info, debug or trace",
+                            v.value
+                        ),
+                    );
+                }
+                v.value
+            }
+        };
+        Log { format, level }
+    }
+
+    fn routes(&mut self, raw: Vec<raw::Route>, sse_path: &str) -> Router {
+        let mut names = HashSet::new();
+        let mut routes = Vec::new();
+        for r in raw {
+            if !names.insert(r.name.value.clone()) {
+                self.error(
+                    &r.name.referenced,
+                    format!("route name `{}` is used twice; names must be unique", r.name.value),
+                );
+            }
+            if let Some(route) = self.route(r, sse_path) {
+                routes.push(route);
+            }
+        }
+        Router::new(routes)
+    }
+
+    fn route(&mut self, r: raw::Route, sse_path: &str) -> Option<Route> {
+        let before = self.diagnostics.len();
+        let name = r.name.value.trim().to_owned();
+        if name.is_empty() {
+            self.error(&r.name.referenced, "route name cannot be empty");
+        }
+        if let Some(mode) = &r.mode
+            && mode.value != "publish"
+        {
+            self.error(
+                &mode.referenced,
+                format!("route `{name}`: unknown mode `{}`; expected publish", mode.value),
+            );
+        }
+        let m = r.matcher;
+        let path = match PathPattern::parse(&m.path.value) {
+            Ok(p) if p.as_str() == sse_path || is_reserved(p.as_str()) => {
+                self.error(
+                    &m.path.referenced,
+                    format!(
+                        "route `{name}`: path `{}` is taken by hookcast itself (sse.path or /_hookcast/)",
+                        p.as_str()
+                    ),
+                );
+                None
+            }
+            Ok(p) => Some(p),
+            Err(msg) => {
+                self.error(&m.path.referenced, format!("route `{name}`: {msg}"));
+                None
+            }
+        };
+        let method = match m.method {
+            None => Method::POST,
+            Some(v) => match Method::from_bytes(v.value.as_bytes()) {
+                Ok(method) if v.value.bytes().all(|b| b.is_ascii_uppercase()) => method,
+                _ => {
+                    self.error(
+                        &v.referenced,
+                        format!("route `{name}`: `{}` is not an HTTP method such as POST", v.value),
+                    );
+                    Method::POST
+                }
+            },
+        };
+        let mut headers = Vec::new();
+        for (k, v) in m.headers {
+            match HeaderName::from_bytes(k.value.as_bytes()) {
+                Ok(h) => headers.push((
+                    h,
+                    if v.value == "*" {
+                        HeaderMatch::Present
+                    } else {
+                        HeaderMatch::Exact(v.value)
+                    },
+                )),
+                Err(_) => self.error(
+                    &k.referenced,
+                    format!("route `{name}`: `{}` is not a valid header name", k.value),
+                ),
+            }
+        }
+        let mut json = Vec::new();
+        for (k, v) in m.json {
+            if !k.value.is_empty() && !k.value.starts_with('/') {
+                self.error(
+                    &k.referenced,
+                    format!(
+                        "route `{name}`: `{}` is not a JSON Pointer; it must start with `/`",
+                        k.value
+                    ),
+                );
+            }
+            json.push((k.value, v.value));
+        }
+        json.sort_by(|a, b| a.0.cmp(&b.0));
+        let params: Vec<String> = path.iter().flat_map(|p| p.params().map(str::to_owned)).collect();
+        let ctx = TemplateCtx {
+            route: &name,
+            params: &params,
+            checked_path: path.is_some(),
+        };
+
+        let p = r.publish;
+        let topic_srcs: Vec<String> = match p.topic.value {
+            raw::OneOrMany::One(s) => vec![s],
+            raw::OneOrMany::Many(v) => v,
+        };
+        if topic_srcs.is_empty() {
+            self.error(
+                &p.topic.referenced,
+                format!("route `{name}`: publish.topic lists no topic"),
+            );
+        }
+        let mut topics = Vec::new();
+        for src in &topic_srcs {
+            if let Some(t) = self.template(&ctx, "publish.topic", src, &p.topic.referenced) {
+                self.topic_literals(&ctx, &t, &p.topic.referenced);
+                topics.push(t);
+            }
+        }
+        let event = p.event.and_then(|v| {
+            let t = self.template(&ctx, "publish.event", &v.value, &v.referenced)?;
+            let bad = t
+                .parts()
+                .iter()
+                .any(|part| matches!(part, Part::Literal(s) if s.contains(['\r', '\n', '\0'])));
+            if bad {
+                self.error(
+                    &v.referenced,
+                    format!("route `{name}`: publish.event cannot contain line breaks"),
+                );
+            }
+            Some(t)
+        });
+        let data = match p.data {
+            None => Some(Template::parse("{body}").expect("static template")),
+            Some(v) => self.template(&ctx, "publish.data", &v.value, &v.referenced),
+        };
+        let dedupe = p
+            .dedupe
+            .and_then(|v| self.template(&ctx, "publish.dedupe", &v.value, &v.referenced));
+        if self.diagnostics.len() > before {
+            return None;
+        }
+        Some(Route {
+            name: Arc::from(name),
+            path: path?,
+            method,
+            headers,
+            json,
+            publish: Publish {
+                topics,
+                event,
+                data: data?,
+                dedupe,
+            },
+        })
+    }
+
+    fn template(&mut self, ctx: &TemplateCtx<'_>, key: &str, src: &str, at: &Location) -> Option<Template> {
+        let route = ctx.route;
+        let t = match Template::parse(src) {
+            Ok(t) => t,
+            Err(e) => {
+                self.error(at, format!("route `{route}`: {key}: {e}"));
+                return None;
+            }
+        };
+        for part in t.parts() {
+            match part {
+                Part::Path(p) if ctx.checked_path && !ctx.params.contains(p) => self.error(
+                    at,
+                    format!("route `{route}`: {key}: `{{path:{p}}}` can never resolve: the route path has no `{{{p}}}` segment"),
+                ),
+                Part::Response(_) => self.error(
+                    at,
+                    format!("route `{route}`: {key}: `{{response:…}}` can never resolve in mode publish: there is no upstream answer"),
+                ),
+                _ => {}
+            }
+        }
+        Some(t)
+    }
+
+    fn topic_literals(&mut self, ctx: &TemplateCtx<'_>, t: &Template, at: &Location) {
+        let route = ctx.route;
+        if let Some(lit) = t.literal() {
+            if let Err(e) = topic::validate_topic(lit) {
+                self.error(at, format!("route `{route}`: publish.topic `{lit}`: {e}"));
+            }
+            return;
+        }
+        for part in t.parts() {
+            if let Part::Literal(s) = part
+                && let Some(c) = s.chars().find(|&c| !(c.is_ascii() && topic::is_topic_byte(c as u8)))
+            {
+                self.error(
+                    at,
+                    format!("route `{route}`: publish.topic contains {c:?}; only A-Z a-z 0-9 . _ - : / are allowed"),
+                );
+            }
+        }
+    }
+}
+
+struct TemplateCtx<'a> {
+    route: &'a str,
+    params: &'a [String],
+    /// False when the path itself was invalid, so `{path:}` checks would only add noise.
+    checked_path: bool,
+}
+
+fn is_reserved(path: &str) -> bool {
+    path == "/_hookcast" || path.starts_with("/_hookcast/")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,169 @@
+//! Webhooks: read the body within `limits.max_body`, pick the first route whose
+//! conditions hold, render its templates, publish, and answer 202 — or a JSON error,
+//! in which case nothing was published.
+
+pub mod route;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use crate::hub::{Hub, NewEvent, Published};
+use crate::reply::{self, Body};
+use crate::sse;
+use crate::template::{Input, RenderError, Template};
+use crate::topic;
+use route::Route;
+
+/// A webhook that could not be accepted; each maps to one status and code.
+#[derive(Debug)]
+pub enum Rejection {
+    BodyTooLarge(u64),
+    BodyUnreadable,
+    NoMatch,
+    Render { field: &'static str, error: RenderError },
+    InvalidTopic { topic: String, error: topic::TopicError },
+    InvalidEvent,
+}
+
+impl Rejection {
+    pub fn into_response(self) -> Response<Body> {
+        use StatusCode as S;
+        match self {
+            Rejection::BodyTooLarge(limit) => reply::error(
+                S::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("The request body is larger than limits.max_body ({limit} bytes)."),
+            ),
+            Rejection::BodyUnreadable => reply::error(
+                S::BAD_REQUEST,
+                "body_unreadable",
+                "The request body could not be read to its end.",
+            ),
+            Rejection::NoMatch => reply::error(
+                S::NOT_FOUND,
+                "not_found",
+                "No route matches this request's headers or body, and no upstream is configured.",
+            ),
+            Rejection::Render { field, error } => {
+                let (status, code) = match error {
+                    RenderError::InvalidJson => (S::BAD_REQUEST, "invalid_json"),
+                    RenderError::BodyNotUtf8 => (S::UNPROCESSABLE_ENTITY, "body_not_utf8"),
+                    RenderError::Unresolved(_) => (S::UNPROCESSABLE_ENTITY, "unresolved_template"),
+                };
+                reply::error(status, code, format!("Cannot build publish.{field}: {error}."))
+            }
+            Rejection::InvalidTopic { topic, error } => reply::error(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_topic",
+                format!("The rendered topic {topic:?} is not valid: {error}."),
+            ),
+            Rejection::InvalidEvent => reply::error(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_event",
+                "The rendered event name contains a line break or NUL.",
+            ),
+        }
+    }
+}
+
+/// Reads the whole body, refusing more than `limit` bytes whether or not a
+/// Content-Length was sent.
+pub async fn read_body(parts: &Parts, body: Incoming, limit: u64) -> Result<Bytes, Rejection> {
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(Rejection::BodyTooLarge(limit));
+    }
+    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+    match Limited::new(body, limit_usize).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Rejection::BodyTooLarge(limit)),
+        Err(_) => Err(Rejection::BodyUnreadable),
+    }
+}
+
+/// Picks the first candidate whose header and JSON conditions hold, renders and publishes.
+pub fn ingest(
+    hub: &Hub,
+    parts: &Parts,
+    body: &Bytes,
+    candidates: Vec<(Arc<Route>, Vec<(String, String)>)>,
+) -> Result<Published, Rejection> {
+    let json: Option<Value> = if candidates.iter().any(|(r, _)| r.needs_json()) {
+        serde_json::from_slice(body).ok()
+    } else {
+        None
+    };
+    let (route, params) = candidates
+        .into_iter()
+        .find(|(r, _)| r.accepts(&parts.headers, json.as_ref()))
+        .ok_or(Rejection::NoMatch)?;
+    let input = Input {
+        path_params: &params,
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        body,
+        json: json.as_ref(),
+        response: None,
+    };
+    let event = render(&route, &input)?;
+    Ok(hub.publish(event))
+}
+
+/// Renders a matched route's templates into an event; checks topics and event name.
+pub fn render(route: &Route, input: &Input<'_>) -> Result<NewEvent, Rejection> {
+    let p = &route.publish;
+    let field = |field: &'static str, t: &Template| t.render(input).map_err(|error| Rejection::Render { field, error });
+    let mut topics: Vec<String> = Vec::with_capacity(p.topics.len());
+    for t in &p.topics {
+        let topic = field("topic", t)?;
+        if let Err(error) = topic::validate_topic(&topic) {
+            return Err(Rejection::InvalidTopic { topic, error });
+        }
+        if !topics.contains(&topic) {
+            topics.push(topic);
+        }
+    }
+    let event = match &p.event {
+        Some(t) => Some(field("event", t)?).filter(|e| !e.is_empty()),
+        None => None,
+    };
+    if event.as_deref().is_some_and(|e| !sse::is_field_safe(e)) {
+        return Err(Rejection::InvalidEvent);
+    }
+    let data = field("data", &p.data)?;
+    let dedupe = match &p.dedupe {
+        Some(t) => Some((route.name.clone(), field("dedupe", t)?)),
+        None => None,
+    };
+    Ok(NewEvent {
+        topics,
+        event,
+        data,
+        dedupe,
+    })
+}
+
+/// The 202 (or, for a duplicate, 200) answer.
+pub fn accepted(p: &Published) -> Response<Body> {
+    if p.duplicate {
+        reply::json(
+            StatusCode::OK,
+            &serde_json::json!({ "id": &*p.id, "topics": p.topics, "duplicate": true }),
+        )
+    } else {
+        reply::json(
+            StatusCode::ACCEPTED,
+            &serde_json::json!({ "id": &*p.id, "topics": p.topics }),
+        )
+    }
+}

@@ -1,0 +1,219 @@
+//! Webhook routes: what a request must look like to match, and what it publishes.
+
+use std::sync::Arc;
+
+use http::header::HeaderName;
+use http::{HeaderMap, Method};
+use serde_json::Value;
+
+use crate::template::Template;
+
+/// A configured webhook route, compiled.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: Arc<str>,
+    pub path: PathPattern,
+    pub method: Method,
+    pub headers: Vec<(HeaderName, HeaderMatch)>,
+    /// JSON Pointer -> required value; a non-JSON body never matches.
+    pub json: Vec<(String, Value)>,
+    pub publish: Publish,
+}
+
+/// What a matched request publishes.
+#[derive(Debug, Clone)]
+pub struct Publish {
+    pub topics: Vec<Template>,
+    pub event: Option<Template>,
+    pub data: Template,
+    pub dedupe: Option<Template>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderMatch {
+    Present,
+    Exact(String),
+}
+
+impl Route {
+    /// Whether the body needs parsing as JSON to match or render this route.
+    pub fn needs_json(&self) -> bool {
+        let p = &self.publish;
+        !self.json.is_empty()
+            || p.topics.iter().any(Template::uses_json)
+            || [&p.event, &p.dedupe].into_iter().flatten().any(Template::uses_json)
+            || p.data.uses_json()
+    }
+
+    /// The header and JSON conditions; path and method were checked by [`Router::lookup`].
+    pub fn accepts(&self, headers: &HeaderMap, json: Option<&Value>) -> bool {
+        let headers_ok = self.headers.iter().all(|(name, want)| match (want, headers.get(name)) {
+            (_, None) => false,
+            (HeaderMatch::Present, Some(_)) => true,
+            (HeaderMatch::Exact(v), Some(got)) => got.as_bytes() == v.as_bytes(),
+        });
+        headers_ok
+            && (self.json.is_empty()
+                || json.is_some_and(|j| self.json.iter().all(|(ptr, want)| j.pointer(ptr) == Some(want))))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param(String),
+}
+
+/// A route path such as `/hooks/{tenant}/orders`; `{name}` matches one non-empty segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPattern {
+    source: String,
+    segments: Vec<Segment>,
+}
+
+impl PathPattern {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if !s.starts_with('/') {
+            return Err(format!("route path `{s}` must start with `/`"));
+        }
+        let mut segments = Vec::new();
+        let mut seen = Vec::new();
+        for seg in s[1..].split('/') {
+            if let Some(name) = seg.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
+                if name.is_empty()
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    return Err(format!("`{{{name}}}` in route path `{s}` is not a valid segment name"));
+                }
+                if seen.contains(&name) {
+                    return Err(format!("segment `{{{name}}}` appears twice in route path `{s}`"));
+                }
+                seen.push(name);
+                segments.push(Segment::Param(name.to_owned()));
+            } else if seg.contains(['{', '}']) {
+                return Err(format!(
+                    "route path `{s}`: a `{{name}}` placeholder must be a whole segment"
+                ));
+            } else {
+                segments.push(Segment::Literal(seg.to_owned()));
+            }
+        }
+        Ok(PathPattern {
+            source: s.to_owned(),
+            segments,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    pub fn params(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Param(p) => Some(p.as_str()),
+            Segment::Literal(_) => None,
+        })
+    }
+
+    /// The `{name}` values when `path` matches.
+    pub fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
+        let rest = path.strip_prefix('/')?;
+        let mut params = Vec::new();
+        let mut parts = rest.split('/');
+        for seg in &self.segments {
+            let part = parts.next()?;
+            match seg {
+                Segment::Literal(l) if l == part => {}
+                Segment::Literal(_) => return None,
+                Segment::Param(_) if part.is_empty() => return None,
+                Segment::Param(name) => params.push((name.clone(), part.to_owned())),
+            }
+        }
+        parts.next().is_none().then_some(params)
+    }
+}
+
+/// The routes, tried in order.
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    routes: Vec<Arc<Route>>,
+}
+
+/// What the path and method of a request select.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Routes whose path and method match, in order, with their path parameters.
+    Candidates(Vec<(Arc<Route>, Vec<(String, String)>)>),
+    /// Routes exist for this path, but only for these methods.
+    WrongMethod(Vec<Method>),
+    NoRoute,
+}
+
+impl Router {
+    pub fn new(routes: Vec<Route>) -> Self {
+        Router {
+            routes: routes.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+
+    pub fn lookup(&self, method: &Method, path: &str) -> Lookup {
+        let mut candidates = Vec::new();
+        let mut other_methods: Vec<Method> = Vec::new();
+        for route in &self.routes {
+            if let Some(params) = route.path.matches(path) {
+                if route.method == *method {
+                    candidates.push((route.clone(), params));
+                } else if !other_methods.contains(&route.method) {
+                    other_methods.push(route.method.clone());
+                }
+            }
+        }
+        if !candidates.is_empty() {
+            Lookup::Candidates(candidates)
+        } else if !other_methods.is_empty() {
+            Lookup::WrongMethod(other_methods)
+        } else {
+            Lookup::NoRoute
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_patterns() {
+        let p = PathPattern::parse("/hooks/{tenant}/orders").unwrap();
+        assert_eq!(
+            p.matches("/hooks/acme/orders"),
+            Some(vec![("tenant".into(), "acme".into())])
+        );
+        assert_eq!(p.matches("/hooks//orders"), None);
+        assert_eq!(p.matches("/hooks/acme/orders/x"), None);
+        assert_eq!(p.matches("/hooks/acme"), None);
+        assert!(
+            PathPattern::parse("/hooks/github")
+                .unwrap()
+                .matches("/hooks/github")
+                .is_some()
+        );
+        for bad in ["hooks", "/a/{}", "/a/x{y}", "/{a}/{a}"] {
+            assert!(PathPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! hookcast: a reverse-proxy sidecar that turns webhooks into Server-Sent Events.
+//!
+//! It accepts webhook POSTs, maps each to topics by YAML routes, and streams it to
+//! every `EventSource` following those topics, with heartbeats, replay after a
+//! reconnect, and no buffering.
+//!
+//! # Layout
+//! - [`config`]: the YAML file, checked whole before any port is bound.
+//! - [`server`]: the accept loop and graceful shutdown; [`run`] is the entry point.
+//! - [`service`]: sends each request to a subscription, a webhook route or the demo page.
+//! - [`ingest`]: webhooks: body limit, route match, templates, publish.
+//! - [`template`]: `{path:}`, `{query:}`, `{header:}`, `{json:}`, `{body}` templates.
+//! - [`topic`]: topic names and `*` / `>` patterns.
+//! - [`hub`]: topics, bounded history, fan-out, replay.
+//! - [`subscribe`]: the subscription request and its response headers.
+//! - [`sse`]: the event-stream encoding and the streaming response body.
+//! - [`reply`]: the response body type and JSON errors.
+//! - [`demo`]: the demo page.
+//! - [`shutdown`]: SIGTERM / SIGINT.
+
+pub mod config;
+pub mod demo;
+pub mod hub;
+pub mod ingest;
+pub mod reply;
+pub mod server;
+pub mod service;
+pub mod shutdown;
+pub mod sse;
+pub mod subscribe;
+pub mod template;
+pub mod topic;
+
+pub use config::Config;
+pub use server::run;

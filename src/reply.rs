@@ -1,0 +1,56 @@
+//! Response helpers: the body type every handler returns, and JSON errors
+//! shaped `{"error":"<code>","message":"<sentence>"}`.
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+
+/// Errors a response body can end with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of every response hookcast sends.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(full(value.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// A JSON error: a stable machine code and one human sentence.
+pub fn error(status: StatusCode, code: &str, message: impl AsRef<str>) -> Response<Body> {
+    json(
+        status,
+        &serde_json::json!({ "error": code, "message": message.as_ref() }),
+    )
+}
+
+/// One chunk with no declared length, so no `Content-Length` is sent: for
+/// event-stream answers, which must never carry one.
+pub fn chunk(bytes: Bytes) -> Body {
+    OneChunk(Some(bytes)).boxed()
+}
+
+#[derive(Debug)]
+struct OneChunk(Option<Bytes>);
+
+impl http_body::Body for OneChunk {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        std::task::Poll::Ready(self.0.take().map(|b| Ok(http_body::Frame::data(b))))
+    }
+}

@@ -1,0 +1,107 @@
+//! The accept loop: one hyper connection per socket, HTTP/1.1 and h2c, and the
+//! three-step graceful shutdown (stop accepting, end streams, drain under a deadline).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::hub::{self, Hub};
+use crate::service::{self, App};
+
+/// How often expired history, idle topics and old dedupe keys are collected.
+const COLLECT_EVERY: Duration = Duration::from_secs(1);
+
+/// Serves on `listener` until `shutdown` resolves, then drains within
+/// `config.shutdown_grace` and returns.
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    let hub = Hub::new(hub::Limits::from_config(&config));
+    let grace = config.shutdown_grace;
+    let header_timeout = config.limits.header_read_timeout;
+    let app = Arc::new(App {
+        config,
+        hub: hub.clone(),
+    });
+
+    let collector = tokio::spawn(collect(Arc::downgrade(&hub)));
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    tracing::info!(addr = %listener.local_addr()?, routes = app.config.router.len(), "listening");
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Usually EMFILE: wait for connections to close instead of spinning.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let svc = service_fn(move |req| service::handle(app.clone(), req));
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        let span = tracing::debug_span!("conn", peer = %peer);
+        tokio::spawn(
+            async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    let started = Instant::now();
+    drop(listener);
+    let streams = hub.close_all();
+    tracing::info!(
+        streams,
+        connections = graceful.count(),
+        "draining: listener closed, streams told to reconnect"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => {
+            tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "drained");
+        }
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!(
+                streams_left = hub.subscriber_count(),
+                "shutdown_grace passed; cutting the connections still open"
+            );
+        }
+    }
+    collector.abort();
+    Ok(())
+}
+
+async fn collect(hub: std::sync::Weak<Hub>) {
+    let mut tick = tokio::time::interval(COLLECT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(hub) = hub.upgrade() else { return };
+        hub.collect(Instant::now());
+    }
+}

@@ -1,0 +1,97 @@
+//! The one hyper service: sends each request to the event stream, a webhook route,
+//! the demo page, or a 404/405 — and never returns `Err`, which would drop the
+//! connection instead of answering.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::ingest::{self, route::Lookup};
+use crate::reply::{self, Body};
+use crate::{demo, subscribe};
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct App {
+    pub config: Config,
+    pub hub: Arc<Hub>,
+}
+
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    // The query is left out: it may carry tokens.
+    let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path());
+    let started = std::time::Instant::now();
+    let resp = route(&app, req).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = resp.status().as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "answered"
+        );
+    });
+    Ok(resp)
+}
+
+async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path();
+    if path == app.config.sse.path {
+        if req.method() != Method::GET {
+            return method_not_allowed(&[Method::GET]);
+        }
+        return match subscribe::parse(
+            req.uri().query(),
+            req.headers(),
+            app.config.sse.max_topics_per_subscriber,
+        ) {
+            Ok(sub) => subscribe::open(&app.hub, &app.config, sub, req.version()),
+            Err(refusal) => refusal,
+        };
+    }
+    if path == "/_hookcast" || path.starts_with("/_hookcast/") {
+        return demo::serve(app.config.demo, req.method(), path);
+    }
+    match app.config.router.lookup(req.method(), path) {
+        Lookup::Candidates(candidates) => {
+            let (parts, body) = req.into_parts();
+            let result = match ingest::read_body(&parts, body, app.config.limits.max_body).await {
+                Ok(bytes) => ingest::ingest(&app.hub, &parts, &bytes, candidates),
+                Err(rejection) => Err(rejection),
+            };
+            match result {
+                Ok(published) => {
+                    tracing::debug!(id = &*published.id, duplicate = published.duplicate, "published");
+                    ingest::accepted(&published)
+                }
+                Err(rejection) => {
+                    tracing::info!(?rejection, "webhook rejected");
+                    rejection.into_response()
+                }
+            }
+        }
+        Lookup::WrongMethod(allowed) => method_not_allowed(&allowed),
+        Lookup::NoRoute => reply::error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("Nothing is served at {path}, and no upstream is configured."),
+        ),
+    }
+}
+
+fn method_not_allowed(allowed: &[Method]) -> Response<Body> {
+    let list = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+    let mut resp = reply::error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("This path accepts only {list}."),
+    );
+    if let Ok(v) = HeaderValue::from_str(&list) {
+        resp.headers_mut().insert(header::ALLOW, v);
+    }
+    resp
+}

@@ -1,0 +1,25 @@
+//! The signals that start a graceful shutdown.
+
+/// Resolves on SIGTERM or SIGINT.
+///
+/// SIGTERM is what Kubernetes sends to start a pod's termination; SIGINT is Ctrl-C.
+pub async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot listen for SIGTERM/SIGINT; stop hookcast with SIGKILL");
+            return std::future::pending().await;
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutdown requested");
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!(signal = "ctrl-c", "shutdown requested");
+    }
+}

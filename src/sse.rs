@@ -1,0 +1,308 @@
+//! Server-Sent Events: the wire encoding (a pure function) and the response body
+//! that streams one subscription: prelude, resync notice, replay, live events,
+//! heartbeats, and a clean end with a reconnect hint.
+
+use std::fmt::Write as _;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+use crate::hub::{Close, Recv, Resync, Subscription};
+
+/// The fields of one SSE block, written in this order: comment, retry, id, event, data.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Fields<'a> {
+    pub comment: Option<&'a str>,
+    pub retry: Option<Duration>,
+    pub id: Option<&'a str>,
+    pub event: Option<&'a str>,
+    pub data: Option<&'a str>,
+}
+
+/// Encodes one block, ending in a blank line.
+///
+/// Data is split on CRLF, CR and LF into one `data:` line each, since a CR inside a
+/// value would end the line for the client. `comment`, `id` and `event` must not
+/// contain line breaks; callers check them.
+pub fn encode(f: &Fields<'_>) -> Bytes {
+    let data_len = f.data.map_or(0, |d| d.len() + 8 + d.len() / 8);
+    let mut buf = BytesMut::with_capacity(32 + data_len + f.event.map_or(0, str::len));
+    if let Some(c) = f.comment {
+        buf.put_u8(b':');
+        if !c.is_empty() {
+            buf.put_u8(b' ');
+            buf.put_slice(c.as_bytes());
+        }
+        buf.put_u8(b'\n');
+    }
+    if let Some(r) = f.retry {
+        let mut s = String::new();
+        let _ = write!(s, "retry: {}\n", r.as_millis());
+        buf.put_slice(s.as_bytes());
+    }
+    if let Some(id) = f.id {
+        put_field(&mut buf, b"id", id);
+    }
+    if let Some(ev) = f.event {
+        put_field(&mut buf, b"event", ev);
+    }
+    if let Some(data) = f.data {
+        let mut rest = data;
+        loop {
+            let end = rest.find(['\r', '\n']).unwrap_or(rest.len());
+            put_field(&mut buf, b"data", &rest[..end]);
+            if end == rest.len() {
+                break;
+            }
+            let skip = if rest[end..].starts_with("\r\n") { 2 } else { 1 };
+            rest = &rest[end + skip..];
+        }
+    }
+    buf.put_u8(b'\n');
+    buf.freeze()
+}
+
+fn put_field(buf: &mut BytesMut, name: &[u8], value: &str) {
+    buf.put_slice(name);
+    buf.put_u8(b':');
+    if !value.is_empty() {
+        buf.put_u8(b' ');
+        buf.put_slice(value.as_bytes());
+    }
+    buf.put_u8(b'\n');
+}
+
+/// Whether a value may stand in an `event:` or `id:` field.
+pub fn is_field_safe(s: &str) -> bool {
+    !s.contains(['\r', '\n', '\0'])
+}
+
+const HEARTBEAT: &[u8] = b": keepalive\n\n";
+
+/// A reconnect hint jittered in [retry, 2*retry], so that clients told to reconnect
+/// at the same moment spread out.
+pub fn jittered_retry(retry: Duration) -> Bytes {
+    let ms = retry.as_millis().min(u128::from(u64::MAX / 2)) as u64;
+    let jittered = Duration::from_millis(ms + fastrand::u64(0..=ms));
+    encode(&Fields {
+        retry: Some(jittered),
+        ..Default::default()
+    })
+}
+
+/// The first bytes of every stream: the retry hint and a comment, so that the
+/// client's `onopen` fires and no proxy waits for data.
+pub fn prelude(retry: Duration) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_slice(format!("retry: {}\n", retry.as_millis()).as_bytes());
+    b.put_slice(b": hookcast\n\n");
+    b.freeze()
+}
+
+/// The `hookcast.resync` event: no `id:`, so the client keeps its last id.
+pub fn resync_frame(r: &Resync) -> Bytes {
+    let data = serde_json::json!({
+        "reason": r.reason,
+        "last_event_id": r.last_event_id,
+        "topics": r.filters,
+    })
+    .to_string();
+    encode(&Fields {
+        event: Some("hookcast.resync"),
+        data: Some(&data),
+        ..Default::default()
+    })
+}
+
+/// Why a stream ended, for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Slow,
+    Shutdown,
+    MaxDuration,
+}
+
+/// An error that aborts the connection instead of ending the body cleanly.
+#[derive(Debug)]
+pub struct SlowSubscriber;
+
+impl std::fmt::Display for SlowSubscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("subscriber queue overflowed")
+    }
+}
+
+impl std::error::Error for SlowSubscriber {}
+
+/// Timing for one stream.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamSettings {
+    pub retry: Duration,
+    pub heartbeat: Duration,
+    /// Already jittered by the caller.
+    pub max_duration: Option<Duration>,
+}
+
+/// The response body of one subscriber. It polls its subscription directly: no task
+/// or channel of its own. Returning `Pending` lets hyper flush what was written.
+#[derive(Debug)]
+pub struct EventStream {
+    sub: Subscription,
+    settings: StreamSettings,
+    prelude: Option<Bytes>,
+    resync: Option<Bytes>,
+    heartbeat: Pin<Box<Sleep>>,
+    last_write: Instant,
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// Set once the stream has decided to end; the next poll returns `None`.
+    done: bool,
+}
+
+impl EventStream {
+    pub fn new(mut sub: Subscription, settings: StreamSettings) -> Self {
+        let now = Instant::now();
+        let resync = sub.resync.take().map(|r| resync_frame(&r));
+        EventStream {
+            sub,
+            settings,
+            prelude: Some(prelude(settings.retry)),
+            resync,
+            heartbeat: Box::pin(tokio::time::sleep_until(now + settings.heartbeat)),
+            last_write: now,
+            deadline: settings
+                .max_duration
+                .map(|d| Box::pin(tokio::time::sleep_until(now + d))),
+            done: false,
+        }
+    }
+
+    fn wrote(&mut self, bytes: Bytes) -> Poll<Option<Result<Frame<Bytes>, SlowSubscriber>>> {
+        self.last_write = Instant::now();
+        Poll::Ready(Some(Ok(Frame::data(bytes))))
+    }
+
+    fn finish(&mut self, end: End) -> Poll<Option<Result<Frame<Bytes>, SlowSubscriber>>> {
+        tracing::debug!(reason = ?end, "stream closed");
+        self.done = true;
+        Poll::Ready(Some(Ok(Frame::data(jittered_retry(self.settings.retry)))))
+    }
+}
+
+impl Body for EventStream {
+    type Data = Bytes;
+    type Error = SlowSubscriber;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if let Some(b) = this.prelude.take() {
+            return this.wrote(b);
+        }
+        if let Some(b) = this.resync.take() {
+            return this.wrote(b);
+        }
+        if let Some(ev) = this.sub.replay.pop_front() {
+            return this.wrote(ev.frame.clone());
+        }
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return this.finish(End::MaxDuration);
+        }
+        match this.sub.poll_recv(cx) {
+            Poll::Ready(Recv::Event(ev)) => return this.wrote(ev.frame.clone()),
+            Poll::Ready(Recv::Closed(Close::Shutdown)) => return this.finish(End::Shutdown),
+            Poll::Ready(Recv::Closed(Close::Slow)) => {
+                tracing::debug!(reason = ?End::Slow, "stream cut");
+                this.done = true;
+                return Poll::Ready(Some(Err(SlowSubscriber)));
+            }
+            Poll::Pending => {}
+        }
+        // The timer is not reset per event; when it fires early it is moved to one
+        // heartbeat after the last write.
+        loop {
+            if this.heartbeat.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let due = this.last_write + this.settings.heartbeat;
+            if Instant::now() >= due {
+                this.heartbeat.as_mut().reset(Instant::now() + this.settings.heartbeat);
+                return this.wrote(Bytes::from_static(HEARTBEAT));
+            }
+            this.heartbeat.as_mut().reset(due);
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        false
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(f: Fields<'_>) -> String {
+        String::from_utf8(encode(&f).to_vec()).unwrap()
+    }
+
+    #[test]
+    fn encodes_fields_in_order() {
+        let f = Fields {
+            id: Some("42"),
+            event: Some("order.created"),
+            data: Some("{\"id\":1}"),
+            ..Default::default()
+        };
+        assert_eq!(enc(f), "id: 42\nevent: order.created\ndata: {\"id\":1}\n\n");
+        assert_eq!(
+            enc(Fields {
+                data: Some("a\r\nb\rc"),
+                ..Default::default()
+            }),
+            "data: a\ndata: b\ndata: c\n\n"
+        );
+        assert_eq!(
+            enc(Fields {
+                data: Some(""),
+                ..Default::default()
+            }),
+            "data:\n\n"
+        );
+        assert_eq!(
+            enc(Fields {
+                data: Some("x\n"),
+                ..Default::default()
+            }),
+            "data: x\ndata:\n\n"
+        );
+        assert_eq!(
+            enc(Fields {
+                comment: Some(""),
+                retry: Some(Duration::from_secs(3)),
+                ..Default::default()
+            }),
+            ":\nretry: 3000\n\n"
+        );
+    }
+
+    #[test]
+    fn jitter_stays_in_range() {
+        for _ in 0..200 {
+            let s = String::from_utf8(jittered_retry(Duration::from_millis(3000)).to_vec()).unwrap();
+            let ms: u64 = s.trim().strip_prefix("retry: ").unwrap().parse().unwrap();
+            assert!((3000..=6000).contains(&ms), "{ms}");
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! `GET {sse.path}?topic=…`: check the request, open a subscription (with replay),
+//! and answer with the event stream — or a JSON refusal, or "try later".
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+
+use crate::config::Config;
+use crate::hub::{Hub, Refusal};
+use crate::reply::{self, Body};
+use crate::sse::{self, EventStream, StreamSettings};
+use crate::topic::Filter;
+
+/// What the client asked for.
+#[derive(Debug)]
+pub struct Request {
+    pub filters: Vec<Filter>,
+    pub last_event_id: Option<String>,
+}
+
+/// Reads topics and the resume point from the query and headers.
+///
+/// The `Last-Event-ID` header wins over the `lastEventId` query parameter, which
+/// event-source-polyfill sends instead.
+pub fn parse(query: Option<&str>, headers: &HeaderMap, max_topics: usize) -> Result<Request, Response<Body>> {
+    let mut filters: Vec<Filter> = Vec::new();
+    let mut query_last_id = None;
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match &*k {
+            "topic" => {
+                let f = Filter::parse(&v).map_err(|e| {
+                    reply::error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_topic",
+                        format!("Topic {:?} is not valid: {e}.", &*v),
+                    )
+                })?;
+                if !filters.contains(&f) {
+                    filters.push(f);
+                }
+            }
+            "lastEventId" => query_last_id = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    if filters.is_empty() {
+        return Err(reply::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_topic",
+            "Name at least one topic to follow, as ?topic=NAME.",
+        ));
+    }
+    if filters.len() > max_topics {
+        return Err(reply::error(
+            StatusCode::BAD_REQUEST,
+            "too_many_topics",
+            format!(
+                "{} topics were requested; at most {max_topics} are allowed per connection.",
+                filters.len()
+            ),
+        ));
+    }
+    let header_last_id = headers
+        .get("last-event-id")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    Ok(Request {
+        filters,
+        last_event_id: header_last_id.or(query_last_id),
+    })
+}
+
+/// Opens the stream for a parsed request.
+pub fn open(hub: &Arc<Hub>, config: &Config, req: Request, version: Version) -> Response<Body> {
+    let sse = &config.sse;
+    match hub.subscribe(req.filters, req.last_event_id.as_deref()) {
+        Ok(sub) => {
+            let settings = StreamSettings {
+                retry: sse.retry,
+                heartbeat: sse.heartbeat,
+                max_duration: sse.max_stream_duration.map(jitter_down),
+            };
+            stream_response(EventStream::new(sub, settings).map_err(Into::into).boxed(), version)
+        }
+        Err(refusal) => {
+            let reason = match refusal {
+                Refusal::Capacity => "capacity",
+                Refusal::ShuttingDown => "shutdown",
+            };
+            tracing::info!(reason, "subscriber told to try later");
+            try_later(sse.retry, version)
+        }
+    }
+}
+
+/// A 200 stream that only says when to reconnect, then ends: browsers treat any
+/// other status as final.
+pub fn try_later(retry: Duration, version: Version) -> Response<Body> {
+    stream_response(reply::chunk(sse::jittered_retry(retry)), version)
+}
+
+fn stream_response(body: Body, version: Version) -> Response<Body> {
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    if version == Version::HTTP_11 {
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+    }
+    resp
+}
+
+/// Shortens a stream lifetime by up to 10%, so streams opened together do not all
+/// end together.
+fn jitter_down(d: Duration) -> Duration {
+    let ms = d.as_millis().min(u128::from(u64::MAX)) as u64;
+    Duration::from_millis(ms - fastrand::u64(0..=ms / 10))
+}

@@ -1,0 +1,328 @@
+//! Templates that build a topic, event name, data or dedupe key from a request.
+//!
+//! `{path:NAME}`, `{query:NAME}`, `{header:NAME}`, `{json:/pointer}`, `{body}` and,
+//! for forwarded requests, `{response:/pointer}`. `{{` is a literal `{`; a `{` not
+//! followed by a lowercase word and `:` or `}` is literal too, so JSON-shaped
+//! templates like `{"repo":"{json:/repository/name}"}` read as they look.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use http::HeaderMap;
+use http::header::HeaderName;
+use serde_json::Value;
+
+/// One piece of a parsed template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Literal(String),
+    Path(String),
+    Query(String),
+    Header(HeaderName),
+    Json(String),
+    Response(String),
+    Body,
+}
+
+/// A parsed template, rendered once per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+/// A template that cannot be parsed; `Display` is the message shown in config errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError(String);
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+impl Template {
+    pub fn parse(src: &str) -> Result<Self, ParseError> {
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        let mut rest = src;
+        while let Some(pos) = rest.find('{') {
+            lit.push_str(&rest[..pos]);
+            let after = &rest[pos + 1..];
+            if let Some(tail) = after.strip_prefix('{') {
+                lit.push('{');
+                rest = tail;
+                continue;
+            }
+            let word_len = after.bytes().take_while(|b| b.is_ascii_lowercase()).count();
+            let (word, tail) = after.split_at(word_len);
+            let is_placeholder = word_len > 0 && (tail.starts_with(':') || tail.starts_with('}'));
+            if !is_placeholder {
+                lit.push('{');
+                rest = after;
+                continue;
+            }
+            let close = tail
+                .find('}')
+                .ok_or_else(|| ParseError(format!("placeholder `{{{word}` is not closed with `}}`")))?;
+            let arg = tail[..close].strip_prefix(':');
+            let part = placeholder(word, arg)?;
+            if !lit.is_empty() {
+                parts.push(Part::Literal(std::mem::take(&mut lit)));
+            }
+            parts.push(part);
+            rest = &tail[close + 1..];
+        }
+        lit.push_str(rest);
+        if !lit.is_empty() {
+            parts.push(Part::Literal(lit));
+        }
+        Ok(Template { parts })
+    }
+
+    pub fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
+    /// Whether the template is plain text with no placeholder.
+    pub fn literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [] => Some(""),
+            [Part::Literal(s)] => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn uses_json(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Json(_)))
+    }
+
+    /// Renders against one request; every placeholder must resolve.
+    pub fn render(&self, input: &Input<'_>) -> Result<String, RenderError> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(s) => out.push_str(s),
+                Part::Body => out.push_str(input.body_text()?),
+                other => out.push_str(&input.resolve(other)?),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn placeholder(word: &str, arg: Option<&str>) -> Result<Part, ParseError> {
+    let need = |arg: Option<&str>| match arg {
+        Some(a) if !a.is_empty() => Ok(a.to_owned()),
+        _ => Err(ParseError(format!("placeholder `{{{word}:…}}` needs a name after `:`"))),
+    };
+    let pointer = |arg: Option<&str>| {
+        let p = arg.unwrap_or_default();
+        if p.is_empty() || p.starts_with('/') {
+            Ok(p.to_owned())
+        } else {
+            Err(ParseError(format!(
+                "`{{{word}:{p}}}` is not a JSON Pointer; it must start with `/` (e.g. `{{{word}:/id}}`)"
+            )))
+        }
+    };
+    Ok(match word {
+        "path" => Part::Path(need(arg)?),
+        "query" => Part::Query(need(arg)?),
+        "header" => {
+            let name = need(arg)?;
+            Part::Header(
+                HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| ParseError(format!("`{name}` in `{{header:{name}}}` is not a valid header name")))?,
+            )
+        }
+        "json" => Part::Json(pointer(arg)?),
+        "response" => Part::Response(pointer(arg)?),
+        "body" if arg.is_none() => Part::Body,
+        "body" => return Err(ParseError("`{body}` takes no argument".into())),
+        other => {
+            return Err(ParseError(format!(
+                "unknown placeholder kind `{other}`; expected path, query, header, json, response or body"
+            )));
+        }
+    })
+}
+
+/// Why a template could not be rendered for a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenderError {
+    /// A placeholder named something the request does not have.
+    Unresolved(String),
+    /// A `{json:}` placeholder on a body that is not JSON.
+    InvalidJson,
+    /// `{body}` on a body that is not UTF-8.
+    BodyNotUtf8,
+}
+
+impl fmt::Display for RenderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unresolved(what) => write!(f, "{what} is not in the request"),
+            Self::InvalidJson => f.write_str("the request body is not valid JSON"),
+            Self::BodyNotUtf8 => f.write_str("the request body is not valid UTF-8 text"),
+        }
+    }
+}
+
+impl std::error::Error for RenderError {}
+
+/// What a template reads from one request.
+#[derive(Debug)]
+pub struct Input<'a> {
+    pub path_params: &'a [(String, String)],
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    /// The body parsed as JSON, if it is JSON; parsed once by the caller.
+    pub json: Option<&'a Value>,
+    /// The upstream's JSON answer, in forward mode.
+    pub response: Option<&'a Value>,
+}
+
+impl Input<'_> {
+    fn body_text(&self) -> Result<&str, RenderError> {
+        std::str::from_utf8(self.body).map_err(|_| RenderError::BodyNotUtf8)
+    }
+
+    fn resolve<'s>(&'s self, part: &'s Part) -> Result<Cow<'s, str>, RenderError> {
+        match part {
+            Part::Path(name) => self
+                .path_params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| Cow::Borrowed(v.as_str()))
+                .ok_or_else(|| RenderError::Unresolved(format!("path segment `{name}`"))),
+            Part::Query(name) => self
+                .query
+                .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name))
+                .map(|(_, v)| Cow::Owned(v.into_owned()))
+                .ok_or_else(|| RenderError::Unresolved(format!("query parameter `{name}`"))),
+            Part::Header(name) => self
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(Cow::Borrowed)
+                .ok_or_else(|| RenderError::Unresolved(format!("header `{name}`"))),
+            Part::Json(ptr) => {
+                let json = self.json.ok_or(RenderError::InvalidJson)?;
+                json.pointer(ptr)
+                    .map(json_text)
+                    .ok_or_else(|| RenderError::Unresolved(format!("JSON field `{ptr}`")))
+            }
+            Part::Response(ptr) => self
+                .response
+                .and_then(|r| r.pointer(ptr))
+                .map(json_text)
+                .ok_or_else(|| RenderError::Unresolved(format!("response field `{ptr}`"))),
+            Part::Literal(s) => Ok(Cow::Borrowed(s)),
+            Part::Body => self.body_text().map(Cow::Borrowed),
+        }
+    }
+}
+
+/// A JSON string renders as its text; anything else as compact JSON.
+fn json_text(v: &Value) -> Cow<'_, str> {
+    match v {
+        Value::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_placeholders_and_literals() {
+        let t = Template::parse("repo.{json:/repository/full_name}.{header:X-Kind}").unwrap();
+        assert_eq!(t.parts().len(), 4);
+        let t = Template::parse(r#"{"a":"{path:id}","b":{{}"#).unwrap();
+        assert_eq!(
+            t.parts(),
+            &[
+                Part::Literal(r#"{"a":""#.into()),
+                Part::Path("id".into()),
+                Part::Literal(r#"","b":{}"#.into())
+            ]
+        );
+        assert_eq!(Template::parse("{body}").unwrap().parts(), &[Part::Body]);
+    }
+
+    #[test]
+    fn rejects_bad_placeholders() {
+        for (src, want) in [
+            ("{foo:bar}", "unknown placeholder kind `foo`"),
+            ("{path:}", "needs a name"),
+            ("{json:id}", "JSON Pointer"),
+            ("{header:a b}", "not a valid header name"),
+            ("{path:x", "not closed"),
+            ("{body:x}", "takes no argument"),
+            ("{bodies}", "unknown placeholder kind"),
+        ] {
+            let err = Template::parse(src).unwrap_err().to_string();
+            assert!(err.contains(want), "{src}: {err}");
+        }
+    }
+
+    #[test]
+    fn renders_json_values() {
+        let json: Value = serde_json::json!({"s": "x", "n": 1, "o": {"a": [1, 2]}});
+        let headers = HeaderMap::new();
+        let input = Input {
+            path_params: &[("id".into(), "7".into())],
+            query: Some("q=a%20b&q=c"),
+            headers: &headers,
+            body: b"{}",
+            json: Some(&json),
+            response: None,
+        };
+        let t = Template::parse("{json:/s}|{json:/n}|{json:/o}|{path:id}|{query:q}").unwrap();
+        assert_eq!(t.render(&input).unwrap(), r#"x|1|{"a":[1,2]}|7|a b"#);
+        let t = Template::parse("{json:/missing}").unwrap();
+        assert!(matches!(t.render(&input), Err(RenderError::Unresolved(_))));
+        let t = Template::parse("{header:x-a}").unwrap();
+        assert!(matches!(t.render(&input), Err(RenderError::Unresolved(_))));
+    }
+
+    #[test]
+    fn body_must_be_utf8_only_when_used() {
+        let headers = HeaderMap::new();
+        let input = Input {
+            path_params: &[],
+            query: None,
+            headers: &headers,
+            body: &[0xff, 0xfe],
+            json: None,
+            response: None,
+        };
+        assert_eq!(
+            Template::parse("{body}").unwrap().render(&input),
+            Err(RenderError::BodyNotUtf8)
+        );
+        assert_eq!(Template::parse("fixed").unwrap().render(&input).unwrap(), "fixed");
+        assert_eq!(
+            Template::parse("{json:/a}").unwrap().render(&input),
+            Err(RenderError::InvalidJson)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(s in "\\PC*") {
+            let _ = Template::parse(&s);
+        }
+
+        #[test]
+        fn plain_text_without_braces_is_literal(s in "[^{]*") {
+            let t = Template::parse(&s).unwrap();
+            prop_assert_eq!(t.literal(), Some(s.as_str()));
+        }
+    }
+}
