@@ -43,7 +43,11 @@ fn parse_args() -> Result<Command, String> {
         }
     }
     let file = file
-        .or_else(|| std::env::var("HOOKCAST_CONFIG").ok().filter(|s| !s.is_empty()))
+        .or_else(|| {
+            std::env::var("HOOKCAST_CONFIG")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
         .unwrap_or_else(|| "hookcast.yaml".into());
     let file = PathBuf::from(file);
     Ok(if check {
@@ -89,7 +93,8 @@ fn main() -> ExitCode {
 
 fn init_tracing(config: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

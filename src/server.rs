@@ -21,7 +21,11 @@ const COLLECT_EVERY: Duration = Duration::from_secs(1);
 
 /// Serves on `listener` until `shutdown` resolves, then drains within
 /// `config.shutdown_grace` and returns.
-pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let hub = Hub::new(hub::Limits::from_config(&config));
     let grace = config.shutdown_grace;
     let header_timeout = config.limits.header_read_timeout;

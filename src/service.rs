@@ -65,7 +65,11 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
             };
             match result {
                 Ok(published) => {
-                    tracing::debug!(id = &*published.id, duplicate = published.duplicate, "published");
+                    tracing::debug!(
+                        id = &*published.id,
+                        duplicate = published.duplicate,
+                        "published"
+                    );
                     ingest::accepted(&published)
                 }
                 Err(rejection) => {
@@ -84,7 +88,11 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
 }
 
 fn method_not_allowed(allowed: &[Method]) -> Response<Body> {
-    let list = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+    let list = allowed
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut resp = reply::error(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",

@@ -58,7 +58,11 @@ pub fn encode(f: &Fields<'_>) -> Bytes {
             if end == rest.len() {
                 break;
             }
-            let skip = if rest[end..].starts_with("\r\n") { 2 } else { 1 };
+            let skip = if rest[end..].starts_with("\r\n") {
+                2
+            } else {
+                1
+            };
             rest = &rest[end + skip..];
         }
     }
@@ -196,7 +200,10 @@ impl Body for EventStream {
     type Data = Bytes;
     type Error = SlowSubscriber;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         if this.done {
             return Poll::Ready(None);
@@ -233,7 +240,9 @@ impl Body for EventStream {
             }
             let due = this.last_write + this.settings.heartbeat;
             if Instant::now() >= due {
-                this.heartbeat.as_mut().reset(Instant::now() + this.settings.heartbeat);
+                this.heartbeat
+                    .as_mut()
+                    .reset(Instant::now() + this.settings.heartbeat);
                 return this.wrote(Bytes::from_static(HEARTBEAT));
             }
             this.heartbeat.as_mut().reset(due);
@@ -300,7 +309,8 @@ mod tests {
     #[test]
     fn jitter_stays_in_range() {
         for _ in 0..200 {
-            let s = String::from_utf8(jittered_retry(Duration::from_millis(3000)).to_vec()).unwrap();
+            let s =
+                String::from_utf8(jittered_retry(Duration::from_millis(3000)).to_vec()).unwrap();
             let ms: u64 = s.trim().strip_prefix("retry: ").unwrap().parse().unwrap();
             assert!((3000..=6000).contains(&ms), "{ms}");
         }

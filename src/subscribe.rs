@@ -25,7 +25,11 @@ pub struct Request {
 ///
 /// The `Last-Event-ID` header wins over the `lastEventId` query parameter, which
 /// event-source-polyfill sends instead.
-pub fn parse(query: Option<&str>, headers: &HeaderMap, max_topics: usize) -> Result<Request, Response<Body>> {
+pub fn parse(
+    query: Option<&str>,
+    headers: &HeaderMap,
+    max_topics: usize,
+) -> Result<Request, Response<Body>> {
     let mut filters: Vec<Filter> = Vec::new();
     let mut query_last_id = None;
     for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
@@ -82,7 +86,10 @@ pub fn open(hub: &Arc<Hub>, config: &Config, req: Request, version: Version) -> 
                 heartbeat: sse.heartbeat,
                 max_duration: sse.max_stream_duration.map(jitter_down),
             };
-            stream_response(EventStream::new(sub, settings).map_err(Into::into).boxed(), version)
+            stream_response(
+                EventStream::new(sub, settings).map_err(Into::into).boxed(),
+                version,
+            )
         }
         Err(refusal) => {
             let reason = match refusal {

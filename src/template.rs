@@ -63,9 +63,9 @@ impl Template {
                 rest = after;
                 continue;
             }
-            let close = tail
-                .find('}')
-                .ok_or_else(|| ParseError(format!("placeholder `{{{word}` is not closed with `}}`")))?;
+            let close = tail.find('}').ok_or_else(|| {
+                ParseError(format!("placeholder `{{{word}` is not closed with `}}`"))
+            })?;
             let arg = tail[..close].strip_prefix(':');
             let part = placeholder(word, arg)?;
             if !lit.is_empty() {
@@ -115,7 +115,9 @@ impl Template {
 fn placeholder(word: &str, arg: Option<&str>) -> Result<Part, ParseError> {
     let need = |arg: Option<&str>| match arg {
         Some(a) if !a.is_empty() => Ok(a.to_owned()),
-        _ => Err(ParseError(format!("placeholder `{{{word}:…}}` needs a name after `:`"))),
+        _ => Err(ParseError(format!(
+            "placeholder `{{{word}:…}}` needs a name after `:`"
+        ))),
     };
     let pointer = |arg: Option<&str>| {
         let p = arg.unwrap_or_default();
@@ -132,10 +134,11 @@ fn placeholder(word: &str, arg: Option<&str>) -> Result<Part, ParseError> {
         "query" => Part::Query(need(arg)?),
         "header" => {
             let name = need(arg)?;
-            Part::Header(
-                HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| ParseError(format!("`{name}` in `{{header:{name}}}` is not a valid header name")))?,
-            )
+            Part::Header(HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                ParseError(format!(
+                    "`{name}` in `{{header:{name}}}` is not a valid header name"
+                ))
+            })?)
         }
         "json" => Part::Json(pointer(arg)?),
         "response" => Part::Response(pointer(arg)?),
@@ -306,7 +309,10 @@ mod tests {
             Template::parse("{body}").unwrap().render(&input),
             Err(RenderError::BodyNotUtf8)
         );
-        assert_eq!(Template::parse("fixed").unwrap().render(&input).unwrap(), "fixed");
+        assert_eq!(
+            Template::parse("fixed").unwrap().render(&input).unwrap(),
+            "fixed"
+        );
         assert_eq!(
             Template::parse("{json:/a}").unwrap().render(&input),
             Err(RenderError::InvalidJson)

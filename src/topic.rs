@@ -218,7 +218,10 @@ mod tests {
         for bad in ["", "a..b", ".a", "a.", "a b", "a*", "ä"] {
             assert!(validate_topic(bad).is_err(), "{bad}");
         }
-        assert_eq!(validate_topic(&"a".repeat(257)), Err(TopicError::TooLong(257)));
+        assert_eq!(
+            validate_topic(&"a".repeat(257)),
+            Err(TopicError::TooLong(257))
+        );
         assert!(validate_topic(&"a".repeat(256)).is_ok());
     }
 

@@ -121,15 +121,23 @@ pub struct Diagnostic {
 #[derive(Debug)]
 pub enum Error {
     /// The file could not be read.
-    Read { file: String, source: std::io::Error },
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
     /// The file was read and has these problems, in file order.
-    Invalid { file: String, diagnostics: Vec<Diagnostic> },
+    Invalid {
+        file: String,
+        diagnostics: Vec<Diagnostic>,
+    },
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Read { file, source } => write!(f, "{file}: cannot read the configuration: {source}"),
+            Error::Read { file, source } => {
+                write!(f, "{file}: cannot read the configuration: {source}")
+            }
             Error::Invalid { file, diagnostics } => {
                 for (i, d) in diagnostics.iter().enumerate() {
                     if i > 0 {
@@ -184,7 +192,9 @@ pub fn from_yaml(file: &str, text: &str) -> Result<Config, Error> {
 }
 
 fn syntax_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
-    let (line, column) = e.location().map_or((1, 1), |l| (l.line().max(1), l.column().max(1)));
+    let (line, column) = e
+        .location()
+        .map_or((1, 1), |l| (l.line().max(1), l.column().max(1)));
     let rendered = e.without_snippet().to_string();
     // The crate prefixes "error: line L column C: "; the location is ours to print.
     let message = rendered
@@ -197,7 +207,11 @@ fn syntax_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
         .next()
         .unwrap_or_default()
         .to_owned();
-    Diagnostic { line, column, message }
+    Diagnostic {
+        line,
+        column,
+        message,
+    }
 }
 
 #[derive(Default)]
@@ -214,11 +228,20 @@ impl Checker {
         });
     }
 
-    fn duration(&mut self, key: &str, v: Option<Spanned<String>>, default: Duration, min: Duration) -> Duration {
+    fn duration(
+        &mut self,
+        key: &str,
+        v: Option<Spanned<String>>,
+        default: Duration,
+        min: Duration,
+    ) -> Duration {
         let Some(v) = v else { return default };
         match parse_duration(&v.value) {
             Ok(d) if d < min => {
-                self.error(&v.referenced, format!("{key} must be at least {}ms", min.as_millis()));
+                self.error(
+                    &v.referenced,
+                    format!("{key} must be at least {}ms", min.as_millis()),
+                );
                 default
             }
             Ok(d) => d,
@@ -268,7 +291,12 @@ impl Checker {
                 d.listen
             }),
         };
-        let shutdown_grace = self.duration("shutdown_grace", raw.shutdown_grace, d.shutdown_grace, Duration::ZERO);
+        let shutdown_grace = self.duration(
+            "shutdown_grace",
+            raw.shutdown_grace,
+            d.shutdown_grace,
+            Duration::ZERO,
+        );
         let sse = self.sse(raw.sse, d.sse);
         let dedupe = Dedupe {
             window: self.duration(
@@ -277,7 +305,12 @@ impl Checker {
                 d.dedupe.window,
                 Duration::from_millis(1),
             ),
-            max_keys: self.count("dedupe.max_keys", raw.dedupe.max_keys, d.dedupe.max_keys, ""),
+            max_keys: self.count(
+                "dedupe.max_keys",
+                raw.dedupe.max_keys,
+                d.dedupe.max_keys,
+                "",
+            ),
         };
         let limits = Limits {
             max_body: self.size("limits.max_body", raw.limits.max_body, d.limits.max_body),
@@ -308,7 +341,10 @@ impl Checker {
         let path = match raw.path {
             None => d.path,
             Some(v) if !v.value.starts_with('/') => {
-                self.error(&v.referenced, format!("sse.path `{}` must start with `/`", v.value));
+                self.error(
+                    &v.referenced,
+                    format!("sse.path `{}` must start with `/`", v.value),
+                );
                 d.path
             }
             Some(v) if is_reserved(&v.value) => {
@@ -328,8 +364,18 @@ impl Checker {
             history: self.count("sse.history", raw.history, d.history, history_why),
             history_ttl: self.duration("sse.history_ttl", raw.history_ttl, d.history_ttl, ms),
             history_bytes: self.size("sse.history_bytes", raw.history_bytes, d.history_bytes),
-            subscriber_queue: self.count("sse.subscriber_queue", raw.subscriber_queue, d.subscriber_queue, ""),
-            max_subscribers: self.count("sse.max_subscribers", raw.max_subscribers, d.max_subscribers, ""),
+            subscriber_queue: self.count(
+                "sse.subscriber_queue",
+                raw.subscriber_queue,
+                d.subscriber_queue,
+                "",
+            ),
+            max_subscribers: self.count(
+                "sse.max_subscribers",
+                raw.max_subscribers,
+                d.max_subscribers,
+                "",
+            ),
             max_topics_per_subscriber: self.count(
                 "sse.max_topics_per_subscriber",
                 raw.max_topics_per_subscriber,
@@ -365,7 +411,10 @@ impl Checker {
         let level = match raw.level {
             None => d.level,
             Some(v) => {
-                if tracing_subscriber::EnvFilter::builder().parse(&v.value).is_err() {
+                if tracing_subscriber::EnvFilter::builder()
+                    .parse(&v.value)
+                    .is_err()
+                {
                     self.error(
                         &v.referenced,
                         format!(
@@ -387,7 +436,10 @@ impl Checker {
             if !names.insert(r.name.value.clone()) {
                 self.error(
                     &r.name.referenced,
-                    format!("route name `{}` is used twice; names must be unique", r.name.value),
+                    format!(
+                        "route name `{}` is used twice; names must be unique",
+                        r.name.value
+                    ),
                 );
             }
             if let Some(route) = self.route(r, sse_path) {
@@ -408,7 +460,10 @@ impl Checker {
         {
             self.error(
                 &mode.referenced,
-                format!("route `{name}`: unknown mode `{}`; expected publish", mode.value),
+                format!(
+                    "route `{name}`: unknown mode `{}`; expected publish",
+                    mode.value
+                ),
             );
         }
         let m = r.matcher;
@@ -436,7 +491,10 @@ impl Checker {
                 _ => {
                     self.error(
                         &v.referenced,
-                        format!("route `{name}`: `{}` is not an HTTP method such as POST", v.value),
+                        format!(
+                            "route `{name}`: `{}` is not an HTTP method such as POST",
+                            v.value
+                        ),
                     );
                     Method::POST
                 }
@@ -473,7 +531,10 @@ impl Checker {
             json.push((k.value, v.value));
         }
         json.sort_by(|a, b| a.0.cmp(&b.0));
-        let params: Vec<String> = path.iter().flat_map(|p| p.params().map(str::to_owned)).collect();
+        let params: Vec<String> = path
+            .iter()
+            .flat_map(|p| p.params().map(str::to_owned))
+            .collect();
         let ctx = TemplateCtx {
             route: &name,
             params: &params,
@@ -537,7 +598,13 @@ impl Checker {
         })
     }
 
-    fn template(&mut self, ctx: &TemplateCtx<'_>, key: &str, src: &str, at: &Location) -> Option<Template> {
+    fn template(
+        &mut self,
+        ctx: &TemplateCtx<'_>,
+        key: &str,
+        src: &str,
+        at: &Location,
+    ) -> Option<Template> {
         let route = ctx.route;
         let t = match Template::parse(src) {
             Ok(t) => t,
@@ -572,7 +639,9 @@ impl Checker {
         }
         for part in t.parts() {
             if let Part::Literal(s) = part
-                && let Some(c) = s.chars().find(|&c| !(c.is_ascii() && topic::is_topic_byte(c as u8)))
+                && let Some(c) = s
+                    .chars()
+                    .find(|&c| !(c.is_ascii() && topic::is_topic_byte(c as u8)))
             {
                 self.error(
                     at,

@@ -12,14 +12,24 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
             "`{s}` is not a duration; write a whole number with a unit: 500ms, 15s, 10m, 1h"
         ));
     }
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is too large a duration"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is too large a duration"))?;
     let per_unit = match unit.trim() {
         "ms" => 1,
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
-        "" => return Err(format!("duration `{s}` needs a unit: ms, s, m or h (e.g. `{s}s`)")),
-        other => return Err(format!("`{other}` is not a duration unit; use ms, s, m or h")),
+        "" => {
+            return Err(format!(
+                "duration `{s}` needs a unit: ms, s, m or h (e.g. `{s}s`)"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "`{other}` is not a duration unit; use ms, s, m or h"
+            ));
+        }
     };
     n.checked_mul(per_unit)
         .map(Duration::from_millis)
@@ -36,7 +46,9 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
             "`{s}` is not a size; write bytes, or a number with KiB, MiB, GiB, KB, MB or GB"
         ));
     }
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is too large a size"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is too large a size"))?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
@@ -45,9 +57,14 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
         "KB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        other => return Err(format!("`{other}` is not a size unit; use KiB, MiB, GiB, KB, MB or GB")),
+        other => {
+            return Err(format!(
+                "`{other}` is not a size unit; use KiB, MiB, GiB, KB, MB or GB"
+            ));
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large a size"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large a size"))
 }
 
 #[cfg(test)]

@@ -39,10 +39,23 @@ impl Dedupe {
         (now.duration_since(r.at) < self.window).then_some(r)
     }
 
-    pub(crate) fn insert(&mut self, route: Arc<str>, key: &str, id: Arc<str>, topics: Arc<[Arc<str>]>, now: Instant) {
+    pub(crate) fn insert(
+        &mut self,
+        route: Arc<str>,
+        key: &str,
+        id: Arc<str>,
+        topics: Arc<[Arc<str>]>,
+        now: Instant,
+    ) {
         let key: Box<str> = key.into();
-        self.keys
-            .insert((route.clone(), key.clone()), Remembered { id, topics, at: now });
+        self.keys.insert(
+            (route.clone(), key.clone()),
+            Remembered {
+                id,
+                topics,
+                at: now,
+            },
+        );
         self.order.push_back((now, route, key));
         while self.keys.len() > self.max_keys {
             if !self.pop_oldest() {
@@ -90,8 +103,14 @@ mod tests {
         let topics: Arc<[Arc<str>]> = Arc::from(vec![Arc::from("t")]);
         d.insert(r.clone(), "a", "1".into(), topics.clone(), t0);
         assert_eq!(&*d.get(&r, "a", t0).unwrap().id, "1");
-        assert!(d.get(&"other".into(), "a", t0).is_none(), "keys are per route");
-        assert!(d.get(&r, "a", t0 + Duration::from_secs(10)).is_none(), "window passed");
+        assert!(
+            d.get(&"other".into(), "a", t0).is_none(),
+            "keys are per route"
+        );
+        assert!(
+            d.get(&r, "a", t0 + Duration::from_secs(10)).is_none(),
+            "window passed"
+        );
         d.insert(r.clone(), "b", "2".into(), topics.clone(), t0);
         d.insert(r.clone(), "c", "3".into(), topics, t0);
         assert_eq!(d.len(), 2);

@@ -152,7 +152,8 @@ impl Topic {
     fn trim(&mut self, limits: &Limits, now: Instant) {
         while let Some(front) = self.history.front() {
             let expired = now.duration_since(front.at) >= limits.history_ttl;
-            let over = self.history.len() > limits.history || self.history_bytes > limits.history_bytes;
+            let over =
+                self.history.len() > limits.history || self.history_bytes > limits.history_bytes;
             if !expired && !over {
                 break;
             }
@@ -243,7 +244,10 @@ impl Hub {
 
         for name in topics.iter() {
             let collected = st.collected_through;
-            let topic = st.topics.entry(name.clone()).or_insert_with(|| Topic::new(collected));
+            let topic = st
+                .topics
+                .entry(name.clone())
+                .or_insert_with(|| Topic::new(collected));
             topic.history.push_back(event.clone());
             topic.history_bytes += data_len as u64;
             topic.trim(&self.limits, now);
@@ -293,11 +297,17 @@ impl Hub {
             match f {
                 Filter::Topic(t) => {
                     let collected = st.collected_through;
-                    let topic = st.topics.entry(t.clone()).or_insert_with(|| Topic::new(collected));
+                    let topic = st
+                        .topics
+                        .entry(t.clone())
+                        .or_insert_with(|| Topic::new(collected));
                     topic.subscribers.insert(id, inbox.clone());
                 }
                 Filter::Pattern(p) => {
-                    st.patterns.entry(p.clone()).or_default().insert(id, inbox.clone());
+                    st.patterns
+                        .entry(p.clone())
+                        .or_default()
+                        .insert(id, inbox.clone());
                 }
             }
         }

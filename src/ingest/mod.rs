@@ -26,8 +26,14 @@ pub enum Rejection {
     BodyTooLarge(u64),
     BodyUnreadable,
     NoMatch,
-    Render { field: &'static str, error: RenderError },
-    InvalidTopic { topic: String, error: topic::TopicError },
+    Render {
+        field: &'static str,
+        error: RenderError,
+    },
+    InvalidTopic {
+        topic: String,
+        error: topic::TopicError,
+    },
     InvalidEvent,
 }
 
@@ -56,7 +62,11 @@ impl Rejection {
                     RenderError::BodyNotUtf8 => (S::UNPROCESSABLE_ENTITY, "body_not_utf8"),
                     RenderError::Unresolved(_) => (S::UNPROCESSABLE_ENTITY, "unresolved_template"),
                 };
-                reply::error(status, code, format!("Cannot build publish.{field}: {error}."))
+                reply::error(
+                    status,
+                    code,
+                    format!("Cannot build publish.{field}: {error}."),
+                )
             }
             Rejection::InvalidTopic { topic, error } => reply::error(
                 S::UNPROCESSABLE_ENTITY,
@@ -122,7 +132,10 @@ pub fn ingest(
 /// Renders a matched route's templates into an event; checks topics and event name.
 pub fn render(route: &Route, input: &Input<'_>) -> Result<NewEvent, Rejection> {
     let p = &route.publish;
-    let field = |field: &'static str, t: &Template| t.render(input).map_err(|error| Rejection::Render { field, error });
+    let field = |field: &'static str, t: &Template| {
+        t.render(input)
+            .map_err(|error| Rejection::Render { field, error })
+    };
     let mut topics: Vec<String> = Vec::with_capacity(p.topics.len());
     for t in &p.topics {
         let topic = field("topic", t)?;

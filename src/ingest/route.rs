@@ -41,20 +41,30 @@ impl Route {
         let p = &self.publish;
         !self.json.is_empty()
             || p.topics.iter().any(Template::uses_json)
-            || [&p.event, &p.dedupe].into_iter().flatten().any(Template::uses_json)
+            || [&p.event, &p.dedupe]
+                .into_iter()
+                .flatten()
+                .any(Template::uses_json)
             || p.data.uses_json()
     }
 
     /// The header and JSON conditions; path and method were checked by [`Router::lookup`].
     pub fn accepts(&self, headers: &HeaderMap, json: Option<&Value>) -> bool {
-        let headers_ok = self.headers.iter().all(|(name, want)| match (want, headers.get(name)) {
-            (_, None) => false,
-            (HeaderMatch::Present, Some(_)) => true,
-            (HeaderMatch::Exact(v), Some(got)) => got.as_bytes() == v.as_bytes(),
-        });
+        let headers_ok = self
+            .headers
+            .iter()
+            .all(|(name, want)| match (want, headers.get(name)) {
+                (_, None) => false,
+                (HeaderMatch::Present, Some(_)) => true,
+                (HeaderMatch::Exact(v), Some(got)) => got.as_bytes() == v.as_bytes(),
+            });
         headers_ok
             && (self.json.is_empty()
-                || json.is_some_and(|j| self.json.iter().all(|(ptr, want)| j.pointer(ptr) == Some(want))))
+                || json.is_some_and(|j| {
+                    self.json
+                        .iter()
+                        .all(|(ptr, want)| j.pointer(ptr) == Some(want))
+                }))
     }
 }
 
@@ -85,10 +95,14 @@ impl PathPattern {
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
                 {
-                    return Err(format!("`{{{name}}}` in route path `{s}` is not a valid segment name"));
+                    return Err(format!(
+                        "`{{{name}}}` in route path `{s}` is not a valid segment name"
+                    ));
                 }
                 if seen.contains(&name) {
-                    return Err(format!("segment `{{{name}}}` appears twice in route path `{s}`"));
+                    return Err(format!(
+                        "segment `{{{name}}}` appears twice in route path `{s}`"
+                    ));
                 }
                 seen.push(name);
                 segments.push(Segment::Param(name.to_owned()));
