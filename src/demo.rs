@@ -1,5 +1,6 @@
 //! The demo page at `/_hookcast/`: one self-contained HTML file, served when `demo: true`.
 
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 
@@ -7,20 +8,33 @@ use crate::reply::{self, Body};
 
 const PAGE: &str = include_str!("demo.html");
 
-pub fn serve(enabled: bool, method: &Method, path: &str) -> Response<Body> {
-    if !enabled || !(path == "/_hookcast/" || path == "/_hookcast") {
+/// The page with the configured `sse.path` filled in; built once at start.
+pub fn page(sse_path: &str) -> Bytes {
+    let attr = sse_path
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;");
+    Bytes::from(PAGE.replace("{{SSE_PATH}}", &attr))
+}
+
+/// Answers `/_hookcast` and everything under it.
+pub fn serve(page: Option<&Bytes>, method: &Method, path: &str) -> Response<Body> {
+    let Some(page) = page.filter(|_| path == "/_hookcast/" || path == "/_hookcast") else {
         return reply::error(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("Nothing is served at {path}."),
         );
-    }
+    };
     if method != Method::GET && method != Method::HEAD {
-        return reply::error(
+        let mut resp = reply::error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "The demo page accepts only GET.",
         );
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return resp;
     }
     if path == "/_hookcast" {
         let mut resp = Response::new(reply::full(""));
@@ -29,7 +43,7 @@ pub fn serve(enabled: bool, method: &Method, path: &str) -> Response<Body> {
             .insert(header::LOCATION, HeaderValue::from_static("/_hookcast/"));
         return resp;
     }
-    let mut resp = Response::new(reply::full(PAGE));
+    let mut resp = Response::new(reply::full(page.clone()));
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -29,10 +29,7 @@ pub async fn run(
     let hub = Hub::new(hub::Limits::from_config(&config));
     let grace = config.shutdown_grace;
     let header_timeout = config.limits.header_read_timeout;
-    let app = Arc::new(App {
-        config,
-        hub: hub.clone(),
-    });
+    let app = Arc::new(App::new(config, hub.clone()));
 
     let collector = tokio::spawn(collect(Arc::downgrade(&hub)));
 

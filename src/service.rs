@@ -21,6 +21,19 @@ use crate::{demo, subscribe};
 pub struct App {
     pub config: Config,
     pub hub: Arc<Hub>,
+    /// The demo page, when `demo: true`.
+    pub demo_page: Option<bytes::Bytes>,
+}
+
+impl App {
+    pub fn new(config: Config, hub: Arc<Hub>) -> Self {
+        let demo_page = config.demo.then(|| demo::page(&config.sse.path));
+        App {
+            config,
+            hub,
+            demo_page,
+        }
+    }
 }
 
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
@@ -54,7 +67,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
         };
     }
     if path == "/_hookcast" || path.starts_with("/_hookcast/") {
-        return demo::serve(app.config.demo, req.method(), path);
+        return demo::serve(app.demo_page.as_ref(), req.method(), path);
     }
     match app.config.router.lookup(req.method(), path) {
         Lookup::Candidates(candidates) => {
