@@ -63,7 +63,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
             app.config.sse.max_topics_per_subscriber,
         ) {
             Ok(sub) => subscribe::open(&app.hub, &app.config, sub, req.version()),
-            Err(refusal) => refusal,
+            Err(bad) => bad.into_response(),
         };
     }
     if path == "/_hookcast" || path.starts_with("/_hookcast/") {

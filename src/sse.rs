@@ -41,7 +41,7 @@ pub fn encode(f: &Fields<'_>) -> Bytes {
     }
     if let Some(r) = f.retry {
         let mut s = String::new();
-        let _ = write!(s, "retry: {}\n", r.as_millis());
+        let _ = writeln!(s, "retry: {}", r.as_millis());
         buf.put_slice(s.as_bytes());
     }
     if let Some(id) = f.id {

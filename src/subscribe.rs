@@ -12,13 +12,41 @@ use crate::config::Config;
 use crate::hub::{Hub, Refusal};
 use crate::reply::{self, Body};
 use crate::sse::{self, EventStream, StreamSettings};
-use crate::topic::Filter;
+use crate::topic::{Filter, TopicError};
 
 /// What the client asked for.
 #[derive(Debug)]
 pub struct Request {
     pub filters: Vec<Filter>,
     pub last_event_id: Option<String>,
+}
+
+/// A subscription request that cannot be served as asked.
+#[derive(Debug)]
+pub enum BadRequest {
+    NoTopic,
+    InvalidTopic(String, TopicError),
+    TooManyTopics { asked: usize, max: usize },
+}
+
+impl BadRequest {
+    pub fn into_response(self) -> Response<Body> {
+        let (code, message) = match self {
+            BadRequest::NoTopic => (
+                "invalid_topic",
+                "Name at least one topic to follow, as ?topic=NAME.".to_owned(),
+            ),
+            BadRequest::InvalidTopic(topic, e) => (
+                "invalid_topic",
+                format!("Topic {topic:?} is not valid: {e}."),
+            ),
+            BadRequest::TooManyTopics { asked, max } => (
+                "too_many_topics",
+                format!("{asked} topics were requested; at most {max} are allowed per connection."),
+            ),
+        };
+        reply::error(StatusCode::BAD_REQUEST, code, message)
+    }
 }
 
 /// Reads topics and the resume point from the query and headers.
@@ -29,19 +57,14 @@ pub fn parse(
     query: Option<&str>,
     headers: &HeaderMap,
     max_topics: usize,
-) -> Result<Request, Response<Body>> {
+) -> Result<Request, BadRequest> {
     let mut filters: Vec<Filter> = Vec::new();
     let mut query_last_id = None;
     for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match &*k {
             "topic" => {
-                let f = Filter::parse(&v).map_err(|e| {
-                    reply::error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_topic",
-                        format!("Topic {:?} is not valid: {e}.", &*v),
-                    )
-                })?;
+                let f =
+                    Filter::parse(&v).map_err(|e| BadRequest::InvalidTopic(v.to_string(), e))?;
                 if !filters.contains(&f) {
                     filters.push(f);
                 }
@@ -51,21 +74,13 @@ pub fn parse(
         }
     }
     if filters.is_empty() {
-        return Err(reply::error(
-            StatusCode::BAD_REQUEST,
-            "invalid_topic",
-            "Name at least one topic to follow, as ?topic=NAME.",
-        ));
+        return Err(BadRequest::NoTopic);
     }
     if filters.len() > max_topics {
-        return Err(reply::error(
-            StatusCode::BAD_REQUEST,
-            "too_many_topics",
-            format!(
-                "{} topics were requested; at most {max_topics} are allowed per connection.",
-                filters.len()
-            ),
-        ));
+        return Err(BadRequest::TooManyTopics {
+            asked: filters.len(),
+            max: max_topics,
+        });
     }
     let header_last_id = headers
         .get("last-event-id")

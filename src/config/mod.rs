@@ -176,11 +176,9 @@ pub fn from_yaml(file: &str, text: &str) -> Result<Config, Error> {
         file: file.to_owned(),
         diagnostics,
     };
-    let root: raw::Root = if text.trim().is_empty() {
-        raw::Root::default()
-    } else {
-        serde_saphyr::from_str(text).map_err(|e| invalid(vec![syntax_diagnostic(&e)]))?
-    };
+    let root: raw::Root = serde_saphyr::from_str::<Option<raw::Root>>(text)
+        .map_err(|e| invalid(vec![syntax_diagnostic(&e)]))?
+        .unwrap_or_default();
     let mut check = Checker::default();
     let config = check.root(root);
     if check.diagnostics.is_empty() {
@@ -196,22 +194,35 @@ fn syntax_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
         .location()
         .map_or((1, 1), |l| (l.line().max(1), l.column().max(1)));
     let rendered = e.without_snippet().to_string();
-    // The crate prefixes "error: line L column C: "; the location is ours to print.
-    let message = rendered
-        .strip_prefix("error: ")
-        .unwrap_or(&rendered)
+    let first = rendered.lines().next().unwrap_or_default();
+    // The crate writes the location into the message; ours comes first instead.
+    let message = first.strip_prefix("error: ").unwrap_or(first);
+    let message = message
         .split_once(": ")
         .filter(|(head, _)| head.starts_with("line "))
-        .map_or(rendered.as_str(), |(_, msg)| msg)
-        .lines()
-        .next()
-        .unwrap_or_default()
+        .map_or(message, |(_, msg)| msg);
+    let message = message
+        .strip_suffix(&format!(" at line {line}, column {column}"))
+        .unwrap_or(message)
         .to_owned();
     Diagnostic {
         line,
         column,
         message,
     }
+}
+
+/// Whether every comma-separated directive names a known level (`info`,
+/// `hookcast=debug`); a bare unknown word would silently mean "a target of that name".
+fn is_log_filter(s: &str) -> bool {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let known = |l: &str| LEVELS.iter().any(|k| k.eq_ignore_ascii_case(l.trim()));
+    !s.trim().is_empty()
+        && tracing_subscriber::EnvFilter::builder().parse(s).is_ok()
+        && s.split(',').all(|d| match d.rsplit_once('=') {
+            Some((_, level)) => known(level),
+            None => known(d),
+        })
 }
 
 #[derive(Default)]
@@ -297,33 +308,30 @@ impl Checker {
             d.shutdown_grace,
             Duration::ZERO,
         );
-        let sse = self.sse(raw.sse, d.sse);
+        let sse = self.sse(raw.sse.unwrap_or_default(), d.sse);
+        let dedupe = raw.dedupe.unwrap_or_default();
+        let limits = raw.limits.unwrap_or_default();
         let dedupe = Dedupe {
             window: self.duration(
                 "dedupe.window",
-                raw.dedupe.window,
+                dedupe.window,
                 d.dedupe.window,
                 Duration::from_millis(1),
             ),
-            max_keys: self.count(
-                "dedupe.max_keys",
-                raw.dedupe.max_keys,
-                d.dedupe.max_keys,
-                "",
-            ),
+            max_keys: self.count("dedupe.max_keys", dedupe.max_keys, d.dedupe.max_keys, ""),
         };
         let limits = Limits {
-            max_body: self.size("limits.max_body", raw.limits.max_body, d.limits.max_body),
+            max_body: self.size("limits.max_body", limits.max_body, d.limits.max_body),
             header_read_timeout: self.duration(
                 "limits.header_read_timeout",
-                raw.limits.header_read_timeout,
+                limits.header_read_timeout,
                 d.limits.header_read_timeout,
                 Duration::from_millis(1),
             ),
         };
-        let log = self.log(raw.log, d.log);
+        let log = self.log(raw.log.unwrap_or_default(), d.log);
         let demo = raw.demo.map_or(d.demo, |v| v.value);
-        let router = self.routes(raw.routes, &sse.path);
+        let router = self.routes(raw.routes.unwrap_or_default(), &sse.path);
         Config {
             listen,
             shutdown_grace,
@@ -411,10 +419,7 @@ impl Checker {
         let level = match raw.level {
             None => d.level,
             Some(v) => {
-                if tracing_subscriber::EnvFilter::builder()
-                    .parse(&v.value)
-                    .is_err()
-                {
+                if !is_log_filter(&v.value) {
                     self.error(
                         &v.referenced,
                         format!(

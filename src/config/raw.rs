@@ -15,17 +15,12 @@ pub(super) type S<T> = Spanned<T>;
 pub(super) struct Root {
     pub(super) listen: Option<S<String>>,
     pub(super) shutdown_grace: Option<S<String>>,
-    #[serde(default)]
-    pub(super) sse: Sse,
-    #[serde(default)]
-    pub(super) dedupe: Dedupe,
-    #[serde(default)]
-    pub(super) limits: Limits,
-    #[serde(default)]
-    pub(super) log: Log,
+    pub(super) sse: Option<Sse>,
+    pub(super) dedupe: Option<Dedupe>,
+    pub(super) limits: Option<Limits>,
+    pub(super) log: Option<Log>,
     pub(super) demo: Option<S<bool>>,
-    #[serde(default)]
-    pub(super) routes: Vec<Route>,
+    pub(super) routes: Option<Vec<Route>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,9 +89,59 @@ pub(super) struct Publish {
     pub(super) dedupe: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// One topic template or a list of them. Written by hand because serde's untagged
+/// enums see `42` or `2024` as numbers, which are valid topics.
+#[derive(Debug)]
 pub(super) enum OneOrMany {
     One(String),
     Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = OneOrMany;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a topic template or a list of them")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(v.to_owned()))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(v.to_string()))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(v.to_string()))
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<OneOrMany, E> {
+                Err(E::custom(
+                    "YAML reads this topic as a boolean; put it in quotes",
+                ))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<OneOrMany, E> {
+                Err(E::custom(
+                    "YAML reads this topic as a number with a fraction; put it in quotes",
+                ))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMany, A::Error> {
+                let mut v = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    v.push(s);
+                }
+                Ok(OneOrMany::Many(v))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }

@@ -15,7 +15,12 @@ fn limits() -> Limits {
 }
 
 fn event(topics: &[&str], data: &str) -> NewEvent {
-    NewEvent { topics: topics.iter().map(|t| t.to_string()).collect(), event: None, data: data.into(), dedupe: None }
+    NewEvent {
+        topics: topics.iter().map(|t| t.to_string()).collect(),
+        event: None,
+        data: data.into(),
+        dedupe: None,
+    }
 }
 
 fn filters(f: &[&str]) -> Vec<Filter> {
@@ -49,15 +54,24 @@ fn frame_is_encoded_once_and_shared() {
     let hub = Hub::new(limits());
     let mut s1 = hub.subscribe(filters(&["a"]), None).unwrap();
     let mut s2 = hub.subscribe(filters(&["a"]), None).unwrap();
-    let p = hub.publish(NewEvent { event: Some("e".into()), ..event(&["a"], "l1\nl2") });
+    let p = hub.publish(NewEvent {
+        event: Some("e".into()),
+        ..event(&["a"], "l1\nl2")
+    });
     let (e1, e2) = (drain(&mut s1).remove(0), drain(&mut s2).remove(0));
     assert!(Arc::ptr_eq(&e1, &e2));
-    assert_eq!(e1.frame, format!("id: {}\nevent: e\ndata: l1\ndata: l2\n\n", p.id).as_bytes());
+    assert_eq!(
+        e1.frame,
+        format!("id: {}\nevent: e\ndata: l1\ndata: l2\n\n", p.id).as_bytes()
+    );
 }
 
 #[test]
 fn replay_is_exact_while_publishers_race() {
-    let hub = Hub::new(Limits { history: 5000, ..limits() });
+    let hub = Hub::new(Limits {
+        history: 5000,
+        ..limits()
+    });
     let first = hub.publish(event(&["a"], "0"));
     let first_seq = hub.epoch.parse(&first.id).unwrap();
     hub.publish(event(&["b"], "start"));
@@ -72,10 +86,16 @@ fn replay_is_exact_while_publishers_race() {
     };
     let mut got = Vec::new();
     while !publisher.is_finished() {
-        let mut sub = hub.subscribe(filters(&["a", "b"]), Some(&first.id)).unwrap();
+        let mut sub = hub
+            .subscribe(filters(&["a", "b"]), Some(&first.id))
+            .unwrap();
         assert!(sub.resync.is_none());
         got = seqs(&drain(&mut sub));
-        assert_eq!(got.first(), Some(&(first_seq + 1)), "replay starts right after the id");
+        assert_eq!(
+            got.first(),
+            Some(&(first_seq + 1)),
+            "replay starts right after the id"
+        );
         let mut sorted = got.clone();
         sorted.dedup();
         assert_eq!(sorted, got, "no duplicate, in order");
@@ -87,18 +107,30 @@ fn replay_is_exact_while_publishers_race() {
 
 #[test]
 fn history_bounds_trigger_resync() {
-    let hub = Hub::new(Limits { history: 2, ..limits() });
+    let hub = Hub::new(Limits {
+        history: 2,
+        ..limits()
+    });
     let first = hub.publish(event(&["a"], "1"));
     hub.publish(event(&["a", "b"], "2"));
     hub.publish(event(&["a"], "3"));
     hub.publish(event(&["a"], "4"));
-    let mut sub = hub.subscribe(filters(&["a", "b"]), Some(&first.id)).unwrap();
+    let mut sub = hub
+        .subscribe(filters(&["a", "b"]), Some(&first.id))
+        .unwrap();
     let resync = sub.resync.clone().unwrap();
     assert_eq!(resync.reason, RESYNC_TRIMMED);
     assert_eq!(resync.filters, vec!["a".to_string()]);
-    assert_eq!(drain(&mut sub).iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2], "b replayed exactly");
+    assert_eq!(
+        drain(&mut sub).iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![2],
+        "b replayed exactly"
+    );
 
-    let hub = Hub::new(Limits { history_bytes: 3, ..limits() });
+    let hub = Hub::new(Limits {
+        history_bytes: 3,
+        ..limits()
+    });
     let first = hub.publish(event(&["a"], "12"));
     hub.publish(event(&["a"], "34"));
     let sub = hub.subscribe(filters(&["a"]), Some(&first.id)).unwrap();
@@ -109,7 +141,10 @@ fn history_bounds_trigger_resync() {
 
 #[test]
 fn idle_topics_are_collected_and_replay_across_them_resyncs() {
-    let hub = Hub::new(Limits { history_ttl: Duration::from_millis(1), ..limits() });
+    let hub = Hub::new(Limits {
+        history_ttl: Duration::from_millis(1),
+        ..limits()
+    });
     let first = hub.publish(event(&["a"], "1"));
     hub.publish(event(&["a"], "2"));
     assert_eq!(hub.topic_count(), 1);
@@ -118,44 +153,78 @@ fn idle_topics_are_collected_and_replay_across_them_resyncs() {
     let sub = hub.subscribe(filters(&["a"]), Some(&first.id)).unwrap();
     assert_eq!(sub.resync.as_ref().map(|r| r.reason), Some(RESYNC_TRIMMED));
     drop(sub);
-    assert_eq!(hub.topic_count(), 0, "an unsubscribed empty topic is dropped at once");
+    assert_eq!(
+        hub.topic_count(),
+        0,
+        "an unsubscribed empty topic is dropped at once"
+    );
     assert_eq!(hub.subscriber_count(), 0);
 }
 
 #[test]
 fn overflow_closes_only_the_slow_subscriber() {
-    let hub = Hub::new(Limits { subscriber_queue: 2, ..limits() });
+    let hub = Hub::new(Limits {
+        subscriber_queue: 2,
+        ..limits()
+    });
     let slow = hub.subscribe(filters(&["a"]), None).unwrap();
     let mut fast = hub.subscribe(filters(&["a"]), None).unwrap();
     let mut cx = Context::from_waker(Waker::noop());
     for i in 0..5 {
         hub.publish(event(&["a"], &i.to_string()));
-        assert!(matches!(fast.poll_recv(&mut cx), Poll::Ready(Recv::Event(_))));
+        assert!(matches!(
+            fast.poll_recv(&mut cx),
+            Poll::Ready(Recv::Event(_))
+        ));
     }
-    assert!(matches!(slow.poll_recv(&mut cx), Poll::Ready(Recv::Closed(Close::Slow))));
+    assert!(matches!(
+        slow.poll_recv(&mut cx),
+        Poll::Ready(Recv::Closed(Close::Slow))
+    ));
     assert!(drain(&mut fast).is_empty());
 }
 
 #[test]
 fn capacity_and_shutdown_refuse_new_subscribers() {
-    let hub = Hub::new(Limits { max_subscribers: 1, ..limits() });
+    let hub = Hub::new(Limits {
+        max_subscribers: 1,
+        ..limits()
+    });
     let sub = hub.subscribe(filters(&["a"]), None).unwrap();
-    assert_eq!(hub.subscribe(filters(&["a"]), None).unwrap_err(), Refusal::Capacity);
+    assert_eq!(
+        hub.subscribe(filters(&["a"]), None).unwrap_err(),
+        Refusal::Capacity
+    );
     hub.publish(event(&["a"], "queued"));
     assert_eq!(hub.close_all(), 1);
     let mut cx = Context::from_waker(Waker::noop());
-    assert!(matches!(sub.poll_recv(&mut cx), Poll::Ready(Recv::Event(_))), "queued events come first");
-    assert!(matches!(sub.poll_recv(&mut cx), Poll::Ready(Recv::Closed(Close::Shutdown))));
+    assert!(
+        matches!(sub.poll_recv(&mut cx), Poll::Ready(Recv::Event(_))),
+        "queued events come first"
+    );
+    assert!(matches!(
+        sub.poll_recv(&mut cx),
+        Poll::Ready(Recv::Closed(Close::Shutdown))
+    ));
     drop(sub);
-    assert_eq!(hub.subscribe(filters(&["a"]), None).unwrap_err(), Refusal::ShuttingDown);
+    assert_eq!(
+        hub.subscribe(filters(&["a"]), None).unwrap_err(),
+        Refusal::ShuttingDown
+    );
 }
 
 #[test]
 fn dedupe_returns_the_first_id() {
     let hub = Hub::new(limits());
     let key = || Some((Arc::from("route"), "k".to_string()));
-    let first = hub.publish(NewEvent { dedupe: key(), ..event(&["a"], "1") });
-    let again = hub.publish(NewEvent { dedupe: key(), ..event(&["a"], "2") });
+    let first = hub.publish(NewEvent {
+        dedupe: key(),
+        ..event(&["a"], "1")
+    });
+    let again = hub.publish(NewEvent {
+        dedupe: key(),
+        ..event(&["a"], "2")
+    });
     assert!(again.duplicate);
     assert_eq!(again.id, first.id);
 }

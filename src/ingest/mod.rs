@@ -4,8 +4,6 @@
 
 pub mod route;
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Response, StatusCode};
@@ -18,7 +16,7 @@ use crate::reply::{self, Body};
 use crate::sse;
 use crate::template::{Input, RenderError, Template};
 use crate::topic;
-use route::Route;
+use route::{Candidate, Route};
 
 /// A webhook that could not be accepted; each maps to one status and code.
 #[derive(Debug)]
@@ -106,7 +104,7 @@ pub fn ingest(
     hub: &Hub,
     parts: &Parts,
     body: &Bytes,
-    candidates: Vec<(Arc<Route>, Vec<(String, String)>)>,
+    candidates: Vec<Candidate>,
 ) -> Result<Published, Rejection> {
     let json: Option<Value> = if candidates.iter().any(|(r, _)| r.needs_json()) {
         serde_json::from_slice(body).ok()

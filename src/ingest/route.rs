@@ -155,11 +155,14 @@ pub struct Router {
     routes: Vec<Arc<Route>>,
 }
 
+/// A route whose path and method match, with its `{name}` segment values.
+pub type Candidate = (Arc<Route>, Vec<(String, String)>);
+
 /// What the path and method of a request select.
 #[derive(Debug)]
 pub enum Lookup {
     /// Routes whose path and method match, in order, with their path parameters.
-    Candidates(Vec<(Arc<Route>, Vec<(String, String)>)>),
+    Candidates(Vec<Candidate>),
     /// Routes exist for this path, but only for these methods.
     WrongMethod(Vec<Method>),
     NoRoute,

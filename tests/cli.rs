@@ -1,0 +1,604 @@
+//! The command line (SPEC §1) and graceful shutdown of the real process (SPEC §7),
+//! run against the built `hookcast` binary.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hookcast");
+
+/// The longest any single step may take before the test fails instead of hanging.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------- helpers
+
+/// A file under the temp dir, unique per process and call, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(tag: &str, contents: &str) -> TempFile {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "hookcast-cli-{}-{n}-{tag}.yaml",
+            std::process::id()
+        ));
+        std::fs::write(&path, contents).unwrap();
+        TempFile(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn name(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A `hookcast` command with a clean environment for the variables it reads.
+fn hookcast() -> Command {
+    let mut c = Command::new(BIN);
+    c.env_remove("HOOKCAST_CONFIG").env_remove("RUST_LOG");
+    c.stdin(Stdio::null());
+    c
+}
+
+/// A running child that is killed if the test ends before it exits.
+struct Running {
+    child: Child,
+    /// Where stderr goes for long-running processes (a pipe could fill up).
+    stderr_file: Option<TempFile>,
+}
+
+impl Running {
+    fn spawn(mut cmd: Command) -> Running {
+        let stderr_file = TempFile::new("stderr", "");
+        let err = std::fs::File::create(stderr_file.path()).unwrap();
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn hookcast");
+        Running {
+            child,
+            stderr_file: Some(stderr_file),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    fn wait_for(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr_file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f.path()).ok())
+            .unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {sig} failed");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs a command that must finish by itself, within PATIENCE.
+fn run(cmd: Command) -> Output {
+    let mut r = Running::spawn_piped(cmd);
+    let status = r.wait_for(PATIENCE).expect("hookcast did not exit in time");
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    if let Some(mut o) = r.child.stdout.take() {
+        o.read_to_string(&mut stdout).unwrap();
+    }
+    if let Some(mut e) = r.child.stderr.take() {
+        e.read_to_string(&mut stderr).unwrap();
+    }
+    Output {
+        status,
+        stdout: stdout.into_bytes(),
+        stderr: stderr.into_bytes(),
+    }
+}
+
+impl Running {
+    /// Like `spawn`, with stdout and stderr piped (for short-lived commands whose
+    /// output is small).
+    fn spawn_piped(mut cmd: Command) -> Running {
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hookcast");
+        Running {
+            child,
+            stderr_file: None,
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// An address on 127.0.0.1 that was free a moment ago.
+fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+const ONE_ROUTE: &str = "routes:
+  - name: a
+    match:
+      path: /hooks/a
+    publish:
+      topic: a
+";
+
+const THREE_ROUTES: &str = "routes:
+  - name: a
+    match: {path: /hooks/a}
+    publish: {topic: a}
+  - name: b
+    match: {path: \"/hooks/b/{x}\"}
+    publish: {topic: \"b.{path:x}\"}
+  - name: c
+    match: {path: /hooks/c, method: PUT}
+    publish: {topic: [c, all]}
+";
+
+// ---------------------------------------------------------------- check
+
+#[test]
+fn check_valid_file_with_one_route() {
+    let f = TempFile::new("one", ONE_ROUTE);
+    let mut cmd = hookcast();
+    cmd.args(["check", "--config", &f.name()]);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ok: 1 route\n");
+}
+
+#[test]
+fn check_valid_file_with_three_routes() {
+    let f = TempFile::new("three", THREE_ROUTES);
+    let mut cmd = hookcast();
+    cmd.args(["check", "--config", &f.name()]);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ok: 3 routes\n");
+}
+
+#[test]
+fn check_invalid_file_prints_every_error_and_exits_2() {
+    let yaml = "sse:
+  heartbeat: 15
+routes:
+  - name: a
+    match: {path: /hooks/a}
+    publish: {topic: \"orders eu\"}
+";
+    let f = TempFile::new("invalid", yaml);
+    let mut cmd = hookcast();
+    cmd.args(["check", "--config", &f.name()]);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stdout), "", "nothing on stdout");
+    let err = text(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    let name = f.name();
+    assert!(
+        lines[0].starts_with(&format!("{name}:2:14: ")) && lines[0].contains("sse.heartbeat"),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{name}:6:22: ")) && lines[1].contains("orders eu"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_missing_file_exits_2_naming_it() {
+    let path = std::env::temp_dir().join(format!(
+        "hookcast-cli-{}-does-not-exist.yaml",
+        std::process::id()
+    ));
+    let name = path.display().to_string();
+    let mut cmd = hookcast();
+    cmd.args(["check", "--config", &name]);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains(&name), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "");
+}
+
+#[test]
+fn check_uses_hookcast_config_when_config_is_absent() {
+    let f = TempFile::new("env", THREE_ROUTES);
+    let mut cmd = hookcast();
+    cmd.arg("check").env("HOOKCAST_CONFIG", f.path());
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ok: 3 routes\n");
+
+    // --config wins over the environment
+    let one = TempFile::new("env-one", ONE_ROUTE);
+    let mut cmd = hookcast();
+    cmd.args(["check", "--config", &one.name()])
+        .env("HOOKCAST_CONFIG", f.path());
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ok: 1 route\n");
+}
+
+// ---------------------------------------------------------------- usage
+
+#[test]
+fn version_prints_name_and_version() {
+    let mut cmd = hookcast();
+    cmd.arg("--version");
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stdout),
+        format!("hookcast {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn help_exits_0_with_usage() {
+    let mut cmd = hookcast();
+    cmd.arg("--help");
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("hookcast check"), "{stdout}");
+    assert!(stdout.contains("--config"), "{stdout}");
+}
+
+#[test]
+fn unknown_argument_exits_2() {
+    let mut cmd = hookcast();
+    cmd.arg("--frobnicate");
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--frobnicate"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout), "");
+}
+
+// ---------------------------------------------------------------- run
+
+#[test]
+fn invalid_config_exits_2_before_binding() {
+    // Hold the port: if hookcast tried to bind before checking, it would fail with
+    // exit 1 "cannot listen" instead of reporting the config error.
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap();
+    let yaml = format!("listen: \"{addr}\"\nsse:\n  history: 0\n");
+    let f = TempFile::new("bind", &yaml);
+    let mut cmd = hookcast();
+    cmd.args(["--config", &f.name()]);
+    let out = run(cmd);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.starts_with(&format!("{}:3:12: ", f.name())), "{err}");
+    assert!(!err.contains("cannot listen"), "{err}");
+    drop(held);
+}
+
+#[test]
+fn missing_config_file_exits_2_when_running() {
+    let path = std::env::temp_dir().join(format!(
+        "hookcast-cli-{}-run-missing.yaml",
+        std::process::id()
+    ));
+    let name = path.display().to_string();
+    let mut cmd = hookcast();
+    cmd.args(["--config", &name]);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains(&name), "{}", text(&out.stderr));
+}
+
+// ---------------------------------------------------------------- graceful shutdown
+
+/// A raw HTTP/1.1 client connection that reads a chunked response incrementally.
+struct RawStream {
+    sock: TcpStream,
+    raw: Vec<u8>,
+    eof: bool,
+}
+
+/// A decoded chunked response: its head, the body so far, and whether the
+/// terminating zero-size chunk was seen.
+struct Decoded {
+    head: String,
+    body: String,
+    terminated: bool,
+}
+
+impl RawStream {
+    fn open(addr: SocketAddr, request: &str) -> RawStream {
+        let mut sock = TcpStream::connect_timeout(&addr, PATIENCE).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        sock.set_write_timeout(Some(PATIENCE)).unwrap();
+        sock.write_all(request.as_bytes()).unwrap();
+        RawStream {
+            sock,
+            raw: Vec::new(),
+            eof: false,
+        }
+    }
+
+    /// Reads what is available, returning false if nothing came within the short
+    /// read timeout.
+    fn pump(&mut self) -> bool {
+        if self.eof {
+            return false;
+        }
+        let mut buf = [0u8; 8192];
+        match self.sock.read(&mut buf) {
+            Ok(0) => {
+                self.eof = true;
+                false
+            }
+            Ok(n) => {
+                self.raw.extend_from_slice(&buf[..n]);
+                true
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                false
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                panic!("connection reset; got so far: {:?}", text(&self.raw))
+            }
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+
+    /// Reads until `done` holds for the decoded response, or panics after `limit`.
+    fn read_until(&mut self, limit: Duration, what: &str, done: impl Fn(&Decoded) -> bool) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(d) = decode_chunked(&self.raw)
+                && done(&d)
+            {
+                return;
+            }
+            if self.eof || Instant::now() >= deadline {
+                panic!(
+                    "waiting for {what}: eof={} received {:?}",
+                    self.eof,
+                    text(&self.raw)
+                );
+            }
+            self.pump();
+        }
+    }
+
+    fn decoded(&self) -> Decoded {
+        decode_chunked(&self.raw).expect("a response head")
+    }
+}
+
+/// Decodes a `Transfer-Encoding: chunked` response as far as it has arrived.
+fn decode_chunked(raw: &[u8]) -> Option<Decoded> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = text(&raw[..end]);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "not chunked: {head}"
+    );
+    let mut rest = &raw[end + 4..];
+    let mut body = Vec::new();
+    let mut terminated = false;
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size_line = text(&rest[..eol]);
+        let size_hex = size_line.split(';').next().unwrap().trim();
+        let size = usize::from_str_radix(size_hex, 16)
+            .unwrap_or_else(|_| panic!("bad chunk size line {size_line:?}"));
+        if size == 0 {
+            // The last chunk, then (no trailers) the final CRLF.
+            terminated = rest[eol + 2..].starts_with(b"\r\n");
+            break;
+        }
+        let start = eol + 2;
+        if rest.len() < start + size + 2 {
+            break;
+        }
+        body.extend_from_slice(&rest[start..start + size]);
+        assert_eq!(&rest[start + size..start + size + 2], b"\r\n", "chunk end");
+        rest = &rest[start + size + 2..];
+    }
+    Some(Decoded {
+        head,
+        body: text(&body),
+        terminated,
+    })
+}
+
+/// Sends one request on a new connection and returns the whole response.
+fn http_request(addr: SocketAddr, request: &str) -> String {
+    let mut sock = TcpStream::connect_timeout(&addr, PATIENCE).unwrap();
+    sock.set_read_timeout(Some(PATIENCE)).unwrap();
+    sock.set_write_timeout(Some(PATIENCE)).unwrap();
+    sock.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    sock.read_to_end(&mut out).unwrap();
+    text(&out)
+}
+
+fn wait_until_accepting(addr: SocketAddr, app: &mut Running) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        if let Some(status) = app.child.try_wait().unwrap() {
+            panic!("hookcast exited early with {status}: {}", app.stderr());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hookcast did not accept on {addr} within {PATIENCE:?}: {}",
+            app.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn graceful_shutdown_on(sig: &str) {
+    let addr = free_addr();
+    let yaml = format!(
+        "listen: \"{addr}\"
+shutdown_grace: 5s
+sse:
+  retry: 1s
+routes:
+  - name: rooms
+    match:
+      path: \"/hooks/{{room}}\"
+    publish:
+      topic: \"room.{{path:room}}\"
+"
+    );
+    let f = TempFile::new("shutdown", &yaml);
+    let mut cmd = hookcast();
+    cmd.args(["--config", &f.name()]);
+    let mut app = Running::spawn(cmd);
+    wait_until_accepting(addr, &mut app);
+
+    // Subscribe and wait for the prelude.
+    let mut sse = RawStream::open(addr, "GET /events?topic=room.a HTTP/1.1\r\nHost: x\r\n\r\n");
+    sse.read_until(PATIENCE, "the prelude", |d| d.body.contains(": hookcast"));
+    let d = sse.decoded();
+    assert!(d.head.starts_with("HTTP/1.1 200"), "{}", d.head);
+    assert!(d.body.starts_with("retry: 1000\n"), "{:?}", d.body);
+
+    // Publish and see the event arrive.
+    let payload = format!("hello-{sig}");
+    let response = http_request(
+        addr,
+        &format!(
+            "POST /hooks/a HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+            payload.len()
+        ),
+    );
+    assert!(response.starts_with("HTTP/1.1 202"), "{response}");
+    let data_line = format!("data: {payload}\n");
+    sse.read_until(PATIENCE, "the event", |d| d.body.contains(&data_line));
+
+    // Signal and wait for the process to exit.
+    let signalled = Instant::now();
+    app.signal(sig);
+    let status = app.wait_for(Duration::from_secs(5));
+    let Some(status) = status else {
+        panic!(
+            "hookcast did not exit within 5 s of {sig}: {}",
+            app.stderr()
+        );
+    };
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit after {sig} ({:?}): {}",
+        signalled.elapsed(),
+        app.stderr()
+    );
+
+    // Whatever the stream received before it ended.
+    let deadline = Instant::now() + PATIENCE;
+    while !sse.eof && Instant::now() < deadline {
+        if !sse.pump() && decode_chunked(&sse.raw).is_some_and(|d| d.terminated) {
+            break;
+        }
+    }
+    let d = sse.decoded();
+    assert!(
+        d.terminated || sse.eof,
+        "stream did not end: {:?}",
+        text(&sse.raw)
+    );
+    let after_event = &d.body[d.body.find(&data_line).unwrap() + data_line.len()..];
+    let retry_ms: u64 = after_event
+        .lines()
+        .find_map(|l| l.strip_prefix("retry: "))
+        .unwrap_or_else(|| panic!("no retry: after the event: {after_event:?}"))
+        .trim()
+        .parse()
+        .expect("retry: is a number");
+    assert!(
+        (1000..=2000).contains(&retry_ms),
+        "retry {retry_ms} not in [1000, 2000]"
+    );
+    // A clean end: nothing after the terminator.
+    if d.terminated {
+        let raw = text(&sse.raw);
+        assert!(raw.ends_with("0\r\n\r\n"), "{raw:?}");
+    }
+
+    // The listener is gone.
+    let refused = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+    assert!(refused.is_err(), "a new connection was accepted after exit");
+    assert_eq!(
+        refused.unwrap_err().kind(),
+        std::io::ErrorKind::ConnectionRefused
+    );
+}
+
+#[test]
+fn sigterm_closes_streams_with_retry_and_exits_0() {
+    graceful_shutdown_on("-TERM");
+}
+
+#[test]
+fn sigint_closes_streams_with_retry_and_exits_0() {
+    graceful_shutdown_on("-INT");
+}
