@@ -10,11 +10,18 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::config::Config;
 use crate::hub::{self, Hub};
 use crate::service::{self, App};
+
+/// Handed to each request of a connection: notified when a subscriber on it
+/// overflows its queue, so that the connection is dropped even if the client
+/// stopped reading (then hyper no longer polls the body to see the close).
+#[derive(Debug, Clone)]
+pub struct ConnectionCut(pub Arc<Notify>);
 
 /// How often expired history, idle topics and old dedupe keys are collected.
 const COLLECT_EVERY: Duration = Duration::from_secs(1);
@@ -40,6 +47,8 @@ pub async fn run(
         .header_read_timeout(header_timeout);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    // Fired when shutdown_grace has passed, to drop the connections still open.
+    let kill = Arc::new(Notify::new());
     tracing::info!(addr = %listener.local_addr()?, routes = app.config.router.len(), "listening");
 
     let mut shutdown = std::pin::pin!(shutdown);
@@ -58,16 +67,28 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let svc = service_fn(move |req| service::handle(app.clone(), req));
+        let cut = ConnectionCut(Arc::new(Notify::new()));
+        let svc = service_fn({
+            let cut = cut.clone();
+            move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(cut.clone());
+                service::handle(app.clone(), req)
+            }
+        });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), svc)
             .into_owned();
         let conn = graceful.watch(conn);
         let span = tracing::debug_span!("conn", peer = %peer);
+        let kill = kill.clone();
         tokio::spawn(
             async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "connection ended with an error");
+                tokio::select! {
+                    result = conn => if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    },
+                    () = cut.0.notified() => tracing::debug!("connection cut: its subscriber fell behind"),
+                    () = kill.notified() => {}
                 }
             }
             .instrument(span),
@@ -91,6 +112,7 @@ pub async fn run(
                 streams_left = hub.subscriber_count(),
                 "shutdown_grace passed; cutting the connections still open"
             );
+            kill.notify_waiters();
         }
     }
     collector.abort();

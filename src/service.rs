@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::ingest::{self, route::Lookup};
 use crate::reply::{self, Body};
+use crate::server::ConnectionCut;
 use crate::{demo, subscribe};
 
 /// What every request handler shares.
@@ -62,7 +63,10 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
             req.headers(),
             app.config.sse.max_topics_per_subscriber,
         ) {
-            Ok(sub) => subscribe::open(&app.hub, &app.config, sub, req.version()),
+            Ok(sub) => {
+                let cut = req.extensions().get::<ConnectionCut>().cloned();
+                subscribe::open(&app.hub, &app.config, sub, req.version(), cut)
+            }
             Err(bad) => bad.into_response(),
         };
     }

@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use crate::config::Config;
 use crate::hub::{Hub, Refusal};
 use crate::reply::{self, Body};
+use crate::server::ConnectionCut;
 use crate::sse::{self, EventStream, StreamSettings};
 use crate::topic::{Filter, TopicError};
 
@@ -92,9 +93,15 @@ pub fn parse(
 }
 
 /// Opens the stream for a parsed request.
-pub fn open(hub: &Arc<Hub>, config: &Config, req: Request, version: Version) -> Response<Body> {
+pub fn open(
+    hub: &Arc<Hub>,
+    config: &Config,
+    req: Request,
+    version: Version,
+    cut: Option<ConnectionCut>,
+) -> Response<Body> {
     let sse = &config.sse;
-    match hub.subscribe(req.filters, req.last_event_id.as_deref()) {
+    match hub.subscribe(req.filters, req.last_event_id.as_deref(), cut.map(|c| c.0)) {
         Ok(sub) => {
             let settings = StreamSettings {
                 retry: sse.retry,

@@ -209,7 +209,7 @@ impl Input<'_> {
             Part::Header(name) => self
                 .headers
                 .get(name)
-                .and_then(|v| v.to_str().ok())
+                .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
                 .map(Cow::Borrowed)
                 .ok_or_else(|| RenderError::Unresolved(format!("header `{name}`"))),
             Part::Json(ptr) => {

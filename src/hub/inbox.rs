@@ -4,6 +4,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
+use tokio::sync::Notify;
+
 use super::{Event, lock};
 
 /// Why the hub ended a subscription.
@@ -20,6 +22,10 @@ pub enum Close {
 pub(crate) struct Inbox {
     capacity: usize,
     state: Mutex<State>,
+    /// Fired on overflow. A client that stopped reading leaves hyper's buffers
+    /// full, so hyper stops polling the body and would never see the close; the
+    /// connection task listens for this and drops the connection instead.
+    on_overflow: Option<Arc<Notify>>,
 }
 
 #[derive(Debug)]
@@ -40,9 +46,10 @@ pub enum Recv {
 }
 
 impl Inbox {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, on_overflow: Option<Arc<Notify>>) -> Self {
         Inbox {
             capacity,
+            on_overflow,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 waker: None,
@@ -63,6 +70,9 @@ impl Inbox {
             if s.queue.len() >= self.capacity {
                 s.closed = Some(Close::Slow);
                 s.queue = VecDeque::new();
+                if let Some(cut) = &self.on_overflow {
+                    cut.notify_one();
+                }
             } else {
                 s.queue.push_back(event.clone());
             }

@@ -274,14 +274,16 @@ impl Hub {
     }
 
     /// Registers a subscriber for `filters` and, with `last_event_id`, takes every
-    /// retained event after it, in the same step.
+    /// retained event after it, in the same step. `on_overflow` is notified if the
+    /// subscriber falls `subscriber_queue` events behind.
     pub fn subscribe(
         self: &Arc<Self>,
         filters: Vec<Filter>,
         last_event_id: Option<&str>,
+        on_overflow: Option<Arc<tokio::sync::Notify>>,
     ) -> Result<Subscription, Refusal> {
         let id = self.next_subscriber.fetch_add(1, Ordering::Relaxed);
-        let inbox = Arc::new(Inbox::new(self.limits.subscriber_queue));
+        let inbox = Arc::new(Inbox::new(self.limits.subscriber_queue, on_overflow));
         let now = Instant::now();
 
         let mut guard = lock(&self.state);

@@ -44,7 +44,9 @@ fn seqs(events: &[Arc<Event>]) -> Vec<u64> {
 #[test]
 fn event_on_two_followed_topics_arrives_once() {
     let hub = Hub::new(limits());
-    let mut sub = hub.subscribe(filters(&["a", "b", "*"]), None).unwrap();
+    let mut sub = hub
+        .subscribe(filters(&["a", "b", "*"]), None, None)
+        .unwrap();
     hub.publish(event(&["a", "b"], "x"));
     assert_eq!(drain(&mut sub).len(), 1);
 }
@@ -52,8 +54,8 @@ fn event_on_two_followed_topics_arrives_once() {
 #[test]
 fn frame_is_encoded_once_and_shared() {
     let hub = Hub::new(limits());
-    let mut s1 = hub.subscribe(filters(&["a"]), None).unwrap();
-    let mut s2 = hub.subscribe(filters(&["a"]), None).unwrap();
+    let mut s1 = hub.subscribe(filters(&["a"]), None, None).unwrap();
+    let mut s2 = hub.subscribe(filters(&["a"]), None, None).unwrap();
     let p = hub.publish(NewEvent {
         event: Some("e".into()),
         ..event(&["a"], "l1\nl2")
@@ -87,7 +89,7 @@ fn replay_is_exact_while_publishers_race() {
     let mut got = Vec::new();
     while !publisher.is_finished() {
         let mut sub = hub
-            .subscribe(filters(&["a", "b"]), Some(&first.id))
+            .subscribe(filters(&["a", "b"]), Some(&first.id), None)
             .unwrap();
         assert!(sub.resync.is_none());
         got = seqs(&drain(&mut sub));
@@ -116,7 +118,7 @@ fn history_bounds_trigger_resync() {
     hub.publish(event(&["a"], "3"));
     hub.publish(event(&["a"], "4"));
     let mut sub = hub
-        .subscribe(filters(&["a", "b"]), Some(&first.id))
+        .subscribe(filters(&["a", "b"]), Some(&first.id), None)
         .unwrap();
     let resync = sub.resync.clone().unwrap();
     assert_eq!(resync.reason, RESYNC_TRIMMED);
@@ -133,9 +135,11 @@ fn history_bounds_trigger_resync() {
     });
     let first = hub.publish(event(&["a"], "12"));
     hub.publish(event(&["a"], "34"));
-    let sub = hub.subscribe(filters(&["a"]), Some(&first.id)).unwrap();
+    let sub = hub
+        .subscribe(filters(&["a"]), Some(&first.id), None)
+        .unwrap();
     assert!(sub.resync.is_none(), "only the first event was dropped");
-    let sub = hub.subscribe(filters(&["a"]), Some("x-1")).unwrap();
+    let sub = hub.subscribe(filters(&["a"]), Some("x-1"), None).unwrap();
     assert_eq!(sub.resync.as_ref().unwrap().reason, RESYNC_UNKNOWN_ID);
 }
 
@@ -150,7 +154,9 @@ fn idle_topics_are_collected_and_replay_across_them_resyncs() {
     assert_eq!(hub.topic_count(), 1);
     hub.collect(Instant::now() + Duration::from_millis(5));
     assert_eq!(hub.topic_count(), 0, "no history, no subscribers");
-    let sub = hub.subscribe(filters(&["a"]), Some(&first.id)).unwrap();
+    let sub = hub
+        .subscribe(filters(&["a"]), Some(&first.id), None)
+        .unwrap();
     assert_eq!(sub.resync.as_ref().map(|r| r.reason), Some(RESYNC_TRIMMED));
     drop(sub);
     assert_eq!(
@@ -167,8 +173,8 @@ fn overflow_closes_only_the_slow_subscriber() {
         subscriber_queue: 2,
         ..limits()
     });
-    let slow = hub.subscribe(filters(&["a"]), None).unwrap();
-    let mut fast = hub.subscribe(filters(&["a"]), None).unwrap();
+    let slow = hub.subscribe(filters(&["a"]), None, None).unwrap();
+    let mut fast = hub.subscribe(filters(&["a"]), None, None).unwrap();
     let mut cx = Context::from_waker(Waker::noop());
     for i in 0..5 {
         hub.publish(event(&["a"], &i.to_string()));
@@ -190,9 +196,9 @@ fn capacity_and_shutdown_refuse_new_subscribers() {
         max_subscribers: 1,
         ..limits()
     });
-    let sub = hub.subscribe(filters(&["a"]), None).unwrap();
+    let sub = hub.subscribe(filters(&["a"]), None, None).unwrap();
     assert_eq!(
-        hub.subscribe(filters(&["a"]), None).unwrap_err(),
+        hub.subscribe(filters(&["a"]), None, None).unwrap_err(),
         Refusal::Capacity
     );
     hub.publish(event(&["a"], "queued"));
@@ -208,7 +214,7 @@ fn capacity_and_shutdown_refuse_new_subscribers() {
     ));
     drop(sub);
     assert_eq!(
-        hub.subscribe(filters(&["a"]), None).unwrap_err(),
+        hub.subscribe(filters(&["a"]), None, None).unwrap_err(),
         Refusal::ShuttingDown
     );
 }

@@ -1,0 +1,275 @@
+//! SPEC §7 over real sockets: on shutdown, streams get what was accepted, a jittered
+//! `retry:` and a clean end; in-flight webhooks finish; new connections are refused;
+//! and nothing holds the process past `shutdown_grace`.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const ROUTES: &str = r#"
+routes:
+  - name: both
+    match:
+      path: "/both/{a}/{b}"
+    publish:
+      topic: ["room.{path:a}", "room.{path:b}"]
+  - name: plain
+    match:
+      path: "/hooks/{room}"
+    publish:
+      topic: "room.{path:room}"
+"#;
+
+fn yaml(top: &str) -> String {
+    format!("{top}\n{ROUTES}")
+}
+
+async fn publish_at(addr: SocketAddr, path: &str, body: impl Into<Bytes>) -> String {
+    let r = request(addr, Method::POST, path, &[], body.into()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    r.json()["id"].as_str().unwrap().to_owned()
+}
+
+/// Reads an HTTP/1.1 response head (and a Content-Length body) from a raw socket.
+/// Returns (head, body); None if the connection closed or nothing came in time.
+async fn read_response(s: &mut TcpStream, within: Duration) -> Option<(String, String)> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).into_owned();
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                let body = String::from_utf8_lossy(&got[end + 4..end + 4 + len]).into_owned();
+                return Some((head, body));
+            }
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return None,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A webhook whose body is still arriving: the head (with `Expect: 100-continue`) and a
+/// first chunk are sent; the server's `100 Continue` proves it is reading the body.
+async fn start_chunked_webhook(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n\
+         Expect: 100-continue\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let (head, _) = read_response(&mut s, PATIENCE)
+        .await
+        .expect("100 Continue when the server reads the body");
+    assert!(head.starts_with("HTTP/1.1 100"), "{head}");
+    s.write_all(b"6\r\nhello \r\n").await.unwrap();
+    s
+}
+
+/// Sends the last chunk and returns the answer: (status line, body).
+async fn finish_chunked_webhook(s: &mut TcpStream) -> (String, String) {
+    s.write_all(b"5\r\nworld\r\n0\r\n\r\n").await.unwrap();
+    let (head, body) = read_response(s, PATIENCE)
+        .await
+        .expect("an answer to the in-flight webhook");
+    (head.lines().next().unwrap_or_default().to_owned(), body)
+}
+
+/// Waits for `run` to return; returns how long that took from `since`.
+async fn joined(
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+    since: Instant,
+    within: Duration,
+) -> Duration {
+    tokio::time::timeout(within, handle)
+        .await
+        .expect("run returns in time")
+        .unwrap()
+        .unwrap();
+    since.elapsed()
+}
+
+#[tokio::test]
+async fn streams_get_accepted_events_then_a_jittered_retry_and_end() {
+    let mut app = TestApp::spawn(&yaml("shutdown_grace: 10s\nsse:\n  retry: 2s")).await;
+    let mut a = app.subscribe("topic=room.a", &[]).await;
+    let mut b = app.subscribe("topic=room.b&topic=room.a", &[]).await;
+    let mut pattern = app.subscribe("topic=room.*", &[]).await;
+    let mut idle = app.subscribe("topic=room.quiet", &[]).await;
+
+    let mut published = Vec::new();
+    for (path, data) in [
+        ("/hooks/a", "a1"),
+        ("/hooks/b", "b1"),
+        ("/both/a/b", "ab"),
+        ("/hooks/a", "a2"),
+    ] {
+        published.push((publish_at(app.addr, path, data).await, data));
+    }
+    // Nothing has been read yet: all of it is still on its way when shutdown begins.
+    let started = Instant::now();
+    let handle = app.begin_shutdown();
+
+    let want = |pred: &dyn Fn(&str) -> bool| -> Vec<(String, String)> {
+        published
+            .iter()
+            .filter(|(_, d)| pred(d))
+            .map(|(id, d)| (id.clone(), d.to_string()))
+            .collect()
+    };
+    let cases = [
+        (&mut a, want(&|d| d.starts_with('a'))),
+        (&mut b, want(&|_| true)),
+        (&mut pattern, want(&|_| true)),
+        (&mut idle, Vec::new()),
+    ];
+    let mut hints = Vec::new();
+    for (s, expected) in cases {
+        let items = s.until_end().await;
+        assert!(s.ended && !s.aborted, "a clean end, not a cut");
+        let events: Vec<(String, String)> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Event(e) => Some((e.id.clone(), e.data.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(events, expected, "every accepted event, in order");
+        match items.last() {
+            Some(Item::Retry(ms)) => {
+                assert!((2000..=4000).contains(ms), "retry {ms} not in [2000, 4000]");
+                hints.push(*ms);
+            }
+            other => panic!("the stream ends with a retry hint, got {other:?} in {items:?}"),
+        }
+        // The hint comes after the events.
+        let last_event = items.iter().rposition(|i| matches!(i, Item::Event(_)));
+        let last_retry = items.iter().rposition(|i| matches!(i, Item::Retry(_)));
+        assert!(last_event < last_retry);
+    }
+    let took = joined(handle, started, Duration::from_secs(10)).await;
+    assert!(
+        took < Duration::from_secs(3),
+        "run took {took:?} of a 10 s grace"
+    );
+    assert_eq!(hints.len(), 4);
+    assert!(
+        hints.iter().any(|h| *h != hints[0]),
+        "reconnect hints are jittered, not all {}",
+        hints[0]
+    );
+}
+
+#[tokio::test]
+async fn in_flight_webhook_finishes() {
+    let mut app = TestApp::spawn(&yaml("shutdown_grace: 10s")).await;
+    let mut watcher = app.subscribe("topic=room.w", &[]).await;
+    let mut hook = start_chunked_webhook(app.addr, "/hooks/a").await;
+
+    let started = Instant::now();
+    let handle = app.begin_shutdown();
+    // The stream ending shows that shutdown is under way.
+    watcher.until_end().await;
+    assert!(!watcher.aborted);
+    assert!(!handle.is_finished(), "the webhook holds the drain");
+
+    let (status, body) = finish_chunked_webhook(&mut hook).await;
+    assert!(status.starts_with("HTTP/1.1 202"), "{status}: {body}");
+    let j: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert!(j["id"].as_str().is_some_and(|id| !id.is_empty()), "{j}");
+    assert_eq!(j["topics"], serde_json::json!(["room.a"]));
+
+    let took = joined(handle, started, Duration::from_secs(10)).await;
+    assert!(took < Duration::from_secs(5), "run took {took:?}");
+}
+
+#[tokio::test]
+async fn new_connections_are_refused_after_shutdown_began() {
+    let mut app = TestApp::spawn(&yaml("shutdown_grace: 10s")).await;
+    let addr = app.addr;
+    let mut watcher = app.subscribe("topic=room.w", &[]).await;
+    // Keeps the server draining (not yet returned) while we knock.
+    let mut hook = start_chunked_webhook(addr, "/hooks/a").await;
+
+    let handle = app.begin_shutdown();
+    watcher.until_end().await;
+    assert!(!handle.is_finished(), "still draining");
+
+    let requests = [
+        format!("POST /hooks/a HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 1\r\n\r\nx"),
+        format!("GET /events?topic=room.a HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+    ];
+    for req in &requests {
+        let Ok(Ok(mut s)) =
+            tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr)).await
+        else {
+            continue; // refused (or never accepted): fine
+        };
+        // Accepted by the kernel: it must be closed without an answer.
+        let _ = s.write_all(req.as_bytes()).await;
+        if let Some((head, body)) = read_response(&mut s, Duration::from_secs(3)).await {
+            panic!("a connection made after shutdown began was answered: {head}\n{body}");
+        }
+    }
+    assert!(!handle.is_finished(), "still draining");
+
+    let (status, _) = finish_chunked_webhook(&mut hook).await;
+    assert!(status.starts_with("HTTP/1.1 202"), "{status}");
+    joined(handle, Instant::now(), Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_never_reads_does_not_hold_shutdown() {
+    const SIZE: usize = 64 * 1024;
+    let mut app = TestApp::spawn(&yaml("shutdown_grace: 1s\nsse:\n  retry: 1s")).await;
+    let addr = app.addr;
+
+    // This one sends its request and never reads a byte.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = socket.connect(addr).await.unwrap();
+    let req = format!("GET /events?topic=room.a HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    stuck.write_all(req.as_bytes()).await.unwrap();
+    // This one reads.
+    let mut reader = app.subscribe("topic=room.a", &[]).await;
+
+    // Far more than socket buffers hold, but within the subscriber queue (1024).
+    for i in 0..250 {
+        let mut body = format!("{i:05}:");
+        body.extend(std::iter::repeat_n('x', SIZE - body.len()));
+        publish_at(addr, "/hooks/a", body).await;
+        assert_eq!(reader.next_event().await.data.len(), SIZE);
+    }
+
+    let started = Instant::now();
+    let handle = app.begin_shutdown();
+    let items = reader.until_end().await;
+    assert!(!reader.aborted);
+    assert!(matches!(items.last(), Some(Item::Retry(ms)) if (1000..=2000).contains(ms)));
+    let took = joined(handle, started, Duration::from_secs(10)).await;
+    assert!(
+        took < Duration::from_secs(3),
+        "run took {took:?} with shutdown_grace 1s"
+    );
+    // The stuck client did hold its stream until the grace ran out.
+    assert!(took >= Duration::from_millis(900), "run took only {took:?}");
+    drop(stuck);
+}
