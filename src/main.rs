@@ -104,6 +104,19 @@ fn init_tracing(config: &Config) {
     }
 }
 
+/// Binds with a listen backlog larger than std's 128, so that thousands of
+/// browsers reconnecting at once are not dropped and retried a second later.
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
 fn serve(config: Config) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -113,7 +126,7 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        let listener = match bind(config.listen) {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(addr = %config.listen, error = %e, "cannot listen");
