@@ -20,6 +20,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod direct;
 pub mod hub;
 pub mod ingest;
 pub mod reply;

@@ -1,19 +1,22 @@
-//! The accept loop: one hyper connection per socket, HTTP/1.1 and h2c, and the
+//! The accept loop: event streams over HTTP/1.x straight on the socket
+//! ([`direct`]), everything else through hyper (HTTP/1.1 and h2c), and the
 //! three-step graceful shutdown (stop accepting, end streams, drain under a deadline).
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::config::Config;
+use crate::direct::{self, Prefixed, Sniffed};
 use crate::hub::{self, Hub};
 use crate::service::{self, App};
 
@@ -46,9 +49,11 @@ pub async fn run(
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
     builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     // Fired when shutdown_grace has passed, to drop the connections still open.
     let kill = Arc::new(Notify::new());
+    let direct = Arc::new(OpenCount::default());
     tracing::info!(addr = %listener.local_addr()?, routes = app.config.router.len(), "listening");
 
     let mut shutdown = std::pin::pin!(shutdown);
@@ -66,32 +71,17 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let cut = ConnectionCut(Arc::new(Notify::new()));
-        let svc = service_fn({
-            let cut = cut.clone();
-            move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(cut.clone());
-                service::handle(app.clone(), req)
-            }
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        let span = tracing::debug_span!("conn", peer = %peer);
-        let kill = kill.clone();
+        let conn = Conn {
+            app: app.clone(),
+            builder: builder.clone(),
+            watcher: graceful.watcher(),
+            direct: direct.clone(),
+            kill: kill.clone(),
+            header_timeout,
+        };
         tokio::spawn(
-            async move {
-                tokio::select! {
-                    result = conn => if let Err(e) = result {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    },
-                    () = cut.0.notified() => tracing::debug!("connection cut: its subscriber fell behind"),
-                    () = kill.notified() => {}
-                }
-            }
-            .instrument(span),
+            conn.serve(stream)
+                .instrument(tracing::debug_span!("conn", peer = %peer)),
         );
     }
 
@@ -100,11 +90,11 @@ pub async fn run(
     let streams = hub.close_all();
     tracing::info!(
         streams,
-        connections = graceful.count(),
+        connections = graceful.count() + direct.count(),
         "draining: listener closed, streams told to reconnect"
     );
     tokio::select! {
-        () = graceful.shutdown() => {
+        ((), ()) = async { tokio::join!(graceful.shutdown(), direct.all_closed()) } => {
             tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "drained");
         }
         () = tokio::time::sleep(grace) => {
@@ -117,6 +107,109 @@ pub async fn run(
     }
     collector.abort();
     Ok(())
+}
+
+/// One accepted connection and what serving it needs.
+struct Conn {
+    app: Arc<App>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: Watcher,
+    direct: Arc<OpenCount>,
+    kill: Arc<Notify>,
+    header_timeout: Duration,
+}
+
+impl Conn {
+    /// Event streams over HTTP/1.x are served by [`direct`]; everything else by hyper.
+    async fn serve(self, mut stream: TcpStream) {
+        let sniffed = tokio::time::timeout(
+            self.header_timeout,
+            direct::sniff(&mut stream, &self.app.config.sse.path),
+        )
+        .await;
+        match sniffed {
+            Ok(Ok(Sniffed::Stream(req))) => {
+                let _open = self.direct.enter();
+                tokio::select! {
+                    () = direct::serve(&self.app, stream, req) => {}
+                    () = self.kill.notified() => {}
+                }
+            }
+            Ok(Ok(Sniffed::Other(prefix))) => {
+                // Boxed: hyper's connection state would otherwise size every
+                // stream's task too.
+                let io = Prefixed::new(prefix, stream);
+                Box::pin(self.serve_hyper(io)).await;
+            }
+            Ok(Ok(Sniffed::Gone)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "reading the request failed"),
+            Err(_) => tracing::debug!("no request head within header_read_timeout"),
+        }
+    }
+
+    async fn serve_hyper(self, io: Prefixed) {
+        let app = self.app;
+        let cut = ConnectionCut(Arc::new(Notify::new()));
+        let svc = service_fn({
+            let cut = cut.clone();
+            move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(cut.clone());
+                service::handle(app.clone(), req)
+            }
+        });
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), svc)
+            .into_owned();
+        let conn = self.watcher.watch(conn);
+        tokio::select! {
+            result = conn => if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            },
+            () = cut.0.notified() => tracing::debug!("connection cut: its subscriber fell behind"),
+            () = self.kill.notified() => {}
+        }
+    }
+}
+
+/// Open connections served by [`direct`], so the drain can wait for them.
+#[derive(Debug, Default)]
+struct OpenCount {
+    open: AtomicUsize,
+    none_left: Notify,
+}
+
+struct OpenGuard(Arc<OpenCount>);
+
+impl OpenCount {
+    fn enter(self: &Arc<Self>) -> OpenGuard {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        OpenGuard(self.clone())
+    }
+
+    fn count(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    async fn all_closed(&self) {
+        loop {
+            let notified = self.none_left.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.none_left.notify_waiters();
+        }
+    }
 }
 
 async fn collect(hub: std::sync::Weak<Hub>) {

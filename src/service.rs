@@ -11,11 +11,12 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::config::Config;
+use crate::demo;
 use crate::hub::Hub;
 use crate::ingest::{self, route::Lookup};
 use crate::reply::{self, Body};
 use crate::server::ConnectionCut;
-use crate::{demo, subscribe};
+use crate::subscribe::{self, Subscribed};
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -58,17 +59,8 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
         if req.method() != Method::GET {
             return method_not_allowed(&[Method::GET]);
         }
-        return match subscribe::parse(
-            req.uri().query(),
-            req.headers(),
-            app.config.sse.max_topics_per_subscriber,
-        ) {
-            Ok(sub) => {
-                let cut = req.extensions().get::<ConnectionCut>().cloned();
-                subscribe::open(&app.hub, &app.config, sub, req.version(), cut)
-            }
-            Err(bad) => bad.into_response(),
-        };
+        let (parts, _) = req.into_parts();
+        return subscribe(app, &parts).into_response();
     }
     if path == "/_hookcast" || path.starts_with("/_hookcast/") {
         return demo::serve(app.demo_page.as_ref(), req.method(), path);
@@ -101,6 +93,21 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
             "not_found",
             format!("Nothing is served at {path}, and no upstream is configured."),
         ),
+    }
+}
+
+/// A `GET` of the event stream path, from hyper or from [`crate::direct`].
+pub fn subscribe(app: &App, parts: &http::request::Parts) -> Subscribed {
+    match subscribe::parse(
+        parts.uri.query(),
+        &parts.headers,
+        app.config.sse.max_topics_per_subscriber,
+    ) {
+        Ok(sub) => {
+            let cut = parts.extensions.get::<ConnectionCut>().cloned();
+            subscribe::open(&app.hub, &app.config, sub, parts.version, cut)
+        }
+        Err(bad) => Subscribed::Other(bad.into_response()),
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::hub::{Close, Recv, Resync, Subscription};
+use crate::hub::{Close, Event, Recv, Resync, Subscription};
 
 /// The fields of one SSE block, written in this order: comment, retry, id, event, data.
 #[derive(Debug, Default, Clone, Copy)]
@@ -86,6 +87,76 @@ pub fn is_field_safe(s: &str) -> bool {
 }
 
 const HEARTBEAT: &[u8] = b": keepalive\n\n";
+/// [`HEARTBEAT`] as one HTTP/1.1 chunk.
+const HEARTBEAT_CHUNK: &[u8] = b"d\r\n: keepalive\n\n\r\n";
+
+/// A frame framed as one HTTP/1.1 chunk, `{len:x}\r\n{frame}\r\n`, in one buffer.
+/// Events are framed once when published, so every HTTP/1.1 subscriber writes
+/// the very same bytes; HTTP/2 and hyper's path take the frame as a slice of it.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    wire: Bytes,
+    start: usize,
+}
+
+impl Chunk {
+    /// Frames the concatenation of `parts`.
+    pub fn from_parts(parts: &[&[u8]]) -> Chunk {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let head = format!("{len:x}\r\n");
+        let mut wire = BytesMut::with_capacity(head.len() + len + 2);
+        wire.put_slice(head.as_bytes());
+        for p in parts {
+            wire.put_slice(p);
+        }
+        wire.put_slice(b"\r\n");
+        Chunk {
+            wire: wire.freeze(),
+            start: head.len(),
+        }
+    }
+
+    /// The SSE frame alone.
+    pub fn frame(&self) -> Bytes {
+        self.wire.slice(self.start..self.wire.len() - 2)
+    }
+
+    /// The frame with its chunk framing.
+    pub fn wire(&self) -> &Bytes {
+        &self.wire
+    }
+}
+
+/// One piece of a stream, as [`EventStream::poll_piece`] yields it.
+#[derive(Debug)]
+pub enum Piece {
+    /// A published event, shared with every other subscriber.
+    Event(Arc<Event>),
+    Heartbeat,
+    /// A frame of this stream alone: prelude, resync notice, final retry hint.
+    Own(Bytes),
+}
+
+impl Piece {
+    /// The SSE bytes.
+    pub fn frame(&self) -> Bytes {
+        match self {
+            Piece::Event(ev) => ev.frame(),
+            Piece::Heartbeat => Bytes::from_static(HEARTBEAT),
+            Piece::Own(b) => b.clone(),
+        }
+    }
+
+    /// The SSE bytes framed as an HTTP/1.1 chunk; shared, not copied, but for
+    /// the stream's own frames.
+    pub fn chunk(&self) -> Bytes {
+        match self {
+            Piece::Event(ev) => ev.chunk.wire().clone(),
+            Piece::Heartbeat => Bytes::from_static(HEARTBEAT_CHUNK),
+            Piece::Own(b) => Chunk::from_parts(&[b]).wire,
+        }
+    }
+}
 
 /// A reconnect hint jittered in [retry, 2*retry], so that clients told to reconnect
 /// at the same moment spread out.
@@ -184,54 +255,57 @@ impl EventStream {
         }
     }
 
-    fn wrote(&mut self, bytes: Bytes) -> Poll<Option<Result<Frame<Bytes>, SlowSubscriber>>> {
+    fn wrote(&mut self, piece: Piece) -> Poll<Option<Result<Piece, SlowSubscriber>>> {
         self.last_write = Instant::now();
-        Poll::Ready(Some(Ok(Frame::data(bytes))))
+        Poll::Ready(Some(Ok(piece)))
     }
 
-    fn finish(&mut self, end: End) -> Poll<Option<Result<Frame<Bytes>, SlowSubscriber>>> {
+    fn finish(&mut self, end: End) -> Poll<Option<Result<Piece, SlowSubscriber>>> {
         tracing::debug!(reason = ?end, "stream closed");
         self.done = true;
-        Poll::Ready(Some(Ok(Frame::data(jittered_retry(self.settings.retry)))))
+        Poll::Ready(Some(Ok(Piece::Own(jittered_retry(self.settings.retry)))))
     }
-}
 
-impl Body for EventStream {
-    type Data = Bytes;
-    type Error = SlowSubscriber;
+    /// Whether the hub cut this subscriber for falling behind (see
+    /// [`Subscription::poll_cut`]).
+    pub fn poll_cut(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.sub.poll_cut(cx)
+    }
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
+    /// The next piece to write; `None` once the stream has ended cleanly, an error
+    /// when it must be cut.
+    pub fn poll_piece(
+        &mut self,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = &mut *self;
-        if this.done {
+    ) -> Poll<Option<Result<Piece, SlowSubscriber>>> {
+        if self.done {
             return Poll::Ready(None);
         }
-        if let Some(b) = this.prelude.take() {
-            return this.wrote(b);
+        if let Some(b) = self.prelude.take() {
+            return self.wrote(Piece::Own(b));
         }
-        if let Some(b) = this.resync.take() {
-            return this.wrote(b);
+        if let Some(b) = self.resync.take() {
+            return self.wrote(Piece::Own(b));
         }
-        if let Some(ev) = this.sub.replay.pop_front() {
-            return this.wrote(ev.frame.clone());
+        if let Some(ev) = self.sub.replay.pop_front() {
+            return self.wrote(Piece::Event(ev));
         }
-        if let Some(deadline) = this.deadline.as_mut()
+        if let Some(deadline) = self.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
         {
-            return this.finish(End::MaxDuration);
+            return self.finish(End::MaxDuration);
         }
-        match this.sub.poll_recv(cx) {
-            Poll::Ready(Recv::Event(ev)) => return this.wrote(ev.frame.clone()),
-            Poll::Ready(Recv::Closed(Close::Shutdown)) => return this.finish(End::Shutdown),
+        match self.sub.poll_recv(cx) {
+            Poll::Ready(Recv::Event(ev)) => return self.wrote(Piece::Event(ev)),
+            Poll::Ready(Recv::Closed(Close::Shutdown)) => return self.finish(End::Shutdown),
             Poll::Ready(Recv::Closed(Close::Slow)) => {
                 tracing::debug!(reason = ?End::Slow, "stream cut");
-                this.done = true;
+                self.done = true;
                 return Poll::Ready(Some(Err(SlowSubscriber)));
             }
             Poll::Pending => {}
         }
+        let this = self;
         // The timer is not reset per event; when it fires early it is moved to one
         // heartbeat after the last write.
         loop {
@@ -243,10 +317,23 @@ impl Body for EventStream {
                 this.heartbeat
                     .as_mut()
                     .reset(Instant::now() + this.settings.heartbeat);
-                return this.wrote(Bytes::from_static(HEARTBEAT));
+                return this.wrote(Piece::Heartbeat);
             }
             this.heartbeat.as_mut().reset(due);
         }
+    }
+}
+
+impl Body for EventStream {
+    type Data = Bytes;
+    type Error = SlowSubscriber;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.poll_piece(cx)
+            .map(|p| p.map(|r| r.map(|piece| Frame::data(piece.frame()))))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -92,6 +92,29 @@ pub fn parse(
     })
 }
 
+/// The answer to a subscribe request: the event stream itself, so that the
+/// HTTP/1 path of [`crate::direct`] can write it straight to the socket, or any
+/// other response.
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "short-lived; the stream is the common case"
+)]
+pub enum Subscribed {
+    Stream(Response<EventStream>),
+    Other(Response<Body>),
+}
+
+impl Subscribed {
+    /// The response as hyper serves it.
+    pub fn into_response(self) -> Response<Body> {
+        match self {
+            Subscribed::Stream(r) => r.map(|b| b.map_err(Into::into).boxed()),
+            Subscribed::Other(r) => r,
+        }
+    }
+}
+
 /// Opens the stream for a parsed request.
 pub fn open(
     hub: &Arc<Hub>,
@@ -99,7 +122,7 @@ pub fn open(
     req: Request,
     version: Version,
     cut: Option<ConnectionCut>,
-) -> Response<Body> {
+) -> Subscribed {
     let sse = &config.sse;
     match hub.subscribe(req.filters, req.last_event_id.as_deref(), cut.map(|c| c.0)) {
         Ok(sub) => {
@@ -108,10 +131,7 @@ pub fn open(
                 heartbeat: sse.heartbeat,
                 max_duration: sse.max_stream_duration.map(jitter_down),
             };
-            stream_response(
-                EventStream::new(sub, settings).map_err(Into::into).boxed(),
-                version,
-            )
+            Subscribed::Stream(stream_response(EventStream::new(sub, settings), version))
         }
         Err(refusal) => {
             let reason = match refusal {
@@ -119,7 +139,7 @@ pub fn open(
                 Refusal::ShuttingDown => "shutdown",
             };
             tracing::info!(reason, "subscriber told to try later");
-            try_later(sse.retry, version)
+            Subscribed::Other(try_later(sse.retry, version))
         }
     }
 }
@@ -130,7 +150,7 @@ pub fn try_later(retry: Duration, version: Version) -> Response<Body> {
     stream_response(reply::chunk(sse::jittered_retry(retry)), version)
 }
 
-fn stream_response(body: Body, version: Version) -> Response<Body> {
+fn stream_response<B>(body: B, version: Version) -> Response<B> {
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
     h.insert(

@@ -97,6 +97,17 @@ impl Inbox {
         }
     }
 
+    pub(crate) fn poll_cut(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut s = lock(&self.state);
+        if s.closed == Some(Close::Slow) {
+            return Poll::Ready(());
+        }
+        if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            s.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
     /// Queued events come before a shutdown close, so nothing already accepted is cut;
     /// a slow close drops the queue, since the client replays it on reconnect.
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Recv> {

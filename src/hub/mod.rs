@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::config::Config;
 use crate::sse;
@@ -60,11 +60,19 @@ pub struct Event {
     pub seq: u64,
     pub id: Arc<str>,
     pub topics: Arc<[Arc<str>]>,
-    /// The complete SSE frame: `id:`, `event:`, `data:` lines and the blank line.
-    pub frame: Bytes,
+    /// The complete SSE frame (`id:`, `event:`, `data:` lines and the blank line),
+    /// already framed as an HTTP/1.1 chunk.
+    pub chunk: sse::Chunk,
     /// Bytes of data, counted against `history_bytes`.
     pub data_len: usize,
     pub at: Instant,
+}
+
+impl Event {
+    /// The SSE frame alone, without the chunk framing.
+    pub fn frame(&self) -> Bytes {
+        self.chunk.frame()
+    }
 }
 
 /// An event to publish, already rendered and checked.
@@ -228,16 +236,12 @@ impl Hub {
         let seq = st.next_seq;
         st.next_seq += 1;
         let id: Arc<str> = Arc::from(self.epoch.format(seq));
-        let mut frame = BytesMut::with_capacity(5 + id.len() + tail.len());
-        frame.put_slice(b"id: ");
-        frame.put_slice(id.as_bytes());
-        frame.put_u8(b'\n');
-        frame.put_slice(&tail);
+        let chunk = sse::Chunk::from_parts(&[b"id: ", id.as_bytes(), b"\n", &tail]);
         let event = Arc::new(Event {
             seq,
             id: id.clone(),
             topics: topics.clone(),
-            frame: frame.freeze(),
+            chunk,
             data_len,
             at: now,
         });
@@ -472,6 +476,12 @@ impl Subscription {
     /// The next live event, or why the hub ended this subscription.
     pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Recv> {
         self.inbox.poll_recv(cx)
+    }
+
+    /// Ready once the subscriber was cut for falling behind; takes nothing from
+    /// the queue. For a writer that waits on its socket and must still notice.
+    pub fn poll_cut(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.inbox.poll_cut(cx)
     }
 }
 

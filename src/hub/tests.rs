@@ -63,7 +63,7 @@ fn frame_is_encoded_once_and_shared() {
     let (e1, e2) = (drain(&mut s1).remove(0), drain(&mut s2).remove(0));
     assert!(Arc::ptr_eq(&e1, &e2));
     assert_eq!(
-        e1.frame,
+        e1.frame(),
         format!("id: {}\nevent: e\ndata: l1\ndata: l2\n\n", p.id).as_bytes()
     );
 }
