@@ -23,6 +23,10 @@ use crate::service::{self, App};
 #[derive(Debug, Clone)]
 pub struct ConnectionCut(pub Arc<Notify>);
 
+/// The client's address, handed to each request of a connection (for `X-Forwarded-For`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
 /// How often expired history, idle topics and old dedupe keys are collected.
 const COLLECT_EVERY: Duration = Duration::from_secs(1);
 
@@ -72,6 +76,7 @@ pub async fn run(
             let cut = cut.clone();
             move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(cut.clone());
+                req.extensions_mut().insert(ClientAddr(peer));
                 service::handle(app.clone(), req)
             }
         });
