@@ -358,14 +358,14 @@ fn a_route_path_under_hookcast_is_an_error() {
 }
 
 #[test]
-fn mode_forward_is_not_known_to_this_version() {
+fn mode_forward_needs_an_upstream_and_other_modes_are_unknown() {
     let yaml = "routes:
   - name: r1
     match: {path: /a}
     publish: {topic: x}
     mode: forward
 ";
-    assert_error(yaml, 5, 11, &["unknown mode `forward`"]);
+    assert_error(yaml, 5, 11, &["mode forward", "no upstream is configured"]);
     let yaml = "routes:
   - name: r1
     match: {path: /a}
