@@ -138,7 +138,16 @@ async fn methods_targets_bodies_and_repeated_headers_pass_unchanged() {
 async fn a_head_request_gets_the_upstreams_headers_without_a_body() {
     let (_legacy, app) = with_legacy("").await;
     let get = app.get("/api/big?n=100", &[]).await;
-    let head = reply_of(send(app.addr, req(&app, Method::HEAD, "/api/big?n=100").body(empty()).unwrap()).await).await;
+    let head = reply_of(
+        send(
+            app.addr,
+            req(&app, Method::HEAD, "/api/big?n=100")
+                .body(empty())
+                .unwrap(),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(head.status, StatusCode::OK);
     assert_eq!(head.headers["content-length"], get.body.len().to_string());
     assert!(head.body.is_empty());
@@ -177,7 +186,10 @@ async fn hop_by_hop_headers_are_removed_and_forwarding_headers_added() {
         "te",
         "upgrade",
     ] {
-        assert!(echoed(&echo, gone).is_empty(), "{gone} reached the app: {echo}");
+        assert!(
+            echoed(&echo, gone).is_empty(),
+            "{gone} reached the app: {echo}"
+        );
     }
     for c in echoed(&echo, "connection") {
         assert!(!c.to_ascii_lowercase().contains("x-hop-custom"), "{c}");
@@ -204,8 +216,17 @@ async fn an_upstream_url_with_a_path_prefixes_every_target() {
 #[tokio::test]
 async fn statuses_and_response_headers_pass_unchanged() {
     let up = Upstream::serve(|req: Request<Incoming>| async move {
-        let code: u16 = req.uri().path().trim_start_matches("/status/").parse().unwrap();
-        let body = if code == 204 || code == 304 { empty() } else { full(format!("status {code}")) };
+        let code: u16 = req
+            .uri()
+            .path()
+            .trim_start_matches("/status/")
+            .parse()
+            .unwrap();
+        let body = if code == 204 || code == 304 {
+            empty()
+        } else {
+            full(format!("status {code}"))
+        };
         Response::builder()
             .status(code)
             .header("set-cookie", "a=1; Path=/")
@@ -265,7 +286,9 @@ async fn trailers_pass_both_ways() {
             .body(body)
             .unwrap(),
     ));
-    tx.send(Frame::data(Bytes::from_static(b"abc"))).await.unwrap();
+    tx.send(Frame::data(Bytes::from_static(b"abc")))
+        .await
+        .unwrap();
     let mut t = HeaderMap::new();
     t.insert("x-req-sum", HeaderValue::from_static("7"));
     tx.send(Frame::trailers(t)).await.unwrap();
@@ -284,7 +307,10 @@ async fn trailers_pass_both_ways() {
 /// An upstream whose response bodies the test writes, frame by frame.
 async fn manual_upstream(
     content_type: &'static str,
-) -> (Upstream, mpsc::UnboundedReceiver<mpsc::Sender<Frame<Bytes>>>) {
+) -> (
+    Upstream,
+    mpsc::UnboundedReceiver<mpsc::Sender<Frame<Bytes>>>,
+) {
     let (senders_tx, senders_rx) = mpsc::unbounded_channel();
     let up = Upstream::serve(move |_req: Request<Incoming>| {
         let senders_tx = senders_tx.clone();
@@ -310,7 +336,11 @@ fn data(s: &'static str) -> Frame<Bytes> {
 async fn a_slow_chunked_response_reaches_the_client_chunk_by_chunk() {
     let (up, mut senders) = manual_upstream("text/plain").await;
     let app = TestApp::spawn(&upstream::config(up.addr, "")).await;
-    let resp = send(app.addr, req(&app, Method::GET, "/slow").body(empty()).unwrap()).await;
+    let resp = send(
+        app.addr,
+        req(&app, Method::GET, "/slow").body(empty()).unwrap(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let tx = senders.recv().await.unwrap();
     let mut body = resp.into_body();
@@ -336,7 +366,9 @@ async fn an_upstream_event_stream_reaches_the_client_event_by_event() {
     tx.send(data("id: 1\ndata: one\n\n")).await.unwrap();
     let e = stream.next_event().await;
     assert_eq!((e.id.as_str(), e.data.as_str()), ("1", "one"));
-    tx.send(data(": comment\n\nevent: tick\ndata: two\n\n")).await.unwrap();
+    tx.send(data(": comment\n\nevent: tick\ndata: two\n\n"))
+        .await
+        .unwrap();
     let e = stream.next_event().await;
     assert_eq!((e.event.as_str(), e.data.as_str()), ("tick", "two"));
 }
@@ -350,7 +382,10 @@ async fn request_and_response_bodies_stream_at_the_same_time() {
     .await;
     let app = TestApp::spawn(&upstream::config(up.addr, "")).await;
     let (tx, body) = upstream::channel();
-    let pending = tokio::spawn(send(app.addr, req(&app, Method::POST, "/duplex").body(body).unwrap()));
+    let pending = tokio::spawn(send(
+        app.addr,
+        req(&app, Method::POST, "/duplex").body(body).unwrap(),
+    ));
     tx.send(data("ping 1")).await.unwrap();
     let mut resp = pending.await.unwrap().into_body();
     assert_eq!(next_data(&mut resp).await.unwrap(), "ping 1");
@@ -417,10 +452,18 @@ async fn websocket_upgrades_pass_through_both_ways() {
     assert_eq!(next().await, Message::text("hello from the app"));
     drop(next);
     ws.send(Message::text("ping")).await.unwrap();
-    let got = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap().unwrap().unwrap();
+    let got = tokio::time::timeout(PATIENCE, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(got, Message::text("echo: ping"));
     ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
-    let got = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap().unwrap().unwrap();
+    let got = tokio::time::timeout(PATIENCE, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(got, Message::binary(vec![1u8, 2, 3, b'!']));
     ws.close(None).await.unwrap();
 }
@@ -527,12 +570,19 @@ async fn an_upstream_closing_mid_body_cuts_the_clients_response() {
     ] {
         let addr = raw_upstream(head).await;
         let app = TestApp::spawn(&upstream::config(addr, "")).await;
-        let resp = send(app.addr, req(&app, Method::GET, "/x").body(empty()).unwrap()).await;
+        let resp = send(
+            app.addr,
+            req(&app, Method::GET, "/x").body(empty()).unwrap(),
+        )
+        .await;
         assert_eq!(resp.status(), StatusCode::OK);
         let mut body = resp.into_body();
         let mut got = Vec::new();
         let ended_with_error = loop {
-            match tokio::time::timeout(PATIENCE, body.frame()).await.expect("in time") {
+            match tokio::time::timeout(PATIENCE, body.frame())
+                .await
+                .expect("in time")
+            {
                 None => break false,
                 Some(Err(_)) => break true,
                 Some(Ok(f)) => got.extend_from_slice(&f.into_data().unwrap_or_default()),
@@ -586,7 +636,10 @@ async fn a_client_breaking_off_its_body_does_not_reach_the_upstream_as_complete(
         .await
         .expect("the upstream got the request")
         .unwrap();
-    assert!(!upstream_saw_complete, "a cut body must not look complete upstream");
+    assert!(
+        !upstream_saw_complete,
+        "a cut body must not look complete upstream"
+    );
 }
 
 // ------------------------------------------------------------ configuration
@@ -600,11 +653,8 @@ fn config_error(yaml: &str) -> String {
 
 #[test]
 fn upstream_configuration_defaults_and_settings() {
-    let c = hookcast::config::from_yaml(
-        "test.yaml",
-        "upstream:\n  url: http://app:3000\n",
-    )
-    .unwrap();
+    let c =
+        hookcast::config::from_yaml("test.yaml", "upstream:\n  url: http://app:3000\n").unwrap();
     let u = c.upstream.unwrap();
     assert_eq!(u.authority.as_str(), "app:3000");
     assert_eq!(u.base_path, "");
@@ -627,13 +677,21 @@ fn upstream_configuration_defaults_and_settings() {
     assert_eq!(u.connect_timeout, Duration::from_millis(500));
     assert_eq!(u.pool_idle_timeout, Duration::from_secs(60));
     assert_eq!(u.pool_max_idle_per_host, 0);
-    assert!(hookcast::config::from_yaml("test.yaml", "{}").unwrap().upstream.is_none());
+    assert!(
+        hookcast::config::from_yaml("test.yaml", "{}")
+            .unwrap()
+            .upstream
+            .is_none()
+    );
 }
 
 #[test]
 fn bad_upstream_settings_are_errors_at_the_value() {
     for (url, phrase) in [
-        ("https://app:3000", "TLS to the upstream is left to nginx or the ingress"),
+        (
+            "https://app:3000",
+            "TLS to the upstream is left to nginx or the ingress",
+        ),
         ("ftp://app", "scheme `ftp` is not supported"),
         ("app:3000", "has no scheme"),
         ("http://", "not a URL"),
@@ -649,7 +707,10 @@ fn bad_upstream_settings_are_errors_at_the_value() {
     assert!(e.starts_with("test.yaml:3:12: upstream.timeout"), "{e}");
     assert!(e.contains("needs a unit"), "{e}");
     let e = config_error("upstream:\n  url: http://app\n  connect_timeout: 0ms\n");
-    assert!(e.starts_with("test.yaml:3:20: upstream.connect_timeout must be at least"), "{e}");
+    assert!(
+        e.starts_with("test.yaml:3:20: upstream.connect_timeout must be at least"),
+        "{e}"
+    );
     let e = config_error("upstream:\n  url: http://app\n  tls: true\n");
     assert!(e.starts_with("test.yaml:3:3:"), "{e}");
     assert!(e.contains("tls"), "{e}");
@@ -669,7 +730,190 @@ fn forward_routes_need_an_upstream_and_may_read_the_response() {
     assert!(e.starts_with("test.yaml:4:11:"), "{e}");
     assert!(e.contains("no upstream is configured"), "{e}");
     let ok = format!("upstream: {{ url: \"http://app\" }}\n{route}");
-    assert_eq!(hookcast::config::from_yaml("test.yaml", &ok).unwrap().router.len(), 1);
+    assert_eq!(
+        hookcast::config::from_yaml("test.yaml", &ok)
+            .unwrap()
+            .router
+            .len(),
+        1
+    );
     let publish = ok.replace("mode: forward", "mode: publish");
     assert!(config_error(&publish).contains("can never resolve in mode publish"));
+}
+
+// ------------------------------------------------------------ large bodies
+
+/// `len` bytes in 64 KiB frames, made as they are read.
+struct Repeat {
+    left: u64,
+    chunk: Bytes,
+}
+
+impl Repeat {
+    fn new(len: u64) -> Repeat {
+        Repeat {
+            left: len,
+            chunk: Bytes::from(vec![b'x'; 64 * 1024]),
+        }
+    }
+}
+
+impl http_body::Body for Repeat {
+    type Data = Bytes;
+    type Error = upstream::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.left.min(self.chunk.len() as u64);
+        self.left -= n;
+        std::task::Poll::Ready(Some(Ok(Frame::data(self.chunk.slice(..n as usize)))))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left)
+    }
+}
+
+/// Bytes of a body, counted as they arrive and dropped.
+async fn count(mut body: Incoming) -> u64 {
+    let mut n = 0;
+    while let Some(frame) = tokio::time::timeout(PATIENCE, body.frame())
+        .await
+        .expect("a frame in time")
+    {
+        if let Ok(d) = frame.expect("no body error").into_data() {
+            n += d.len() as u64;
+        }
+    }
+    n
+}
+
+/// Peak resident memory of a process, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// The real binary, so that its memory is its own.
+struct Binary {
+    child: std::process::Child,
+    addr: SocketAddr,
+    _config: TempConfig,
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config file under the temp dir, removed on drop.
+struct TempConfig(std::path::PathBuf);
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+async fn binary(yaml: &str) -> Binary {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let path =
+        std::env::temp_dir().join(format!("hookcast-proxy-{}-{port}.yaml", std::process::id()));
+    std::fs::write(
+        &path,
+        format!("listen: \"{addr}\"\nlog: {{ level: warn }}\n{yaml}"),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_hookcast"))
+        .arg("--config")
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let b = Binary {
+        child,
+        addr,
+        _config: TempConfig(path),
+    };
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "hookcast did not start listening"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_mb_upload_and_download_pass_with_memory_that_does_not_grow_with_them() {
+    const SIZE: u64 = 200 * 1000 * 1000;
+    let up = Upstream::serve(|req: Request<Incoming>| async move {
+        if req.uri().path() == "/upload" {
+            let n = count(req.into_body()).await;
+            Response::new(full(n.to_string()))
+        } else {
+            Response::new(Repeat::new(SIZE).boxed())
+        }
+    })
+    .await;
+    let hookcast = binary(&upstream::config(up.addr, "")).await;
+    let pid = hookcast.child.id();
+    let host = hookcast.addr.to_string();
+    let request = |method: Method, path: &str, body: upstream::TestBody| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &host)
+            .body(body)
+            .unwrap()
+    };
+
+    // Warm up, so that the baseline includes the pools and buffers of one transfer.
+    let warm = send(
+        hookcast.addr,
+        request(Method::POST, "/upload", Repeat::new(1 << 20).boxed()),
+    )
+    .await;
+    assert_eq!(reply_of(warm).await.text(), (1u64 << 20).to_string());
+    let before = peak_rss(pid);
+
+    let up_resp = send(
+        hookcast.addr,
+        request(Method::POST, "/upload", Repeat::new(SIZE).boxed()),
+    )
+    .await;
+    assert_eq!(reply_of(up_resp).await.text(), SIZE.to_string());
+    let down = send(hookcast.addr, request(Method::GET, "/download", empty())).await;
+    assert_eq!(down.headers()["content-length"], SIZE.to_string());
+    assert_eq!(count(down.into_body()).await, SIZE);
+
+    let grown = peak_rss(pid).saturating_sub(before);
+    eprintln!(
+        "peak RSS {} KiB before, grew by {} KiB",
+        before >> 10,
+        grown >> 10
+    );
+    assert!(
+        grown < 32 << 20,
+        "peak memory grew by {} MiB while 2 x 200 MB passed through",
+        grown >> 20
+    );
 }

@@ -360,11 +360,7 @@ impl Checker {
         };
         let log = self.log(raw.log.unwrap_or_default(), d.log);
         let demo = raw.demo.map_or(d.demo, |v| v.value);
-        let router = self.routes(
-            raw.routes.unwrap_or_default(),
-            &sse.path,
-            raw_has_upstream,
-        );
+        let router = self.routes(raw.routes.unwrap_or_default(), &sse.path, raw_has_upstream);
         Config {
             listen,
             shutdown_grace,
@@ -775,9 +771,7 @@ fn parse_upstream_url(url: &str) -> Result<(http::uri::Authority, String), Strin
             ));
         }
         None => {
-            return Err(format!(
-                "`{url}` has no scheme; write http://HOST:PORT"
-            ));
+            return Err(format!("`{url}` has no scheme; write http://HOST:PORT"));
         }
     }
     let Some(authority) = uri.authority().cloned() else {

@@ -72,7 +72,10 @@ pub(super) async fn forward(
             Watched::new(replay).boxed()
         }
         Prefix::Broken(replay) => {
-            tracing::warn!(route = &*route.name, "the upstream broke off its answer; no event published, the client's response is cut");
+            tracing::warn!(
+                route = &*route.name,
+                "the upstream broke off its answer; no event published, the client's response is cut"
+            );
             proxy::record(Outcome::BodyAborted);
             replay.boxed()
         }
@@ -102,6 +105,10 @@ fn publish(app: &App, route: &str, event: Result<crate::hub::NewEvent, Rejection
 }
 
 fn failed(route: &str, why: &'static str) {
-    tracing::warn!(route, why, "the upstream accepted the request, but no event was published");
+    tracing::warn!(
+        route,
+        why,
+        "the upstream accepted the request, but no event was published"
+    );
     proxy::record(Outcome::PublishFailed);
 }

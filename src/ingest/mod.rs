@@ -106,7 +106,11 @@ pub async fn read_body(parts: &Parts, body: Incoming, limit: u64) -> Result<Byte
 /// A request whose path and method match routes: read the body if a candidate
 /// needs it, pick the first route whose conditions hold, and publish it (publish
 /// mode) or pass it to the upstream (forward mode, or no route holds).
-pub async fn handle(app: &App, req: Request<Incoming>, candidates: Vec<Candidate>) -> Response<Body> {
+pub async fn handle(
+    app: &App,
+    req: Request<Incoming>,
+    candidates: Vec<Candidate>,
+) -> Response<Body> {
     let limit = app.config.limits.max_body;
     let (parts, body) = req.into_parts();
     let reads_body = candidates

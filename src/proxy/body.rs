@@ -211,7 +211,12 @@ mod tests {
     }
 
     fn chunks(parts: &[&'static str]) -> Chunks {
-        Chunks(parts.iter().map(|p| Bytes::from_static(p.as_bytes())).collect())
+        Chunks(
+            parts
+                .iter()
+                .map(|p| Bytes::from_static(p.as_bytes()))
+                .collect(),
+        )
     }
 
     #[tokio::test]

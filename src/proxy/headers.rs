@@ -172,10 +172,7 @@ mod tests {
         ]);
         let host = HeaderValue::from_static("app.example.com:8443");
         add_forwarded(&mut h, Some("127.0.0.1".parse().unwrap()), Some(&host));
-        assert_eq!(
-            h["x-forwarded-for"],
-            "203.0.113.7, 198.51.100.1, 127.0.0.1"
-        );
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7, 198.51.100.1, 127.0.0.1");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "app.example.com:8443");

@@ -58,7 +58,9 @@ pub enum Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::Unavailable(e) if e.is_connect() => f.write_str("cannot connect to the upstream"),
+            Error::Unavailable(e) if e.is_connect() => {
+                f.write_str("cannot connect to the upstream")
+            }
             Error::Unavailable(_) => f.write_str("the upstream failed before answering"),
             Error::Timeout(_) => f.write_str("the upstream sent no response headers in time"),
             Error::ClientBody => f.write_str("the client broke off the request body"),
@@ -217,10 +219,7 @@ impl Upstream {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        let target = parts
-            .uri
-            .path_and_query()
-            .map_or("/", PathAndQuery::as_str);
+        let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
         if !target.starts_with('/') {
             return Err(Error::Target);
         }

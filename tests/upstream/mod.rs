@@ -56,8 +56,11 @@ pub fn channel() -> (mpsc::Sender<Frame<Bytes>>, TestBody) {
     (tx, ChanBody(rx).boxed())
 }
 
-type Handler =
-    Arc<dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<TestBody>> + Send>> + Send + Sync>;
+type Handler = Arc<
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<TestBody>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// A hyper HTTP/1.1 server (upgrades on) on 127.0.0.1:0; stops when dropped.
 pub struct Upstream {
