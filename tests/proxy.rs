@@ -398,6 +398,17 @@ async fn request_and_response_bodies_stream_at_the_same_time() {
 
 // ------------------------------------------------------------ upgrades
 
+async fn next_message<S>(ws: &mut S) -> Message
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    tokio::time::timeout(PATIENCE, ws.next())
+        .await
+        .expect("a message in time")
+        .expect("still open")
+        .expect("no error")
+}
+
 #[tokio::test]
 async fn websocket_upgrades_pass_through_both_ways() {
     use tokio_tungstenite::WebSocketStream;
@@ -442,29 +453,17 @@ async fn websocket_upgrades_pass_through_both_ways() {
     .expect("handshake in time")
     .expect("the upgrade succeeds");
     assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
-    let mut next = async || {
-        tokio::time::timeout(PATIENCE, ws.next())
-            .await
-            .expect("a message in time")
-            .expect("open")
-            .expect("no error")
-    };
-    assert_eq!(next().await, Message::text("hello from the app"));
-    drop(next);
+    assert_eq!(
+        next_message(&mut ws).await,
+        Message::text("hello from the app")
+    );
     ws.send(Message::text("ping")).await.unwrap();
-    let got = tokio::time::timeout(PATIENCE, ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(got, Message::text("echo: ping"));
+    assert_eq!(next_message(&mut ws).await, Message::text("echo: ping"));
     ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
-    let got = tokio::time::timeout(PATIENCE, ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(got, Message::binary(vec![1u8, 2, 3, b'!']));
+    assert_eq!(
+        next_message(&mut ws).await,
+        Message::binary(vec![1u8, 2, 3, b'!'])
+    );
     ws.close(None).await.unwrap();
 }
 
