@@ -916,3 +916,94 @@ async fn a_200_mb_upload_and_download_pass_with_memory_that_does_not_grow_with_t
         grown >> 20
     );
 }
+
+// ------------------------------------------------------------ more clients
+
+#[tokio::test]
+async fn upstream_timeout_starts_when_the_request_body_has_been_sent() {
+    // The upstream answers once it has the whole body.
+    let up = Upstream::serve(|req: Request<Incoming>| async move {
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        Response::new(full(body))
+    })
+    .await;
+    let yaml = format!(
+        "upstream:\n  url: \"http://{}\"\n  timeout: 200ms\n",
+        up.addr
+    );
+    let app = TestApp::spawn(&yaml).await;
+    let (tx, body) = upstream::channel();
+    let pending = tokio::spawn(send(
+        app.addr,
+        req(&app, Method::POST, "/slow-upload").body(body).unwrap(),
+    ));
+    tx.send(data("uploaded ")).await.unwrap();
+    // A pause longer than upstream.timeout while the client is still sending.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tx.send(data("slowly")).await.unwrap();
+    drop(tx);
+    let r = reply_of(pending.await.unwrap()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.text(), "uploaded slowly");
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_answered_by_hookcast_and_the_body_passed_on() {
+    let (_legacy, app) = with_legacy("").await;
+    let mut s = TcpStream::connect(app.addr).await.unwrap();
+    s.write_all(
+        b"PUT /put HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = [0u8; 25];
+    tokio::time::timeout(PATIENCE, s.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"hello").await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(PATIENCE, s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let body = out.split("\r\n\r\n").nth(1).unwrap();
+    let echo: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(echo["body"], "hello");
+    assert!(echoed(&echo, "expect").is_empty());
+}
+
+#[tokio::test]
+async fn http2_clients_reach_the_upstream_over_http1_with_their_authority_as_host() {
+    let (_legacy, app) = with_legacy("").await;
+    let tcp = TcpStream::connect(app.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(
+            Request::builder()
+                .version(http::Version::HTTP_2)
+                .uri(format!("http://app.example.com:8080/h2?x=1"))
+                .header("x-multi", "one")
+                .header("x-multi", "two")
+                .body(full("h2 body"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let r = reply_of(resp).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let echo = r.json();
+    assert_eq!(echo["target"], "/h2?x=1");
+    assert_eq!(echo["version"], "HTTP/1.1");
+    assert_eq!(echo["body"], "h2 body");
+    assert_eq!(echoed(&echo, "host"), ["app.example.com:8080"]);
+    assert_eq!(echoed(&echo, "x-forwarded-host"), ["app.example.com:8080"]);
+    assert_eq!(echoed(&echo, "x-multi"), ["one", "two"]);
+}

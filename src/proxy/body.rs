@@ -9,8 +9,10 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use super::Outcome;
-use crate::reply::BoxError;
+use tokio::sync::oneshot;
+
+use super::{ClientBodyError, Outcome};
+use crate::reply::{Body, BoxError};
 
 /// Frames already read from a body, sent again, then the rest of that body.
 #[derive(Debug)]
@@ -81,6 +83,64 @@ where
                 out
             }
         }
+    }
+}
+
+/// A request body on its way to the upstream: its errors are marked as the client's,
+/// and its end is signalled, which starts `upstream.timeout`.
+#[derive(Debug)]
+pub struct Outgoing {
+    inner: Body,
+    sent: Option<oneshot::Sender<()>>,
+}
+
+impl Outgoing {
+    pub(super) fn new(inner: Body, sent: Option<oneshot::Sender<()>>) -> Self {
+        Outgoing { inner, sent }
+    }
+
+    fn finish(&mut self) {
+        if let Some(tx) = self.sent.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl HttpBody for Outgoing {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match polled {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                self.finish();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.finish();
+                Poll::Ready(Some(Err(Box::new(ClientBodyError(e)))))
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                // hyper stops polling a body that says it has ended.
+                if self.inner.is_end_stream() {
+                    self.finish();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -144,7 +144,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Marks errors of the client's request body, to tell them from upstream failures.
 #[derive(Debug)]
-struct ClientBodyError(BoxError);
+pub(crate) struct ClientBodyError(BoxError);
 
 impl std::fmt::Display for ClientBodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -172,7 +172,7 @@ fn caused_by_client_body(e: &(dyn std::error::Error + 'static)) -> bool {
 /// The application behind hookcast, shared by every request.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpConnector, body::Outgoing>,
     authority: Authority,
     base_path: String,
     timeout: Duration,
@@ -241,15 +241,31 @@ impl Upstream {
         parts.version = Version::HTTP_11;
         parts.extensions = http::Extensions::new();
 
-        let body = body
-            .map_err(|e| -> BoxError { Box::new(ClientBodyError(e)) })
-            .boxed();
-        let sent = tokio::time::timeout(
-            self.timeout,
-            self.client.request(Request::from_parts(parts, body)),
-        )
-        .await;
-        let mut resp = match sent {
+        let (sent_tx, sent_rx) = if http_body::Body::is_end_stream(&body) {
+            (None, None)
+        } else {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            (Some(tx), Some(rx))
+        };
+        let mut pending = self.client.request(Request::from_parts(
+            parts,
+            body::Outgoing::new(body, sent_tx),
+        ));
+        // upstream.timeout counts from the end of the request body: a long upload
+        // is not a slow answer. An answer that comes before the end is taken.
+        let mut early = None;
+        if let Some(sent) = sent_rx {
+            tokio::select! {
+                biased;
+                r = &mut pending => early = Some(r),
+                _ = sent => {}
+            }
+        }
+        let answered = match early {
+            Some(r) => Ok(r),
+            None => tokio::time::timeout(self.timeout, pending).await,
+        };
+        let mut resp = match answered {
             Err(_) => return Err(Error::Timeout(self.timeout)),
             Ok(Err(e)) if caused_by_client_body(&e) => return Err(Error::ClientBody),
             Ok(Err(e)) => return Err(Error::Unavailable(e)),
