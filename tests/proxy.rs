@@ -989,7 +989,7 @@ async fn http2_clients_reach_the_upstream_over_http1_with_their_authority_as_hos
         .send_request(
             Request::builder()
                 .version(http::Version::HTTP_2)
-                .uri(format!("http://app.example.com:8080/h2?x=1"))
+                .uri("http://app.example.com:8080/h2?x=1")
                 .header("x-multi", "one")
                 .header("x-multi", "two")
                 .body(full("h2 body"))
