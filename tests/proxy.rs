@@ -595,17 +595,20 @@ async fn an_upstream_closing_mid_body_cuts_the_clients_response() {
 #[tokio::test]
 async fn a_request_target_that_is_not_a_path_gets_400() {
     let (_legacy, app) = with_legacy("").await;
-    let mut s = TcpStream::connect(app.addr).await.unwrap();
-    s.write_all(b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(PATIENCE, s.read_to_string(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
-    assert!(out.contains("\"error\":\"bad_request\""), "{out}");
+    for request in [
+        "OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n",
+    ] {
+        let mut s = TcpStream::connect(app.addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        tokio::time::timeout(PATIENCE, s.read_to_string(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(out.starts_with("HTTP/1.1 400"), "{request}: {out}");
+        assert!(out.contains("\"error\":\"bad_request\""), "{out}");
+    }
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -220,7 +220,8 @@ impl Upstream {
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
         let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
-        if !target.starts_with('/') {
+        // `CONNECT host:port` and `OPTIONS *` address hookcast, not a resource of the app.
+        if parts.method == Method::CONNECT || !target.starts_with('/') {
             return Err(Error::Target);
         }
         parts.uri = Uri::builder()
