@@ -104,12 +104,6 @@ fn unknown_key_in_a_route_match_points_at_the_key() {
 #[test]
 fn keys_of_later_versions_are_unknown_keys() {
     assert_error(
-        "listen: \"127.0.0.1:8080\"\nupstream:\n  url: \"http://127.0.0.1:3000\"\n",
-        2,
-        1,
-        &["unknown field `upstream`"],
-    );
-    assert_error(
         "admin:\n  listen: \"127.0.0.1:9901\"\n",
         1,
         1,
