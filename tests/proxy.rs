@@ -1010,3 +1010,29 @@ async fn http2_clients_reach_the_upstream_over_http1_with_their_authority_as_hos
     assert_eq!(echoed(&echo, "x-forwarded-host"), ["app.example.com:8080"]);
     assert_eq!(echoed(&echo, "x-multi"), ["one", "two"]);
 }
+
+#[tokio::test]
+async fn a_proxied_response_in_flight_finishes_during_shutdown() {
+    let (up, mut senders) = manual_upstream("text/plain").await;
+    let mut app = TestApp::spawn(&upstream::config(up.addr, "shutdown_grace: 10s\n")).await;
+    let resp = send(
+        app.addr,
+        req(&app, Method::GET, "/report").body(empty()).unwrap(),
+    )
+    .await;
+    let tx = senders.recv().await.unwrap();
+    let mut body = resp.into_body();
+    tx.send(data("part one, ")).await.unwrap();
+    assert_eq!(next_data(&mut body).await.unwrap(), "part one, ");
+
+    let stopped = app.begin_shutdown();
+    tx.send(data("part two")).await.unwrap();
+    assert_eq!(next_data(&mut body).await.unwrap(), "part two");
+    drop(tx);
+    assert_eq!(next_data(&mut body).await, None, "a clean end");
+    tokio::time::timeout(PATIENCE, stopped)
+        .await
+        .expect("hookcast stops once the response is done")
+        .unwrap()
+        .unwrap();
+}
