@@ -92,12 +92,14 @@ impl Error {
     pub fn into_response(self) -> Response<Body> {
         match &self {
             Error::Unavailable(e) => {
-                tracing::warn!(error = %error_chain(e), "{self}");
+                tracing::warn!(error = %error_chain(e), "upstream unavailable");
             }
-            Error::Timeout(after) => {
-                tracing::warn!(timeout_ms = after.as_millis() as u64, "{self}");
-            }
-            Error::ClientBody | Error::Target => tracing::info!("{self}"),
+            Error::Timeout(after) => tracing::warn!(
+                timeout_ms = after.as_millis() as u64,
+                "upstream timeout: no response headers in time"
+            ),
+            Error::ClientBody => tracing::info!("the client broke off the request body"),
+            Error::Target => tracing::info!("a request target that is not a path"),
         }
         if let Some(o) = self.outcome() {
             record(o);
