@@ -931,7 +931,7 @@ async fn upstream_timeout_starts_when_the_request_body_has_been_sent() {
     })
     .await;
     let yaml = format!(
-        "upstream:\n  url: \"http://{}\"\n  timeout: 200ms\n",
+        "upstream:\n  url: \"http://{}\"\n  timeout: 500ms\n",
         up.addr
     );
     let app = TestApp::spawn(&yaml).await;
@@ -942,7 +942,7 @@ async fn upstream_timeout_starts_when_the_request_body_has_been_sent() {
     ));
     tx.send(data("uploaded ")).await.unwrap();
     // A pause longer than upstream.timeout while the client is still sending.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     tx.send(data("slowly")).await.unwrap();
     drop(tx);
     let r = reply_of(pending.await.unwrap()).await;
