@@ -7,9 +7,10 @@
 //! # Layout
 //! - [`config`]: the YAML file, checked whole before any port is bound.
 //! - [`server`]: the accept loop and graceful shutdown; [`run`] is the entry point.
-//! - [`service`]: sends each request to a subscription, a webhook route or the demo page.
-//! - [`ingest`]: webhooks: body limit, route match, templates, publish.
-//! - [`template`]: `{path:}`, `{query:}`, `{header:}`, `{json:}`, `{body}` templates.
+//! - [`service`]: sends each request to a subscription, a webhook route, the demo page or the upstream.
+//! - [`ingest`]: webhooks: body limit, route match, templates, publish; forward-mode routes.
+//! - [`proxy`]: the upstream: streaming pass-through, hop-by-hop headers, upgrades, 502/504.
+//! - [`template`]: `{path:}`, `{query:}`, `{header:}`, `{json:}`, `{body}`, `{response:}` templates.
 //! - [`topic`]: topic names and `*` / `>` patterns.
 //! - [`hub`]: topics, bounded history, fan-out, replay.
 //! - [`subscribe`]: the subscription request and its response headers.
@@ -23,6 +24,7 @@ pub mod demo;
 pub mod direct;
 pub mod hub;
 pub mod ingest;
+pub mod proxy;
 pub mod reply;
 pub mod server;
 pub mod service;

@@ -26,6 +26,10 @@ use crate::service::{self, App};
 #[derive(Debug, Clone)]
 pub struct ConnectionCut(pub Arc<Notify>);
 
+/// The client's address, handed to each request of a connection (for `X-Forwarded-For`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
 /// How often expired history, idle topics and old dedupe keys are collected.
 const COLLECT_EVERY: Duration = Duration::from_secs(1);
 
@@ -78,6 +82,7 @@ pub async fn run(
             direct: direct.clone(),
             kill: kill.clone(),
             header_timeout,
+            peer,
         };
         tokio::spawn(
             conn.serve(stream)
@@ -117,6 +122,7 @@ struct Conn {
     direct: Arc<OpenCount>,
     kill: Arc<Notify>,
     header_timeout: Duration,
+    peer: std::net::SocketAddr,
 }
 
 impl Conn {
@@ -128,7 +134,8 @@ impl Conn {
         )
         .await;
         match sniffed {
-            Ok(Ok(Sniffed::Stream(req))) => {
+            Ok(Ok(Sniffed::Stream(mut req))) => {
+                req.extensions.insert(ClientAddr(self.peer));
                 let _open = self.direct.enter();
                 tokio::select! {
                     () = direct::serve(&self.app, stream, req) => {}
@@ -149,11 +156,13 @@ impl Conn {
 
     async fn serve_hyper(self, io: Prefixed) {
         let app = self.app;
+        let peer = self.peer;
         let cut = ConnectionCut(Arc::new(Notify::new()));
         let svc = service_fn({
             let cut = cut.clone();
             move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(cut.clone());
+                req.extensions_mut().insert(ClientAddr(peer));
                 service::handle(app.clone(), req)
             }
         });

@@ -1,12 +1,13 @@
 //! The one hyper service: sends each request to the event stream, a webhook route,
-//! the demo page, or a 404/405 — and never returns `Err`, which would drop the
-//! connection instead of answering.
+//! the demo page, or the upstream (404/405 without one) — and never returns `Err`,
+//! which would drop the connection instead of answering.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tracing::Instrument;
 
@@ -14,6 +15,7 @@ use crate::config::Config;
 use crate::demo;
 use crate::hub::Hub;
 use crate::ingest::{self, route::Lookup};
+use crate::proxy::Upstream;
 use crate::reply::{self, Body};
 use crate::server::ConnectionCut;
 use crate::subscribe::{self, Subscribed};
@@ -25,15 +27,19 @@ pub struct App {
     pub hub: Arc<Hub>,
     /// The demo page, when `demo: true`.
     pub demo_page: Option<bytes::Bytes>,
+    /// The application behind hookcast, when `upstream` is configured.
+    pub upstream: Option<Upstream>,
 }
 
 impl App {
     pub fn new(config: Config, hub: Arc<Hub>) -> Self {
         let demo_page = config.demo.then(|| demo::page(&config.sse.path));
+        let upstream = config.upstream.as_ref().map(Upstream::new);
         App {
             config,
             hub,
             demo_page,
+            upstream,
         }
     }
 }
@@ -66,27 +72,8 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
         return demo::serve(app.demo_page.as_ref(), req.method(), path);
     }
     match app.config.router.lookup(req.method(), path) {
-        Lookup::Candidates(candidates) => {
-            let (parts, body) = req.into_parts();
-            let result = match ingest::read_body(&parts, body, app.config.limits.max_body).await {
-                Ok(bytes) => ingest::ingest(&app.hub, &parts, &bytes, candidates),
-                Err(rejection) => Err(rejection),
-            };
-            match result {
-                Ok(published) => {
-                    tracing::debug!(
-                        id = &*published.id,
-                        duplicate = published.duplicate,
-                        "published"
-                    );
-                    ingest::accepted(&published)
-                }
-                Err(rejection) => {
-                    tracing::info!(?rejection, "webhook rejected");
-                    rejection.into_response()
-                }
-            }
-        }
+        Lookup::Candidates(candidates) => ingest::handle(app, req, candidates).await,
+        _ if app.upstream.is_some() => pass(app, streamed(req)).await,
         Lookup::WrongMethod(allowed) => method_not_allowed(&allowed),
         Lookup::NoRoute => reply::error(
             StatusCode::NOT_FOUND,
@@ -109,6 +96,26 @@ pub fn subscribe(app: &App, parts: &http::request::Parts) -> Subscribed {
         }
         Err(bad) => Subscribed::Other(bad.into_response()),
     }
+}
+
+/// Sends a request to the upstream; 404 without one.
+pub(crate) async fn pass(app: &App, req: Request<Body>) -> Response<Body> {
+    match &app.upstream {
+        Some(upstream) => upstream.pass(req).await,
+        None => reply::error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "Nothing is served at {}, and no upstream is configured.",
+                req.uri().path()
+            ),
+        ),
+    }
+}
+
+/// A request whose body streams on as it arrives.
+pub(crate) fn streamed(req: Request<Incoming>) -> Request<Body> {
+    req.map(|b| b.map_err(Into::into).boxed())
 }
 
 fn method_not_allowed(allowed: &[Method]) -> Response<Body> {

@@ -98,6 +98,14 @@ impl Template {
         self.parts.iter().any(|p| matches!(p, Part::Json(_)))
     }
 
+    pub fn uses_body(&self) -> bool {
+        self.parts.contains(&Part::Body)
+    }
+
+    pub fn uses_response(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Response(_)))
+    }
+
     /// Renders against one request; every placeholder must resolve.
     pub fn render(&self, input: &Input<'_>) -> Result<String, RenderError> {
         let mut out = String::new();

@@ -17,7 +17,7 @@ use http::Method;
 use http::header::HeaderName;
 use serde_saphyr::{Location, Spanned};
 
-use crate::ingest::route::{HeaderMatch, PathPattern, Publish, Route, Router};
+use crate::ingest::route::{HeaderMatch, Mode, PathPattern, Publish, Route, Router};
 use crate::template::{Part, Template};
 use crate::topic;
 
@@ -28,12 +28,37 @@ pub(crate) use units::{parse_duration, parse_size};
 pub struct Config {
     pub listen: SocketAddr,
     pub shutdown_grace: Duration,
+    /// The application behind hookcast; without one, unmatched requests get 404.
+    pub upstream: Option<Upstream>,
     pub sse: Sse,
     pub dedupe: Dedupe,
     pub limits: Limits,
     pub log: Log,
     pub demo: bool,
     pub router: Router,
+}
+
+/// Where proxied requests go: plain HTTP to one host.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// `host:port` (the port defaults to 80).
+    pub authority: http::uri::Authority,
+    /// A path prefix put before every request's path: empty, or `/app` (no trailing slash).
+    pub base_path: String,
+    /// Response headers must arrive within this.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Idle pooled connections are closed after this.
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept open; 0 turns keep-alive to the upstream off.
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Upstream {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+    pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 256;
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +104,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             shutdown_grace: Duration::from_secs(10),
+            upstream: None,
             sse: Sse {
                 path: "/events".into(),
                 heartbeat: Duration::from_secs(15),
@@ -308,6 +334,9 @@ impl Checker {
             d.shutdown_grace,
             Duration::ZERO,
         );
+        // A forward route needs an upstream; an upstream with a bad url is reported once, there.
+        let raw_has_upstream = raw.upstream.is_some();
+        let upstream = raw.upstream.and_then(|u| self.upstream(u));
         let sse = self.sse(raw.sse.unwrap_or_default(), d.sse);
         let dedupe = raw.dedupe.unwrap_or_default();
         let limits = raw.limits.unwrap_or_default();
@@ -331,10 +360,11 @@ impl Checker {
         };
         let log = self.log(raw.log.unwrap_or_default(), d.log);
         let demo = raw.demo.map_or(d.demo, |v| v.value);
-        let router = self.routes(raw.routes.unwrap_or_default(), &sse.path);
+        let router = self.routes(raw.routes.unwrap_or_default(), &sse.path, raw_has_upstream);
         Config {
             listen,
             shutdown_grace,
+            upstream,
             sse,
             dedupe,
             limits,
@@ -342,6 +372,48 @@ impl Checker {
             demo,
             router,
         }
+    }
+
+    fn upstream(&mut self, raw: raw::Upstream) -> Option<Upstream> {
+        let ms = Duration::from_millis(1);
+        let timeout = self.duration(
+            "upstream.timeout",
+            raw.timeout,
+            Upstream::DEFAULT_TIMEOUT,
+            ms,
+        );
+        let connect_timeout = self.duration(
+            "upstream.connect_timeout",
+            raw.connect_timeout,
+            Upstream::DEFAULT_CONNECT_TIMEOUT,
+            ms,
+        );
+        let pool_idle_timeout = self.duration(
+            "upstream.pool_idle_timeout",
+            raw.pool_idle_timeout,
+            Upstream::DEFAULT_POOL_IDLE_TIMEOUT,
+            ms,
+        );
+        let pool_max_idle_per_host = raw
+            .pool_max_idle_per_host
+            .map_or(Upstream::DEFAULT_POOL_MAX_IDLE_PER_HOST, |v| {
+                usize::try_from(v.value).unwrap_or(usize::MAX)
+            });
+        let (authority, base_path) = match parse_upstream_url(&raw.url.value) {
+            Ok(parsed) => parsed,
+            Err(msg) => {
+                self.error(&raw.url.referenced, format!("upstream.url: {msg}"));
+                return None;
+            }
+        };
+        Some(Upstream {
+            authority,
+            base_path,
+            timeout,
+            connect_timeout,
+            pool_idle_timeout,
+            pool_max_idle_per_host,
+        })
     }
 
     fn sse(&mut self, raw: raw::Sse, d: Sse) -> Sse {
@@ -434,7 +506,7 @@ impl Checker {
         Log { format, level }
     }
 
-    fn routes(&mut self, raw: Vec<raw::Route>, sse_path: &str) -> Router {
+    fn routes(&mut self, raw: Vec<raw::Route>, sse_path: &str, has_upstream: bool) -> Router {
         let mut names = HashSet::new();
         let mut routes = Vec::new();
         for r in raw {
@@ -447,30 +519,44 @@ impl Checker {
                     ),
                 );
             }
-            if let Some(route) = self.route(r, sse_path) {
+            if let Some(route) = self.route(r, sse_path, has_upstream) {
                 routes.push(route);
             }
         }
         Router::new(routes)
     }
 
-    fn route(&mut self, r: raw::Route, sse_path: &str) -> Option<Route> {
+    fn route(&mut self, r: raw::Route, sse_path: &str, has_upstream: bool) -> Option<Route> {
         let before = self.diagnostics.len();
         let name = r.name.value.trim().to_owned();
         if name.is_empty() {
             self.error(&r.name.referenced, "route name cannot be empty");
         }
-        if let Some(mode) = &r.mode
-            && mode.value != "publish"
-        {
-            self.error(
-                &mode.referenced,
-                format!(
-                    "route `{name}`: unknown mode `{}`; expected publish",
-                    mode.value
-                ),
-            );
-        }
+        let mode = match &r.mode {
+            None => Mode::Publish,
+            Some(m) => match m.value.as_str() {
+                "publish" => Mode::Publish,
+                "forward" if !has_upstream => {
+                    self.error(
+                        &m.referenced,
+                        format!(
+                            "route `{name}`: mode forward passes the request to the upstream, but no upstream is configured; set upstream.url"
+                        ),
+                    );
+                    Mode::Forward
+                }
+                "forward" => Mode::Forward,
+                other => {
+                    self.error(
+                        &m.referenced,
+                        format!(
+                            "route `{name}`: unknown mode `{other}`; expected publish or forward"
+                        ),
+                    );
+                    Mode::Publish
+                }
+            },
+        };
         let m = r.matcher;
         let path = match PathPattern::parse(&m.path.value) {
             Ok(p) if p.as_str() == sse_path || is_reserved(p.as_str()) => {
@@ -544,6 +630,7 @@ impl Checker {
             route: &name,
             params: &params,
             checked_path: path.is_some(),
+            mode,
         };
 
         let p = r.publish;
@@ -594,6 +681,7 @@ impl Checker {
             method,
             headers,
             json,
+            mode,
             publish: Publish {
                 topics,
                 event,
@@ -624,7 +712,7 @@ impl Checker {
                     at,
                     format!("route `{route}`: {key}: `{{path:{p}}}` can never resolve: the route path has no `{{{p}}}` segment"),
                 ),
-                Part::Response(_) => self.error(
+                Part::Response(_) if ctx.mode == Mode::Publish => self.error(
                     at,
                     format!("route `{route}`: {key}: `{{response:…}}` can never resolve in mode publish: there is no upstream answer"),
                 ),
@@ -662,6 +750,48 @@ struct TemplateCtx<'a> {
     params: &'a [String],
     /// False when the path itself was invalid, so `{path:}` checks would only add noise.
     checked_path: bool,
+    mode: Mode,
+}
+
+/// Splits `http://host[:port][/prefix]` into its authority and path prefix.
+fn parse_upstream_url(url: &str) -> Result<(http::uri::Authority, String), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| format!("`{url}` is not a URL; write e.g. http://127.0.0.1:3000"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(format!(
+                "`{url}`: hookcast talks plain HTTP to the upstream; TLS to the upstream is left to nginx or the ingress, so use an http:// address (e.g. the application's port on localhost)"
+            ));
+        }
+        Some(other) => {
+            return Err(format!(
+                "`{url}`: scheme `{other}` is not supported; write http://HOST:PORT"
+            ));
+        }
+        None => {
+            return Err(format!("`{url}` has no scheme; write http://HOST:PORT"));
+        }
+    }
+    let Some(authority) = uri.authority().cloned() else {
+        return Err(format!("`{url}` has no host; write http://HOST:PORT"));
+    };
+    if authority.as_str().contains('@') {
+        return Err(format!(
+            "`{url}` carries credentials; hookcast passes the client's own Authorization instead"
+        ));
+    }
+    if authority.host().is_empty() {
+        return Err(format!("`{url}` has no host; write http://HOST:PORT"));
+    }
+    if url.contains('?') || url.contains('#') {
+        return Err(format!(
+            "`{url}` has a query or fragment; requests are passed with their own query"
+        ));
+    }
+    let base_path = uri.path().trim_end_matches('/').to_owned();
+    Ok((authority, base_path))
 }
 
 fn is_reserved(path: &str) -> bool {

@@ -15,12 +15,23 @@ pub(super) type S<T> = Spanned<T>;
 pub(super) struct Root {
     pub(super) listen: Option<S<String>>,
     pub(super) shutdown_grace: Option<S<String>>,
+    pub(super) upstream: Option<Upstream>,
     pub(super) sse: Option<Sse>,
     pub(super) dedupe: Option<Dedupe>,
     pub(super) limits: Option<Limits>,
     pub(super) log: Option<Log>,
     pub(super) demo: Option<S<bool>>,
     pub(super) routes: Option<Vec<Route>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Upstream {
+    pub(super) url: S<String>,
+    pub(super) timeout: Option<S<String>>,
+    pub(super) connect_timeout: Option<S<String>>,
+    pub(super) pool_idle_timeout: Option<S<String>>,
+    pub(super) pool_max_idle_per_host: Option<S<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

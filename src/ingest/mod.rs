@@ -1,22 +1,26 @@
 //! Webhooks: read the body within `limits.max_body`, pick the first route whose
 //! conditions hold, render its templates, publish, and answer 202 — or a JSON error,
-//! in which case nothing was published.
+//! in which case nothing was published. Forward-mode routes ([`forward`]) let the
+//! upstream answer instead, and publish when it accepted.
 
+mod forward;
 pub mod route;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use crate::hub::{Hub, NewEvent, Published};
+use crate::hub::{NewEvent, Published};
+use crate::proxy::{self, body::Prefix, body::read_prefix};
 use crate::reply::{self, Body};
+use crate::service::{self, App};
 use crate::sse;
 use crate::template::{Input, RenderError, Template};
 use crate::topic;
-use route::{Candidate, Route};
+use route::{Candidate, Mode, Route};
 
 /// A webhook that could not be accepted; each maps to one status and code.
 #[derive(Debug)]
@@ -99,32 +103,96 @@ pub async fn read_body(parts: &Parts, body: Incoming, limit: u64) -> Result<Byte
     }
 }
 
-/// Picks the first candidate whose header and JSON conditions hold, renders and publishes.
-pub fn ingest(
-    hub: &Hub,
-    parts: &Parts,
-    body: &Bytes,
+/// A request whose path and method match routes: read the body if a candidate
+/// needs it, pick the first route whose conditions hold, and publish it (publish
+/// mode) or pass it to the upstream (forward mode, or no route holds).
+pub async fn handle(
+    app: &App,
+    req: Request<Incoming>,
     candidates: Vec<Candidate>,
-) -> Result<Published, Rejection> {
+) -> Response<Body> {
+    let limit = app.config.limits.max_body;
+    let (parts, body) = req.into_parts();
+    let reads_body = candidates
+        .iter()
+        .any(|(r, _)| r.mode == Mode::Publish || r.reads_body());
+    if !reads_body {
+        // Only forward routes that need nothing from the body: it streams through.
+        let chosen = candidates
+            .into_iter()
+            .find(|(r, _)| r.accepts(&parts.headers, None));
+        let req = service::streamed(Request::from_parts(parts, body));
+        return match chosen {
+            Some(route) => forward::forward(app, req, route, Bytes::new()).await,
+            None => service::pass(app, req).await,
+        };
+    }
+
+    let body = if candidates.iter().all(|(r, _)| r.mode == Mode::Forward) {
+        // The upstream gets the request whatever its size; only the event needs it whole.
+        match read_prefix(body, limit).await {
+            Prefix::Whole(bytes, _) => bytes,
+            Prefix::Over(replay) => {
+                tracing::warn!(
+                    limit,
+                    "request body over limits.max_body: passed to the upstream, no event published"
+                );
+                proxy::record(proxy::Outcome::PublishFailed);
+                return service::pass(app, Request::from_parts(parts, replay.boxed())).await;
+            }
+            Prefix::Broken(_) => return rejected(Rejection::BodyUnreadable),
+        }
+    } else {
+        match read_body(&parts, body, limit).await {
+            Ok(bytes) => bytes,
+            Err(rejection) => return rejected(rejection),
+        }
+    };
     let json: Option<Value> = if candidates.iter().any(|(r, _)| r.needs_json()) {
-        serde_json::from_slice(body).ok()
+        serde_json::from_slice(&body).ok()
     } else {
         None
     };
-    let (route, params) = candidates
+    let chosen = candidates
         .into_iter()
-        .find(|(r, _)| r.accepts(&parts.headers, json.as_ref()))
-        .ok_or(Rejection::NoMatch)?;
-    let input = Input {
-        path_params: &params,
-        query: parts.uri.query(),
-        headers: &parts.headers,
-        body,
-        json: json.as_ref(),
-        response: None,
-    };
-    let event = render(&route, &input)?;
-    Ok(hub.publish(event))
+        .find(|(r, _)| r.accepts(&parts.headers, json.as_ref()));
+    match chosen {
+        Some((route, params)) if route.mode == Mode::Publish => {
+            let input = Input {
+                path_params: &params,
+                query: parts.uri.query(),
+                headers: &parts.headers,
+                body: &body,
+                json: json.as_ref(),
+                response: None,
+            };
+            match render(&route, &input) {
+                Ok(event) => {
+                    let published = app.hub.publish(event);
+                    tracing::debug!(
+                        id = &*published.id,
+                        duplicate = published.duplicate,
+                        "published"
+                    );
+                    accepted(&published)
+                }
+                Err(rejection) => rejected(rejection),
+            }
+        }
+        Some(route) => {
+            let req = Request::from_parts(parts, reply::full(body.clone()));
+            forward::forward(app, req, route, body).await
+        }
+        None if app.upstream.is_some() => {
+            service::pass(app, Request::from_parts(parts, reply::full(body))).await
+        }
+        None => rejected(Rejection::NoMatch),
+    }
+}
+
+fn rejected(rejection: Rejection) -> Response<Body> {
+    tracing::info!(?rejection, "webhook rejected");
+    rejection.into_response()
 }
 
 /// Renders a matched route's templates into an event; checks topics and event name.

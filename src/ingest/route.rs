@@ -17,7 +17,17 @@ pub struct Route {
     pub headers: Vec<(HeaderName, HeaderMatch)>,
     /// JSON Pointer -> required value; a non-JSON body never matches.
     pub json: Vec<(String, Value)>,
+    pub mode: Mode,
     pub publish: Publish,
+}
+
+/// Who answers a matched request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// hookcast publishes and answers 202.
+    Publish,
+    /// The upstream answers; hookcast publishes when that answer is 2xx.
+    Forward,
 }
 
 /// What a matched request publishes.
@@ -46,6 +56,24 @@ impl Route {
                 .flatten()
                 .any(Template::uses_json)
             || p.data.uses_json()
+    }
+
+    /// Whether matching or rendering reads the request body (`json:`, `{json:}`, `{body}`).
+    pub fn reads_body(&self) -> bool {
+        self.needs_json() || self.templates().any(Template::uses_body)
+    }
+
+    /// Whether a template reads the upstream's answer (`{response:}`).
+    pub fn reads_response(&self) -> bool {
+        self.templates().any(Template::uses_response)
+    }
+
+    fn templates(&self) -> impl Iterator<Item = &Template> {
+        let p = &self.publish;
+        p.topics
+            .iter()
+            .chain([&p.event, &p.dedupe].into_iter().flatten())
+            .chain(std::iter::once(&p.data))
     }
 
     /// The header and JSON conditions; path and method were checked by [`Router::lookup`].

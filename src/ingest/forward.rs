@@ -1,0 +1,114 @@
+//! Forward mode: the upstream answers a matched request; when it answers 2xx, the
+//! route's event is published. The caller gets the upstream's response unchanged.
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+use super::{Candidate, Rejection, render};
+use crate::proxy::body::{Prefix, Watched, read_prefix};
+use crate::proxy::{self, Outcome};
+use crate::reply::Body;
+use crate::service::{self, App};
+use crate::template::Input;
+
+/// Passes `req` to the upstream and publishes the route's event on a 2xx answer.
+/// `body` is the request body when the route reads it, else empty.
+pub(super) async fn forward(
+    app: &App,
+    req: Request<Body>,
+    (route, params): Candidate,
+    body: Bytes,
+) -> Response<Body> {
+    let Some(upstream) = app.upstream.as_ref() else {
+        return service::pass(app, req).await;
+    };
+    // Kept for rendering once the upstream has answered.
+    let headers = req.headers().clone();
+    let uri = req.uri().clone();
+    let resp = match upstream.send(req).await {
+        Ok(resp) => resp,
+        Err(e) => return e.into_response(),
+    };
+    if !resp.status().is_success() {
+        tracing::debug!(
+            status = resp.status().as_u16(),
+            "the upstream did not accept the request; no event"
+        );
+        return proxy::reply(resp);
+    }
+    let json: Option<Value> = if route.needs_json() {
+        serde_json::from_slice(&body).ok()
+    } else {
+        None
+    };
+    let input = |response| Input {
+        path_params: &params,
+        query: uri.query(),
+        headers: &headers,
+        body: &body,
+        json: json.as_ref(),
+        response,
+    };
+    if !route.reads_response() {
+        publish(app, &route.name, render(&route, &input(None)));
+        return proxy::reply(resp);
+    }
+
+    // The answer is read only as far as `limits.max_body`, and sent on as it was read.
+    let (head, answer) = resp.into_parts();
+    let limit = app.config.limits.max_body;
+    let body = match read_prefix(answer, limit).await {
+        Prefix::Whole(bytes, replay) => {
+            match serde_json::from_slice::<Value>(&bytes) {
+                Ok(answer) => publish(app, &route.name, render(&route, &input(Some(&answer)))),
+                Err(_) => failed(&route.name, "the upstream's answer is not JSON"),
+            }
+            replay.boxed()
+        }
+        Prefix::Over(replay) => {
+            failed(&route.name, "the upstream's answer is over limits.max_body");
+            Watched::new(replay).boxed()
+        }
+        Prefix::Broken(replay) => {
+            tracing::warn!(
+                route = &*route.name,
+                "the upstream broke off its answer; no event published, the client's response is cut"
+            );
+            proxy::record(Outcome::BodyAborted);
+            replay.boxed()
+        }
+    };
+    Response::from_parts(head, body)
+}
+
+fn publish(app: &App, route: &str, event: Result<crate::hub::NewEvent, Rejection>) {
+    match event {
+        Ok(event) => {
+            let published = app.hub.publish(event);
+            tracing::debug!(
+                id = &*published.id,
+                duplicate = published.duplicate,
+                "published"
+            );
+        }
+        Err(rejection) => {
+            tracing::warn!(
+                route,
+                ?rejection,
+                "the upstream accepted the request, but its event could not be built; none published"
+            );
+            proxy::record(Outcome::PublishFailed);
+        }
+    }
+}
+
+fn failed(route: &str, why: &'static str) {
+    tracing::warn!(
+        route,
+        why,
+        "the upstream accepted the request, but no event was published"
+    );
+    proxy::record(Outcome::PublishFailed);
+}
