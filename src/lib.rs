@@ -18,10 +18,13 @@
 //! - [`demo`]: the demo page.
 //! - [`shutdown`]: SIGTERM / SIGINT.
 
+pub mod auth;
 pub mod config;
+pub mod cors;
 pub mod demo;
 pub mod hub;
 pub mod ingest;
+pub mod limits;
 pub mod reply;
 pub mod server;
 pub mod service;
@@ -30,6 +33,7 @@ pub mod sse;
 pub mod subscribe;
 pub mod template;
 pub mod topic;
+pub mod verify;
 
 pub use config::Config;
 pub use server::run;

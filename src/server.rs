@@ -23,6 +23,14 @@ use crate::service::{self, App};
 #[derive(Debug, Clone)]
 pub struct ConnectionCut(pub Arc<Notify>);
 
+/// The address a connection came from, handed to each of its requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
+/// Largest request head (request line and headers) read; beyond it hyper
+/// answers 431. Also the bound of an HTTP/2 header list.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// How often expired history, idle topics and old dedupe keys are collected.
 const COLLECT_EVERY: Duration = Duration::from_secs(1);
 
@@ -44,8 +52,20 @@ pub async fn run(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
+    // Each open connection holds a permit; none left means new ones are closed at
+    // once, which an EventSource retries (a 503 would make it give up).
+    let permits = app
+        .config
+        .limits
+        .max_connections
+        .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
+    let mut at_capacity = false;
     let graceful = GracefulShutdown::new();
     // Fired when shutdown_grace has passed, to drop the connections still open.
     let kill = Arc::new(Notify::new());
@@ -65,6 +85,21 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
+        let permit = match permits.as_ref().map(|p| p.clone().try_acquire_owned()) {
+            Some(Err(_)) => {
+                if !at_capacity {
+                    tracing::warn!(
+                        "limits.max_connections reached; closing new connections until some end"
+                    );
+                }
+                at_capacity = true;
+                drop(stream);
+                continue;
+            }
+            Some(Ok(permit)) => Some(permit),
+            None => None,
+        };
+        at_capacity = false;
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let cut = ConnectionCut(Arc::new(Notify::new()));
@@ -72,6 +107,7 @@ pub async fn run(
             let cut = cut.clone();
             move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(cut.clone());
+                req.extensions_mut().insert(Peer(peer));
                 service::handle(app.clone(), req)
             }
         });
@@ -83,6 +119,7 @@ pub async fn run(
         let kill = kill.clone();
         tokio::spawn(
             async move {
+                let _permit = permit;
                 tokio::select! {
                     result = conn => if let Err(e) = result {
                         tracing::debug!(error = %e, "connection ended with an error");

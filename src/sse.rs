@@ -128,6 +128,8 @@ pub enum End {
     Slow,
     Shutdown,
     MaxDuration,
+    /// The subscriber's token expired.
+    AuthExpired,
 }
 
 /// An error that aborts the connection instead of ending the body cleanly.
@@ -149,6 +151,8 @@ pub struct StreamSettings {
     pub heartbeat: Duration,
     /// Already jittered by the caller.
     pub max_duration: Option<Duration>,
+    /// Time left until the subscriber's credentials expire.
+    pub auth_expires: Option<Duration>,
 }
 
 /// The response body of one subscriber. It polls its subscription directly: no task
@@ -161,7 +165,8 @@ pub struct EventStream {
     resync: Option<Bytes>,
     heartbeat: Pin<Box<Sleep>>,
     last_write: Instant,
-    deadline: Option<Pin<Box<Sleep>>>,
+    /// The earlier of `max_duration` and `auth_expires`, and which one it is.
+    deadline: Option<(Pin<Box<Sleep>>, End)>,
     /// Set once the stream has decided to end; the next poll returns `None`.
     done: bool,
 }
@@ -177,9 +182,8 @@ impl EventStream {
             resync,
             heartbeat: Box::pin(tokio::time::sleep_until(now + settings.heartbeat)),
             last_write: now,
-            deadline: settings
-                .max_duration
-                .map(|d| Box::pin(tokio::time::sleep_until(now + d))),
+            deadline: earliest(settings.max_duration, settings.auth_expires)
+                .map(|(d, end)| (Box::pin(tokio::time::sleep_until(now + d)), end)),
             done: false,
         }
     }
@@ -193,6 +197,15 @@ impl EventStream {
         tracing::debug!(reason = ?end, "stream closed");
         self.done = true;
         Poll::Ready(Some(Ok(Frame::data(jittered_retry(self.settings.retry)))))
+    }
+}
+
+fn earliest(max: Option<Duration>, auth: Option<Duration>) -> Option<(Duration, End)> {
+    match (max, auth) {
+        (Some(m), Some(a)) if a < m => Some((a, End::AuthExpired)),
+        (Some(m), _) => Some((m, End::MaxDuration)),
+        (None, Some(a)) => Some((a, End::AuthExpired)),
+        (None, None) => None,
     }
 }
 
@@ -217,10 +230,11 @@ impl Body for EventStream {
         if let Some(ev) = this.sub.replay.pop_front() {
             return this.wrote(ev.frame.clone());
         }
-        if let Some(deadline) = this.deadline.as_mut()
+        if let Some((deadline, end)) = this.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
         {
-            return this.finish(End::MaxDuration);
+            let end = *end;
+            return this.finish(end);
         }
         match this.sub.poll_recv(cx) {
             Poll::Ready(Recv::Event(ev)) => return this.wrote(ev.frame.clone()),

@@ -2,7 +2,7 @@
 //! and answer with the event stream — or a JSON refusal, or "try later".
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode, Version};
@@ -92,13 +92,15 @@ pub fn parse(
     })
 }
 
-/// Opens the stream for a parsed request.
+/// Opens the stream for a parsed request; `until` is when the subscriber's
+/// credentials expire, which ends the stream.
 pub fn open(
     hub: &Arc<Hub>,
     config: &Config,
     req: Request,
     version: Version,
     cut: Option<ConnectionCut>,
+    until: Option<SystemTime>,
 ) -> Response<Body> {
     let sse = &config.sse;
     match hub.subscribe(req.filters, req.last_event_id.as_deref(), cut.map(|c| c.0)) {
@@ -107,6 +109,10 @@ pub fn open(
                 retry: sse.retry,
                 heartbeat: sse.heartbeat,
                 max_duration: sse.max_stream_duration.map(jitter_down),
+                auth_expires: until.map(|t| {
+                    t.duration_since(SystemTime::now())
+                        .unwrap_or(Duration::ZERO)
+                }),
             };
             stream_response(
                 EventStream::new(sub, settings).map_err(Into::into).boxed(),

@@ -16,6 +16,7 @@ use crate::reply::{self, Body};
 use crate::sse;
 use crate::template::{Input, RenderError, Template};
 use crate::topic;
+use crate::verify;
 use route::{Candidate, Route};
 
 /// A webhook that could not be accepted; each maps to one status and code.
@@ -33,6 +34,7 @@ pub enum Rejection {
         error: topic::TopicError,
     },
     InvalidEvent,
+    Signature(verify::Failure),
 }
 
 impl Rejection {
@@ -76,6 +78,20 @@ impl Rejection {
                 "invalid_event",
                 "The rendered event name contains a line break or NUL.",
             ),
+            Rejection::Signature(failure) => {
+                let message = match &failure {
+                    verify::Failure::Missing(h) => {
+                        format!("The {h} header is missing, so this webhook cannot be verified.")
+                    }
+                    verify::Failure::Invalid => {
+                        "The webhook signature does not match this route's secret.".to_owned()
+                    }
+                    verify::Failure::TimestampOutOfTolerance => {
+                        "The signed timestamp is too far from the current time; the webhook may be a replay.".to_owned()
+                    }
+                };
+                reply::error(S::UNAUTHORIZED, failure.code(), message)
+            }
         }
     }
 }
@@ -99,7 +115,8 @@ pub async fn read_body(parts: &Parts, body: Incoming, limit: u64) -> Result<Byte
     }
 }
 
-/// Picks the first candidate whose header and JSON conditions hold, renders and publishes.
+/// Picks the first candidate whose header and JSON conditions hold, checks its
+/// signature, renders and publishes.
 pub fn ingest(
     hub: &Hub,
     parts: &Parts,
@@ -115,6 +132,19 @@ pub fn ingest(
         .into_iter()
         .find(|(r, _)| r.accepts(&parts.headers, json.as_ref()))
         .ok_or(Rejection::NoMatch)?;
+    if let Some(verifier) = &route.verify {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        verifier
+            .verify(&verify::Request {
+                headers: &parts.headers,
+                path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+                body,
+                now,
+            })
+            .map_err(Rejection::Signature)?;
+    }
     let input = Input {
         path_params: &params,
         query: parts.uri.query(),

@@ -7,6 +7,7 @@ use http::{HeaderMap, Method};
 use serde_json::Value;
 
 use crate::template::Template;
+use crate::verify::Verifier;
 
 /// A configured webhook route, compiled.
 #[derive(Debug, Clone)]
@@ -17,6 +18,8 @@ pub struct Route {
     pub headers: Vec<(HeaderName, HeaderMatch)>,
     /// JSON Pointer -> required value; a non-JSON body never matches.
     pub json: Vec<(String, Value)>,
+    /// The signature every request must carry, when set.
+    pub verify: Option<Arc<Verifier>>,
     pub publish: Publish,
 }
 
