@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -407,4 +407,60 @@ async fn forward_auth_answers_are_cached_per_topics_and_headers() {
     auth.answer(200);
     drop(assert_streams(&app, "topic=room.a", &carol).await);
     assert_eq!(auth.calls(), 5);
+}
+
+// ---------------------------------------------------------------- config
+
+fn config_error(yaml: &str) -> String {
+    hookcast::config::from_yaml("c.yaml", yaml)
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn subscriber_auth_config_errors() {
+    let e = config_error("subscribers:\n  auth: oauth\n");
+    assert!(
+        e.starts_with("c.yaml:2:9: subscribers.auth `oauth` is not known"),
+        "{e}"
+    );
+    let e = config_error("subscribers:\n  auth: jwt\n");
+    assert!(e.contains("subscribers.jwt must name the keys"), "{e}");
+    let e = config_error("subscribers:\n  jwt:\n    secret_env: X\n");
+    assert!(
+        e.contains("subscribers.jwt is set, but subscribers.auth is none"),
+        "{e}"
+    );
+    let e = config_error(&format!(
+        "subscribers:\n  auth: jwt\n  jwt:\n    public_key_file: \"{FIXTURES}/rsa-public.pem\"\n    algorithms: [ES256]\n"
+    ));
+    assert!(
+        e.contains("c.yaml:5:18: subscribers.jwt.algorithms: ES256 needs an EC public key"),
+        "{e}"
+    );
+    let e = config_error(&format!(
+        "subscribers:\n  auth: jwt\n  jwt:\n    public_key_file: \"{FIXTURES}/README.md\"\n"
+    ));
+    assert!(e.contains("is not an RSA or EC public key in PEM"), "{e}");
+    let e = config_error(&format!(
+        "subscribers:\n  auth: jwt\n  jwt:\n    public_key_file: \"{FIXTURES}/rsa-public.pem\"\n    algorithms: [none]\n"
+    ));
+    assert!(e.contains("`none` is not supported"), "{e}");
+    let e = config_error(&format!(
+        "subscribers:\n  auth: jwt\n  jwt:\n    public_key_file: \"{FIXTURES}/rsa-public.pem\"\n    topics_claim: hookcast.subscribe\n"
+    ));
+    assert!(e.contains("is not a JSON Pointer"), "{e}");
+    let e = config_error("subscribers:\n  auth: upstream\n  upstream:\n    path: /auth\n");
+    assert!(e.contains("subscribers.upstream.url is missing"), "{e}");
+    let e = config_error(
+        "subscribers:\n  auth: upstream\n  upstream:\n    url: https://auth.example.com\n",
+    );
+    assert!(e.contains("https is not supported"), "{e}");
+    let e = config_error(
+        "subscribers:\n  auth: upstream\n  upstream:\n    url: http://a\n    path: auth\n",
+    );
+    assert!(
+        e.contains("c.yaml:5:11: subscribers.upstream.path `auth` must be a path"),
+        "{e}"
+    );
 }

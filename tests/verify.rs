@@ -74,10 +74,9 @@ impl Vector {
 
     fn verify_as(&self, scheme: Scheme) -> Result<(), Failure> {
         let secret = Secret::new(self.v["secret"].as_str().unwrap());
-        let verifier = match Verifier::new(scheme, vec![secret], DEFAULT_TOLERANCE) {
-            Ok(v) => v,
-            // A secret the scheme cannot use (not base64 for standard-webhooks) verifies nothing.
-            Err(_) => return Err(Failure::Invalid),
+        // A secret the scheme cannot use (not base64 for standard-webhooks) verifies nothing.
+        let Ok(verifier) = Verifier::new(scheme, vec![secret], DEFAULT_TOLERANCE) else {
+            return Err(Failure::Invalid);
         };
         let headers = self.headers();
         let (_, path) = self.url_parts();
@@ -497,4 +496,86 @@ async fn a_route_without_verify_still_accepts_unsigned_webhooks() {
     let app = TestApp::spawn(&config("")).await;
     let r = app.post("/hooks/lobby", &[], "hi").await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
+}
+
+// ---------------------------------------------------------------- config
+
+fn config_error(yaml: &str) -> String {
+    hookcast::config::from_yaml("c.yaml", yaml)
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn verify_config_errors_point_at_the_key() {
+    let route = |verify: &str| {
+        format!(
+            "routes:\n  - name: r\n    match:\n      path: /h\n    publish:\n      topic: t\n    verify:\n{verify}"
+        )
+    };
+    let e = config_error(&route(
+        "      scheme: gitlab\n      secret_file: /dev/null\n",
+    ));
+    assert!(
+        e.starts_with("c.yaml:8:15: route `r`: verify.scheme `gitlab` is not known"),
+        "{e}"
+    );
+    let e = config_error(&route("      scheme: github\n"));
+    assert!(
+        e.contains("name the secret with secret_env or secret_file"),
+        "{e}"
+    );
+    let e = config_error(&route("      scheme: hmac-sha256\n      secret_env: X\n"));
+    assert!(e.contains("needs `header`"), "{e}");
+    let e = config_error(&route(
+        "      scheme: github\n      header: X-Sig\n      secret_env: X\n",
+    ));
+    assert!(
+        e.contains("c.yaml:9:15: route `r`: verify.header applies to hmac-sha256 and token only"),
+        "{e}"
+    );
+    let e = config_error(&route(
+        "      scheme: github\n      tolerance: 60s\n      secret_env: X\n",
+    ));
+    assert!(
+        e.contains("verify.tolerance applies to stripe, slack and standard-webhooks"),
+        "{e}"
+    );
+    let e = config_error(&route(
+        "      scheme: hmac-sha256\n      header: X-Sig\n      encoding: hexa\n      secret_env: X\n",
+    ));
+    assert!(
+        e.contains("c.yaml:10:17: route `r`: verify.encoding `hexa` is not known"),
+        "{e}"
+    );
+    let e = config_error(&route("      scheme: twilio\n      secret_env: X\n"));
+    assert!(e.contains("needs `public_url`"), "{e}");
+    let e = config_error(&route(
+        "      scheme: github\n      secret_file: /nonexistent/hookcast/secret\n",
+    ));
+    assert!(
+        e.contains("cannot read `/nonexistent/hookcast/secret`"),
+        "{e}"
+    );
+    let e = config_error(&route(
+        "      scheme: github\n      secret_file: /dev/null\n",
+    ));
+    assert!(e.contains("`/dev/null` is empty"), "{e}");
+    let e = config_error(&route("      scheme: github\n      secrets: x\n"));
+    assert!(e.contains("unknown field `secrets`"), "{e}");
+}
+
+#[test]
+fn secret_env_is_read_from_the_given_environment() {
+    let yaml = "routes:\n  - name: r\n    match:\n      path: /h\n    publish:\n      topic: t\n    verify:\n      scheme: github\n      secret_env: [A, B]\n";
+    let env = |name: &str| (name == "A").then(|| std::ffi::OsString::from("a-secret"));
+    let e = hookcast::config::from_yaml_with_env("c.yaml", yaml, &env)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "c.yaml:9:19: route `r`: verify.secret_env: environment variable `B` is not set"
+    );
+    let env = |_: &str| Some(std::ffi::OsString::from("s"));
+    assert!(hookcast::config::from_yaml_with_env("c.yaml", yaml, &env).is_ok());
 }

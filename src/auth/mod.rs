@@ -40,7 +40,7 @@ pub enum Decision {
 pub enum Authorizer {
     None,
     Jwt(Arc<JwtAuth>),
-    Upstream(Forward),
+    Upstream(Box<Forward>),
 }
 
 impl Authorizer {
@@ -48,7 +48,7 @@ impl Authorizer {
         match mode {
             Mode::None => Authorizer::None,
             Mode::Jwt(j) => Authorizer::Jwt(j.clone()),
-            Mode::Upstream(s) => Authorizer::Upstream(Forward::new(s.clone())),
+            Mode::Upstream(s) => Authorizer::Upstream(Box::new(Forward::new(s.clone()))),
         }
     }
 
