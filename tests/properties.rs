@@ -130,11 +130,11 @@ proptest! {
         pattern in "(/([a-z]{1,3}|\\{[a-z]{1,3}\\})){0,4}/?",
         path in "(/[a-z{}%]{0,3}){0,5}/?",
     ) {
-        if let Ok(p) = PathPattern::parse(&pattern) {
-            if let Some(params) = p.matches(&path) {
-                let names: Vec<&str> = p.params().collect();
-                prop_assert_eq!(params.len(), names.len());
-            }
+        if let Ok(p) = PathPattern::parse(&pattern)
+            && let Some(params) = p.matches(&path)
+        {
+            let names: Vec<&str> = p.params().collect();
+            prop_assert_eq!(params.len(), names.len());
         }
     }
 
