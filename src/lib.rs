@@ -8,7 +8,11 @@
 //! - [`config`]: the YAML file, checked whole before any port is bound.
 //! - [`server`]: the accept loop and graceful shutdown; [`run`] is the entry point.
 //! - [`service`]: sends each request to a subscription, a webhook route or the demo page.
-//! - [`ingest`]: webhooks: body limit, route match, templates, publish.
+//! - [`ingest`]: webhooks: body limit, route match, signature check, templates, publish.
+//! - [`verify`]: webhook signature schemes.
+//! - [`auth`]: subscriber authorization: JWT, forward-auth.
+//! - [`cors`]: CORS on the event stream.
+//! - [`limits`]: client addresses behind trusted proxies, streams per address.
 //! - [`template`]: `{path:}`, `{query:}`, `{header:}`, `{json:}`, `{body}` templates.
 //! - [`topic`]: topic names and `*` / `>` patterns.
 //! - [`hub`]: topics, bounded history, fan-out, replay.
