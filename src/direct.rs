@@ -133,13 +133,14 @@ fn parts(req: &httparse::Request<'_, '_>) -> Option<http::request::Parts> {
     Some(builder.body(()).ok()?.into_parts().0)
 }
 
-/// Answers a sniffed stream request on `io`. Written out by hand rather than as
-/// an `async fn`, so that what every open stream keeps is only its writer, its
-/// event stream and its span.
-pub fn serve(app: &App, io: TcpStream, req: http::request::Parts) -> Serving {
+/// Opens a sniffed stream request on `io` (authorization may wait on the
+/// network) and returns what serves it. That is a future written out by hand,
+/// not an `async fn`, so that what every open stream keeps is only its writer,
+/// its event stream and its span.
+pub async fn open(app: &App, io: TcpStream, req: http::request::Parts) -> Serving {
     let span = tracing::info_span!("request", method = "GET", path = %req.uri.path());
     let version = req.version;
-    let subscribed = span.in_scope(|| service::subscribe(app, &req));
+    let subscribed = service::subscribe(app, &req).instrument(span.clone()).await;
     drop(req);
     match subscribed {
         Subscribed::Stream(resp) => {
@@ -178,7 +179,7 @@ pub fn serve(app: &App, io: TcpStream, req: http::request::Parts) -> Serving {
     }
 }
 
-/// The future of one stream request; see [`serve`].
+/// The future of one stream request; see [`open`].
 #[expect(
     clippy::large_enum_variant,
     reason = "the stream is the common case; boxing it would cost an allocation per stream"

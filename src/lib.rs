@@ -7,10 +7,15 @@
 //! # Layout
 //! - [`config`]: the YAML file, checked whole before any port is bound.
 //! - [`server`]: the accept loop and graceful shutdown; [`run`] is the entry point.
+//! - [`direct`]: event streams over HTTP/1.x, served straight on the socket.
 //! - [`service`]: sends each request to a subscription, a webhook route, the demo page or the upstream.
-//! - [`ingest`]: webhooks: body limit, route match, templates, publish; forward-mode routes.
+//! - [`ingest`]: webhooks: body limit, route match, signature check, templates, publish; forward-mode routes.
 //! - [`proxy`]: the upstream: streaming pass-through, hop-by-hop headers, upgrades, 502/504.
 //! - [`template`]: `{path:}`, `{query:}`, `{header:}`, `{json:}`, `{body}`, `{response:}` templates.
+//! - [`verify`]: webhook signature schemes.
+//! - [`auth`]: subscriber authorization: JWT, forward-auth.
+//! - [`cors`]: CORS on the event stream.
+//! - [`limits`]: client addresses behind trusted proxies, streams per address.
 //! - [`topic`]: topic names and `*` / `>` patterns.
 //! - [`hub`]: topics, bounded history, fan-out, replay.
 //! - [`subscribe`]: the subscription request and its response headers.
@@ -19,11 +24,14 @@
 //! - [`demo`]: the demo page.
 //! - [`shutdown`]: SIGTERM / SIGINT.
 
+pub mod auth;
 pub mod config;
+pub mod cors;
 pub mod demo;
 pub mod direct;
 pub mod hub;
 pub mod ingest;
+pub mod limits;
 pub mod proxy;
 pub mod reply;
 pub mod server;
@@ -33,6 +41,7 @@ pub mod sse;
 pub mod subscribe;
 pub mod template;
 pub mod topic;
+pub mod verify;
 
 pub use config::Config;
 pub use server::run;

@@ -30,6 +30,10 @@ pub struct ConnectionCut(pub Arc<Notify>);
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub std::net::SocketAddr);
 
+/// Largest request head (request line and headers) read; beyond it hyper
+/// answers 431. Also the bound of an HTTP/2 header list.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// How often expired history, idle topics and old dedupe keys are collected.
 const COLLECT_EVERY: Duration = Duration::from_secs(1);
 
@@ -51,9 +55,21 @@ pub async fn run(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
     let builder = Arc::new(builder);
+    // Each open connection holds a permit; none left means new ones are closed at
+    // once, which an EventSource retries (a 503 would make it give up).
+    let permits = app
+        .config
+        .limits
+        .max_connections
+        .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
+    let mut at_capacity = false;
     let graceful = GracefulShutdown::new();
     // Fired when shutdown_grace has passed, to drop the connections still open.
     let kill = Arc::new(Notify::new());
@@ -74,6 +90,21 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
+        let permit = match permits.as_ref().map(|p| p.clone().try_acquire_owned()) {
+            Some(Err(_)) => {
+                if !at_capacity {
+                    tracing::warn!(
+                        "limits.max_connections reached; closing new connections until some end"
+                    );
+                }
+                at_capacity = true;
+                drop(stream);
+                continue;
+            }
+            Some(Ok(permit)) => Some(permit),
+            None => None,
+        };
+        at_capacity = false;
         let _ = stream.set_nodelay(true);
         let conn = Conn {
             app: app.clone(),
@@ -83,6 +114,7 @@ pub async fn run(
             kill: kill.clone(),
             header_timeout,
             peer,
+            _permit: permit,
         };
         tokio::spawn(
             conn.serve(stream)
@@ -123,6 +155,8 @@ struct Conn {
     kill: Arc<Notify>,
     header_timeout: Duration,
     peer: std::net::SocketAddr,
+    /// A place under `limits.max_connections`, held while the connection lives.
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Conn {
@@ -137,8 +171,14 @@ impl Conn {
             Ok(Ok(Sniffed::Stream(mut req))) => {
                 req.extensions.insert(ClientAddr(self.peer));
                 let _open = self.direct.enter();
+                // Opening is boxed and done before streaming, so its state
+                // (authorization may wait on the network) is not kept per stream.
+                let serving = tokio::select! {
+                    serving = Box::pin(direct::open(&self.app, stream, req)) => serving,
+                    () = self.kill.notified() => return,
+                };
                 tokio::select! {
-                    () = direct::serve(&self.app, stream, req) => {}
+                    () = serving => {}
                     () = self.kill.notified() => {}
                 }
             }

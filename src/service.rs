@@ -6,19 +6,25 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
+use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tracing::Instrument;
 
+use crate::auth::{Authorizer, Decision};
 use crate::config::Config;
-use crate::demo;
 use crate::hub::Hub;
 use crate::ingest::{self, route::Lookup};
+use crate::limits::{self, IpSlots};
 use crate::proxy::Upstream;
 use crate::reply::{self, Body};
-use crate::server::ConnectionCut;
+use crate::server::{ClientAddr, ConnectionCut};
 use crate::subscribe::{self, Subscribed};
+use crate::{cors, demo};
+
+/// Longest path and query served; longer ones get 414 (nginx's default buffer).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -29,17 +35,24 @@ pub struct App {
     pub demo_page: Option<bytes::Bytes>,
     /// The application behind hookcast, when `upstream` is configured.
     pub upstream: Option<Upstream>,
+    pub auth: Authorizer,
+    /// Streams per client address, when `limits.max_subscribers_per_ip` is set.
+    pub ip_slots: Option<IpSlots>,
 }
 
 impl App {
     pub fn new(config: Config, hub: Arc<Hub>) -> Self {
         let demo_page = config.demo.then(|| demo::page(&config.sse.path));
         let upstream = config.upstream.as_ref().map(Upstream::new);
+        let auth = Authorizer::new(&config.subscribers);
+        let ip_slots = config.limits.max_subscribers_per_ip.map(IpSlots::new);
         App {
             config,
             hub,
             demo_page,
             upstream,
+            auth,
+            ip_slots,
         }
     }
 }
@@ -60,13 +73,23 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
 }
 
 async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    if req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > MAX_URI_BYTES {
+        return reply::error(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("The request target is longer than {MAX_URI_BYTES} bytes."),
+        );
+    }
     let path = req.uri().path();
     if path == app.config.sse.path {
-        if req.method() != Method::GET {
-            return method_not_allowed(&[Method::GET]);
-        }
         let (parts, _) = req.into_parts();
-        return subscribe(app, &parts).into_response();
+        if parts.method == Method::OPTIONS {
+            return match &app.config.cors {
+                Some(c) => c.preflight(&parts.headers),
+                None => cors::options_answer(),
+            };
+        }
+        return subscribe(app, &parts).await.into_response();
     }
     if path == "/_hookcast" || path.starts_with("/_hookcast/") {
         return demo::serve(app.demo_page.as_ref(), req.method(), path);
@@ -83,18 +106,71 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-/// A `GET` of the event stream path, from hyper or from [`crate::direct`].
-pub fn subscribe(app: &App, parts: &http::request::Parts) -> Subscribed {
-    match subscribe::parse(
+/// `GET {sse.path}`, from hyper or from [`crate::direct`]: parse, take a
+/// per-address slot, authorize, open; with CORS headers when configured.
+pub async fn subscribe(app: &App, parts: &Parts) -> Subscribed {
+    let mut answer = stream(app, parts).await;
+    if let Some(c) = &app.config.cors {
+        let headers = match &mut answer {
+            Subscribed::Stream(r) => r.headers_mut(),
+            Subscribed::Other(r) => r.headers_mut(),
+        };
+        c.apply(&parts.headers, headers);
+    }
+    answer
+}
+
+async fn stream(app: &App, parts: &Parts) -> Subscribed {
+    if parts.method != Method::GET {
+        return Subscribed::Other(method_not_allowed(&[Method::GET, Method::OPTIONS]));
+    }
+    let sub = match subscribe::parse(
         parts.uri.query(),
         &parts.headers,
         app.config.sse.max_topics_per_subscriber,
     ) {
-        Ok(sub) => {
-            let cut = parts.extensions.get::<ConnectionCut>().cloned();
-            subscribe::open(&app.hub, &app.config, sub, parts.version, cut)
+        Ok(sub) => sub,
+        Err(bad) => return Subscribed::Other(bad.into_response()),
+    };
+    // The slot is taken before authorizing, so one address cannot flood the auth endpoint.
+    let slot = match (&app.ip_slots, parts.extensions.get::<ClientAddr>()) {
+        (Some(slots), Some(peer)) => {
+            let limits = &app.config.limits;
+            let ip = limits::client_ip(peer.0.ip(), &parts.headers, &limits.trusted_proxies);
+            match slots.acquire(ip) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::info!(%ip, "subscriber refused: too many streams from one address");
+                    let mut resp = reply::error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_subscribers",
+                        "This address already holds as many streams as limits.max_subscribers_per_ip allows.",
+                    );
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+                    return Subscribed::Other(resp);
+                }
+            }
         }
-        Err(bad) => Subscribed::Other(bad.into_response()),
+        _ => None,
+    };
+    match app
+        .auth
+        .decide(&parts.headers, parts.uri.query(), &sub.filters)
+        .await
+    {
+        Decision::Allow { until } => {
+            let cut = parts.extensions.get::<ConnectionCut>().cloned();
+            match subscribe::open(&app.hub, &app.config, sub, parts.version, cut, until) {
+                Subscribed::Stream(resp) => Subscribed::Stream(resp.map(|s| s.holding(slot))),
+                other => other,
+            }
+        }
+        Decision::Refuse(resp) => Subscribed::Other(resp),
+        Decision::TryLater => {
+            tracing::info!(reason = "auth_unavailable", "subscriber told to try later");
+            Subscribed::Other(subscribe::try_later(app.config.sse.retry, parts.version))
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use crate::hub::{Close, Event, Recv, Resync, Subscription};
+use crate::limits::IpSlot;
 
 /// The fields of one SSE block, written in this order: comment, retry, id, event, data.
 #[derive(Debug, Default, Clone, Copy)]
@@ -199,6 +200,8 @@ pub enum End {
     Slow,
     Shutdown,
     MaxDuration,
+    /// The subscriber's token expired.
+    AuthExpired,
 }
 
 /// An error that aborts the connection instead of ending the body cleanly.
@@ -220,6 +223,8 @@ pub struct StreamSettings {
     pub heartbeat: Duration,
     /// Already jittered by the caller.
     pub max_duration: Option<Duration>,
+    /// Time left until the subscriber's credentials expire.
+    pub auth_expires: Option<Duration>,
 }
 
 /// The response body of one subscriber. It polls its subscription directly: no task
@@ -232,9 +237,12 @@ pub struct EventStream {
     resync: Option<Bytes>,
     heartbeat: Pin<Box<Sleep>>,
     last_write: Instant,
-    deadline: Option<Pin<Box<Sleep>>>,
+    /// The earlier of `max_duration` and `auth_expires`, and which one it is.
+    deadline: Option<(Pin<Box<Sleep>>, End)>,
     /// Set once the stream has decided to end; the next poll returns `None`.
     done: bool,
+    /// The client address's place under `limits.max_subscribers_per_ip`.
+    _slot: Option<IpSlot>,
 }
 
 impl EventStream {
@@ -248,11 +256,17 @@ impl EventStream {
             resync,
             heartbeat: Box::pin(tokio::time::sleep_until(now + settings.heartbeat)),
             last_write: now,
-            deadline: settings
-                .max_duration
-                .map(|d| Box::pin(tokio::time::sleep_until(now + d))),
+            deadline: earliest(settings.max_duration, settings.auth_expires)
+                .map(|(d, end)| (Box::pin(tokio::time::sleep_until(now + d)), end)),
             done: false,
+            _slot: None,
         }
+    }
+
+    /// Holds `slot` for as long as the stream lives.
+    pub fn holding(mut self, slot: Option<IpSlot>) -> Self {
+        self._slot = slot;
+        self
     }
 
     fn wrote(&mut self, piece: Piece) -> Poll<Option<Result<Piece, SlowSubscriber>>> {
@@ -290,10 +304,11 @@ impl EventStream {
         if let Some(ev) = self.sub.replay.pop_front() {
             return self.wrote(Piece::Event(ev));
         }
-        if let Some(deadline) = self.deadline.as_mut()
+        if let Some((deadline, end)) = self.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
         {
-            return self.finish(End::MaxDuration);
+            let end = *end;
+            return self.finish(end);
         }
         match self.sub.poll_recv(cx) {
             Poll::Ready(Recv::Event(ev)) => return self.wrote(Piece::Event(ev)),
@@ -321,6 +336,15 @@ impl EventStream {
             }
             this.heartbeat.as_mut().reset(due);
         }
+    }
+}
+
+fn earliest(max: Option<Duration>, auth: Option<Duration>) -> Option<(Duration, End)> {
+    match (max, auth) {
+        (Some(m), Some(a)) if a < m => Some((a, End::AuthExpired)),
+        (Some(m), _) => Some((m, End::MaxDuration)),
+        (None, Some(a)) => Some((a, End::AuthExpired)),
+        (None, None) => None,
     }
 }
 

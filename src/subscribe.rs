@@ -2,7 +2,7 @@
 //! and answer with the event stream — or a JSON refusal, or "try later".
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode, Version};
@@ -115,13 +115,15 @@ impl Subscribed {
     }
 }
 
-/// Opens the stream for a parsed request.
+/// Opens the stream for a parsed request; `until` is when the subscriber's
+/// credentials expire, which ends the stream.
 pub fn open(
     hub: &Arc<Hub>,
     config: &Config,
     req: Request,
     version: Version,
     cut: Option<ConnectionCut>,
+    until: Option<SystemTime>,
 ) -> Subscribed {
     let sse = &config.sse;
     match hub.subscribe(req.filters, req.last_event_id.as_deref(), cut.map(|c| c.0)) {
@@ -130,6 +132,10 @@ pub fn open(
                 retry: sse.retry,
                 heartbeat: sse.heartbeat,
                 max_duration: sse.max_stream_duration.map(jitter_down),
+                auth_expires: until.map(|t| {
+                    t.duration_since(SystemTime::now())
+                        .unwrap_or(Duration::ZERO)
+                }),
             };
             Subscribed::Stream(stream_response(EventStream::new(sub, settings), version))
         }

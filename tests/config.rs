@@ -109,17 +109,6 @@ fn keys_of_later_versions_are_unknown_keys() {
         1,
         &["unknown field `admin`"],
     );
-    let verify = "routes:
-  - name: github
-    match:
-      path: /hooks/github
-    verify:
-      scheme: github
-      secret_env: GITHUB_WEBHOOK_SECRET
-    publish:
-      topic: repo
-";
-    assert_error(verify, 5, 5, &["unknown field `verify`"]);
 }
 
 #[test]

@@ -344,7 +344,7 @@ async fn refusals_are_json() {
     drop(s);
     let r = app.post("/events?topic=room.a", &[], "x").await;
     r.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
-    assert_eq!(r.headers["allow"], "GET");
+    assert_eq!(r.headers["allow"], "GET, OPTIONS");
     app.shutdown().await;
 }
 

@@ -4,12 +4,13 @@
 //! builds a [`Config`]. Every problem is reported as `FILE:LINE:COL: message`.
 
 mod raw;
+mod security;
 mod units;
 
 use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,9 +18,13 @@ use http::Method;
 use http::header::HeaderName;
 use serde_saphyr::{Location, Spanned};
 
+use crate::auth::{self, jwt, upstream};
+use crate::cors::{self, Cors};
 use crate::ingest::route::{HeaderMatch, Mode, PathPattern, Publish, Route, Router};
+use crate::limits::Cidr;
 use crate::template::{Part, Template};
 use crate::topic;
+use crate::verify::{self, Encoding, Scheme, Secret, Verifier};
 
 pub(crate) use units::{parse_duration, parse_size};
 
@@ -33,6 +38,9 @@ pub struct Config {
     pub sse: Sse,
     pub dedupe: Dedupe,
     pub limits: Limits,
+    /// Absent: no CORS headers.
+    pub cors: Option<Cors>,
+    pub subscribers: auth::Mode,
     pub log: Log,
     pub demo: bool,
     pub router: Router,
@@ -85,6 +93,11 @@ pub struct Dedupe {
 pub struct Limits {
     pub max_body: u64,
     pub header_read_timeout: Duration,
+    /// Open connections beyond this are closed at once.
+    pub max_connections: Option<usize>,
+    pub max_subscribers_per_ip: Option<usize>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +137,12 @@ impl Default for Config {
             limits: Limits {
                 max_body: 1 << 20,
                 header_read_timeout: Duration::from_secs(10),
+                max_connections: None,
+                max_subscribers_per_ip: None,
+                trusted_proxies: Vec::new(),
             },
+            cors: None,
+            subscribers: auth::Mode::None,
             log: Log {
                 format: LogFormat::Text,
                 level: "info".into(),
@@ -196,8 +214,19 @@ pub fn load(path: &Path) -> Result<Config, Error> {
     from_yaml(&file, &text)
 }
 
-/// Checks YAML text; `file` names it in errors.
+/// Checks YAML text; `file` names it in errors, and relative `secret_file`
+/// paths are read from its directory. Secrets come from the process environment.
 pub fn from_yaml(file: &str, text: &str) -> Result<Config, Error> {
+    from_yaml_with_env(file, text, &|name| std::env::var_os(name))
+}
+
+/// [`from_yaml`] with `secret_env` names looked up in `env` instead of the
+/// process environment.
+pub fn from_yaml_with_env(
+    file: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Config, Error> {
     let invalid = |diagnostics| Error::Invalid {
         file: file.to_owned(),
         diagnostics,
@@ -205,7 +234,14 @@ pub fn from_yaml(file: &str, text: &str) -> Result<Config, Error> {
     let root: raw::Root = serde_saphyr::from_str::<Option<raw::Root>>(text)
         .map_err(|e| invalid(vec![syntax_diagnostic(&e)]))?
         .unwrap_or_default();
-    let mut check = Checker::default();
+    let mut check = Checker {
+        diagnostics: Vec::new(),
+        env,
+        dir: Path::new(file)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+    };
     let config = check.root(root);
     if check.diagnostics.is_empty() {
         Ok(config)
@@ -251,12 +287,14 @@ fn is_log_filter(s: &str) -> bool {
         })
 }
 
-#[derive(Default)]
-struct Checker {
+struct Checker<'e> {
     diagnostics: Vec<Diagnostic>,
+    env: &'e dyn Fn(&str) -> Option<std::ffi::OsString>,
+    /// Where relative `secret_file` paths start.
+    dir: PathBuf,
 }
 
-impl Checker {
+impl Checker<'_> {
     fn error(&mut self, at: &Location, message: impl Into<String>) {
         self.diagnostics.push(Diagnostic {
             line: at.line().max(1),
@@ -357,7 +395,27 @@ impl Checker {
                 d.limits.header_read_timeout,
                 Duration::from_millis(1),
             ),
+            max_connections: limits
+                .max_connections
+                .map(|v| self.count("limits.max_connections", Some(v), 0, "")),
+            max_subscribers_per_ip: limits
+                .max_subscribers_per_ip
+                .map(|v| self.count("limits.max_subscribers_per_ip", Some(v), 0, "")),
+            trusted_proxies: limits
+                .trusted_proxies
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|v| match Cidr::parse(&v.value) {
+                    Ok(c) => Some(c),
+                    Err(msg) => {
+                        self.error(&v.referenced, format!("limits.trusted_proxies: {msg}"));
+                        None
+                    }
+                })
+                .collect(),
         };
+        let cors = raw.cors.and_then(|c| self.cors(c));
+        let subscribers = self.subscribers(raw.subscribers.unwrap_or_default());
         let log = self.log(raw.log.unwrap_or_default(), d.log);
         let demo = raw.demo.map_or(d.demo, |v| v.value);
         let router = self.routes(raw.routes.unwrap_or_default(), &sse.path, raw_has_upstream);
@@ -368,6 +426,8 @@ impl Checker {
             sse,
             dedupe,
             limits,
+            cors,
+            subscribers,
             log,
             demo,
             router,
@@ -672,6 +732,7 @@ impl Checker {
         let dedupe = p
             .dedupe
             .and_then(|v| self.template(&ctx, "publish.dedupe", &v.value, &v.referenced));
+        let verify = r.verify.and_then(|v| self.verify(&name, v));
         if self.diagnostics.len() > before {
             return None;
         }
@@ -682,6 +743,7 @@ impl Checker {
             headers,
             json,
             mode,
+            verify,
             publish: Publish {
                 topics,
                 event,

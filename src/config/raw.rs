@@ -19,6 +19,8 @@ pub(super) struct Root {
     pub(super) sse: Option<Sse>,
     pub(super) dedupe: Option<Dedupe>,
     pub(super) limits: Option<Limits>,
+    pub(super) cors: Option<Cors>,
+    pub(super) subscribers: Option<Subscribers>,
     pub(super) log: Option<Log>,
     pub(super) demo: Option<S<bool>>,
     pub(super) routes: Option<Vec<Route>>,
@@ -61,6 +63,79 @@ pub(super) struct Dedupe {
 pub(super) struct Limits {
     pub(super) max_body: Option<S<String>>,
     pub(super) header_read_timeout: Option<S<String>>,
+    pub(super) max_connections: Option<S<u64>>,
+    pub(super) max_subscribers_per_ip: Option<S<u64>>,
+    pub(super) trusted_proxies: Option<Vec<S<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Cors {
+    pub(super) allow_origins: Option<S<Vec<S<String>>>>,
+    pub(super) allow_credentials: Option<S<bool>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Subscribers {
+    pub(super) auth: Option<S<String>>,
+    pub(super) jwt: Option<S<Jwt>>,
+    pub(super) upstream: Option<S<AuthUpstream>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Jwt {
+    pub(super) algorithms: Option<Vec<S<String>>>,
+    pub(super) secret_env: Option<S<Names>>,
+    pub(super) secret_file: Option<S<Names>>,
+    pub(super) public_key_env: Option<S<Names>>,
+    pub(super) public_key_file: Option<S<Names>>,
+    pub(super) topics_claim: Option<S<String>>,
+    pub(super) cookie: Option<S<String>>,
+    pub(super) leeway: Option<S<String>>,
+    pub(super) issuer: Option<S<String>>,
+    pub(super) audience: Option<S<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuthUpstream {
+    pub(super) url: Option<S<String>>,
+    pub(super) path: Option<S<String>>,
+    pub(super) cache: Option<S<String>>,
+    pub(super) pass_headers: Option<Vec<S<String>>>,
+    pub(super) timeout: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Verify {
+    pub(super) scheme: S<String>,
+    pub(super) secret_env: Option<S<Names>>,
+    pub(super) secret_file: Option<S<Names>>,
+    pub(super) header: Option<S<String>>,
+    pub(super) prefix: Option<S<String>>,
+    pub(super) encoding: Option<S<String>>,
+    pub(super) tolerance: Option<S<String>>,
+    pub(super) public_url: Option<S<String>>,
+}
+
+/// One name (of a variable or file) or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum Names {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Names {
+    pub(super) fn into_vec(self) -> Vec<String> {
+        match self {
+            Names::One(s) => vec![s],
+            Names::Many(v) => v,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +152,7 @@ pub(super) struct Route {
     #[serde(rename = "match")]
     pub(super) matcher: Match,
     pub(super) publish: Publish,
+    pub(super) verify: Option<S<Verify>>,
     pub(super) mode: Option<S<String>>,
 }
 

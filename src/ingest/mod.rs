@@ -20,6 +20,7 @@ use crate::service::{self, App};
 use crate::sse;
 use crate::template::{Input, RenderError, Template};
 use crate::topic;
+use crate::verify;
 use route::{Candidate, Mode, Route};
 
 /// A webhook that could not be accepted; each maps to one status and code.
@@ -37,6 +38,7 @@ pub enum Rejection {
         error: topic::TopicError,
     },
     InvalidEvent,
+    Signature(verify::Failure),
 }
 
 impl Rejection {
@@ -80,6 +82,20 @@ impl Rejection {
                 "invalid_event",
                 "The rendered event name contains a line break or NUL.",
             ),
+            Rejection::Signature(failure) => {
+                let message = match &failure {
+                    verify::Failure::Missing(h) => {
+                        format!("The {h} header is missing, so this webhook cannot be verified.")
+                    }
+                    verify::Failure::Invalid => {
+                        "The webhook signature does not match this route's secret.".to_owned()
+                    }
+                    verify::Failure::TimestampOutOfTolerance => {
+                        "The signed timestamp is too far from the current time; the webhook may be a replay.".to_owned()
+                    }
+                };
+                reply::error(S::UNAUTHORIZED, failure.code(), message)
+            }
         }
     }
 }
@@ -115,7 +131,7 @@ pub async fn handle(
     let (parts, body) = req.into_parts();
     let reads_body = candidates
         .iter()
-        .any(|(r, _)| r.mode == Mode::Publish || r.reads_body());
+        .any(|(r, _)| r.mode == Mode::Publish || r.reads_body() || r.verify.is_some());
     if !reads_body {
         // Only forward routes that need nothing from the body: it streams through.
         let chosen = candidates
@@ -156,6 +172,11 @@ pub async fn handle(
     let chosen = candidates
         .into_iter()
         .find(|(r, _)| r.accepts(&parts.headers, json.as_ref()));
+    if let Some((route, _)) = &chosen
+        && let Err(rejection) = check_signature(route, &parts, &body)
+    {
+        return rejected(rejection);
+    }
     match chosen {
         Some((route, params)) if route.mode == Mode::Publish => {
             let input = Input {
@@ -193,6 +214,24 @@ pub async fn handle(
 fn rejected(rejection: Rejection) -> Response<Body> {
     tracing::info!(?rejection, "webhook rejected");
     rejection.into_response()
+}
+
+/// A route's `verify:` over the raw body, when it has one.
+fn check_signature(route: &Route, parts: &Parts, body: &Bytes) -> Result<(), Rejection> {
+    let Some(verifier) = &route.verify else {
+        return Ok(());
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    verifier
+        .verify(&verify::Request {
+            headers: &parts.headers,
+            path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+            body,
+            now,
+        })
+        .map_err(Rejection::Signature)
 }
 
 /// Renders a matched route's templates into an event; checks topics and event name.

@@ -7,6 +7,7 @@ use http::{HeaderMap, Method};
 use serde_json::Value;
 
 use crate::template::Template;
+use crate::verify::Verifier;
 
 /// A configured webhook route, compiled.
 #[derive(Debug, Clone)]
@@ -18,6 +19,8 @@ pub struct Route {
     /// JSON Pointer -> required value; a non-JSON body never matches.
     pub json: Vec<(String, Value)>,
     pub mode: Mode,
+    /// The signature every request must carry, when set.
+    pub verify: Option<Arc<Verifier>>,
     pub publish: Publish,
 }
 

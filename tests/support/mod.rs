@@ -347,3 +347,29 @@ routes:
 {extra}"#
     )
 }
+
+/// A secret written to a file under the temp dir (as a Kubernetes Secret mount
+/// would be), removed on drop.
+pub struct SecretFile(std::path::PathBuf);
+
+impl SecretFile {
+    pub fn new(contents: &str) -> SecretFile {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("hookcast-secret-{}-{n}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        SecretFile(path)
+    }
+
+    /// The path, quoted for YAML.
+    pub fn path(&self) -> String {
+        format!("{:?}", self.0.display().to_string())
+    }
+}
+
+impl Drop for SecretFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

@@ -1,0 +1,150 @@
+//! CORS for the event stream: which page origins may open it, and the preflight
+//! that event-source-polyfill's custom headers trigger.
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::reply::{self, Body};
+
+/// Request headers a cross-origin subscriber may send: a token, the resume
+/// point, and what polyfills add.
+const ALLOW_HEADERS: &str = "Authorization, Last-Event-ID, Cache-Control, Accept, X-Requested-With";
+
+/// How long browsers may cache a preflight answer.
+const MAX_AGE_SECS: &str = "600";
+
+/// `cors`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cors {
+    /// Empty means any origin (`*`).
+    pub origins: Vec<String>,
+    pub credentials: bool,
+}
+
+impl Cors {
+    fn any(&self) -> bool {
+        self.origins.is_empty()
+    }
+
+    /// The `Access-Control-Allow-Origin` value for this request, if its origin is allowed.
+    fn allowed(&self, req: &HeaderMap) -> Option<HeaderValue> {
+        let origin = req.get(header::ORIGIN)?;
+        if self.any() {
+            return Some(HeaderValue::from_static("*"));
+        }
+        let o = origin.to_str().ok()?;
+        self.origins
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(o))
+            .then(|| origin.clone())
+    }
+
+    /// Adds the CORS headers of an answer to `req` (none for an origin not allowed).
+    pub fn apply(&self, req: &HeaderMap, h: &mut HeaderMap) {
+        let allow = self.allowed(req);
+        if !self.any() {
+            // The answer depends on Origin, so caches must key on it.
+            h.append(header::VARY, HeaderValue::from_static("Origin"));
+        }
+        if let Some(origin) = allow {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            if self.credentials {
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                    HeaderValue::from_static("true"),
+                );
+            }
+        }
+    }
+
+    /// The answer to `OPTIONS` on the stream path. An origin that is not allowed
+    /// gets the same 204 without CORS headers, which the browser treats as a refusal.
+    pub fn preflight(&self, req: &HeaderMap) -> Response<Body> {
+        let mut resp = options_answer();
+        if self.allowed(req).is_some() && req.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
+            let h = resp.headers_mut();
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, OPTIONS"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static(ALLOW_HEADERS),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static(MAX_AGE_SECS),
+            );
+        }
+        self.apply(req, resp.headers_mut());
+        resp
+    }
+}
+
+/// `204` with `Allow`: the answer to `OPTIONS` on the stream path.
+pub fn options_answer() -> Response<Body> {
+    let mut resp = Response::new(reply::full(bytes::Bytes::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, OPTIONS"));
+    resp
+}
+
+/// Checks one configured origin: `scheme://host[:port]`, nothing after.
+pub fn check_origin(s: &str) -> Result<String, String> {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return Err(format!(
+            "`{s}` is not an origin; write scheme://host[:port], e.g. https://app.example.com"
+        ));
+    };
+    if !matches!(scheme, "http" | "https") {
+        return Err(format!("`{s}`: an origin starts with http:// or https://"));
+    }
+    if rest.is_empty() {
+        return Err(format!("`{s}` has no host"));
+    }
+    if rest.contains('/') {
+        return Err(format!(
+            "`{s}` is not an origin: browsers send no path, not even a trailing `/`; write `{scheme}://{}`",
+            rest.split('/').next().unwrap_or_default()
+        ));
+    }
+    if rest.contains('*') {
+        return Err(format!(
+            "`{s}`: wildcards are not supported inside an origin; list each origin, or use \"*\" alone"
+        ));
+    }
+    if !rest
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+    {
+        return Err(format!(
+            "`{s}` is not an origin; write scheme://host[:port]"
+        ));
+    }
+    Ok(s.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        assert_eq!(
+            check_origin("https://App.example.com:8443").unwrap(),
+            "https://app.example.com:8443"
+        );
+        assert!(check_origin("http://[::1]:3000").is_ok());
+        for bad in [
+            "app.example.com",
+            "https://app.example.com/",
+            "ftp://x",
+            "https://",
+            "https://*.example.com",
+            "https://a b",
+        ] {
+            assert!(check_origin(bad).is_err(), "{bad}");
+        }
+    }
+}
