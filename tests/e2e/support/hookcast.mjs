@@ -72,7 +72,7 @@ export function check(yaml, env = {}) {
       env: { ...process.env, ...env },
       encoding: 'utf8',
     });
-    return { ok: r.status === 0, output: `${r.stdout}${r.stderr}`.trim() };
+    return { ok: r.status === 0, output: `${r.stdout}${r.stderr}`.trim().replaceAll(file, 'config') };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -15,7 +15,8 @@ const PAGE = `<!doctype html>
     const es = new EventSourcePolyfill(url, options);
     es.onopen = () => { seen.opens++; };
     es.onerror = (e) => {
-      seen.errors.push({ message: e.error ? e.error.message : "", readyState: es.readyState });
+      // A refusal (non-200) is an error event with the status, and the polyfill gives up.
+      seen.errors.push({ message: e.error ? e.error.message : "", status: e.status, readyState: es.readyState });
     };
     const record = (e) => seen.events.push({ id: e.lastEventId, name: e.type, data: e.data });
     for (const name of ["message", "hookcast.resync", ...(options.names || [])]) {
