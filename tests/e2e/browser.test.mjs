@@ -27,9 +27,17 @@ async function newPage(t) {
   t.after(() => context.close());
   const page = await context.newPage();
   const errors = [];
-  page.on('pageerror', (e) => errors.push(e));
-  t.after(() => assert.deepEqual(errors, [], 'the page threw'));
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  t.after(() => assert.deepEqual(errors, [], 'the page threw or logged an error'));
   return page;
+}
+
+/** Saves a screenshot of the page (animations finished) in a temp dir; returns its path. */
+async function screenshot(page, name) {
+  const path = join(mkdtempSync(join(tmpdir(), 'hookcast-shot-')), name);
+  await page.screenshot({ path, animations: 'disabled' });
+  return path;
 }
 
 async function hookcast(t, yaml) {
@@ -104,8 +112,7 @@ ${DEMO_ROUTES}`,
 
   // The README's picture. Always taken (a broken page shows in the file); copied
   // into docs/ only when asked, so a test run leaves the work tree alone.
-  const shot = join(mkdtempSync(join(tmpdir(), 'hookcast-shot-')), 'demo.png');
-  await page.screenshot({ path: shot });
+  const shot = await screenshot(page, 'demo.png');
   if (process.env.HOOKCAST_SCREENSHOT === '1') copyFileSync(shot, join(ROOT, 'docs/demo.png'));
   t.diagnostic(`screenshot: ${shot}`);
 });
@@ -193,4 +200,5 @@ ${DEMO_ROUTES}`,
   assert.equal(await page.locator('.ev.resync .notice').count(), 1, 'the resync row explains itself');
   // The resync event has no id, so the browser keeps the last real one.
   assert.equal(await page.getByTestId('last-id').textContent(), live);
+  t.diagnostic(`screenshot: ${await screenshot(page, 'resync.png')}`);
 });

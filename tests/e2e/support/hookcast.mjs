@@ -27,7 +27,7 @@ export function binary() {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   if (r.status !== 0) throw new Error(`cargo build failed (${r.error ?? `exit ${r.status}`})`);
-  built = join(ROOT, 'target/debug/hookcast');
+  built = resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target', 'debug/hookcast');
   if (!existsSync(built)) throw new Error(`no binary at ${built} after cargo build`);
   return built;
 }
