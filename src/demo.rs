@@ -53,7 +53,7 @@ pub fn serve(page: Option<&Bytes>, method: &Method, path: &str) -> Response<Body
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'",
+            "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:",
         ),
     );
     resp
