@@ -20,7 +20,7 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 UP_PORT=${UP_PORT:-19100}
 HC_PORT=${HC_PORT:-19101}
 NGX_PORT=${NGX_PORT:-19102}
-OUT=bench/results/proxy.md
+OUT=${PROXY_OUT:-bench/results/proxy.md}
 
 need() {
   command -v "$1" >/dev/null && return

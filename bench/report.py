@@ -278,6 +278,16 @@ def s4(results):
     return "\n".join(out)
 
 
+def proxy(results):
+    """The table bench/proxy.sh wrote, under this report's heading."""
+    path = os.path.join(results, "proxy.md")
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        body = [l.rstrip("\n") for l in f if not l.startswith("# ")]
+    return "\n".join(["### P reverse proxy", ""] + body).rstrip()
+
+
 def scaling_section(scaling, s2h):
     if not scaling:
         return ""
@@ -337,6 +347,7 @@ def main():
         s2l(results),
         s3(results),
         s4(results),
+        proxy(results),
         scaling_section(scaling, s2h),
         END,
     ]

@@ -4,6 +4,7 @@
 #   bench/run.sh                 # all scenarios, 3 runs each, writes BENCHMARKS.md tables
 #   bench/run.sh --runs 5        # more runs (the median is reported)
 #   bench/run.sh --only S2,S2L   # some scenarios (the report keeps the others' last results)
+#                                # P is the reverse-proxy comparison (bench/proxy.sh)
 #   bench/run.sh --quick         # small counts, one run: checks the script, measures nothing
 #
 # Each server runs pinned to CPU 0 and the load tool to CPU 1. Every run of every
@@ -14,7 +15,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=3
-ONLY="S1,S2,S2L,S3,S4"
+ONLY="S1,S2,S2L,S3,S4,P"
 QUICK=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -229,6 +230,12 @@ scenario() {
 }
 
 for s in ${ONLY//,/ }; do rm -f "$OUT/$s-"*; done
+if [[ ",$ONLY," == *,P,* ]]; then
+    # Its own script: it runs its targets in turn, RUNS times each.
+    log "P: reverse proxy (bench/proxy.sh)"
+    PROXY_OUT="$OUT/proxy.md" RUNS=$RUNS DURATION=${WRK_DURATION%s} bash "$ROOT/bench/proxy.sh" >&2
+    ONLY=${ONLY//P/}
+fi
 for run in $(seq 1 "$RUNS"); do
     # Alternate which server goes first, so neither always meets a warmer machine.
     if [ $((run % 2)) = 1 ]; then order="hookcast nchan"; else order="nchan hookcast"; fi
