@@ -47,6 +47,15 @@ async fn read_to_close(s: &mut TcpStream) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
+/// Connects and sends `request` as is.
+async fn send(app: &TestApp, request: &str) -> TcpStream {
+    let mut s = TcpStream::connect(app.addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    s
+}
+
+const STREAM_REQUEST: &str = "GET /events?topic=room.a HTTP/1.1\r\nHost: x\r\n\r\n";
+
 fn head_of(raw: &str) -> String {
     raw.split("\r\n\r\n").next().unwrap().to_ascii_lowercase()
 }
@@ -54,12 +63,11 @@ fn head_of(raw: &str) -> String {
 #[tokio::test]
 async fn fresh_http11_stream_is_chunked_and_carries_events() {
     let app = TestApp::spawn(&config("")).await;
-    let mut s = TcpStream::connect(app.addr).await.unwrap();
-    s.write_all(
-        b"GET /events?topic=room.a HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n",
+    let mut s = send(
+        &app,
+        "GET /events?topic=room.a HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n",
     )
-    .await
-    .unwrap();
+    .await;
     let mut buf = Vec::new();
     let raw = read_until(&mut s, &mut buf, ": hookcast\n\n").await;
     let head = head_of(&raw);
@@ -85,10 +93,7 @@ async fn fresh_http11_stream_is_chunked_and_carries_events() {
 #[tokio::test]
 async fn stream_after_another_request_on_the_same_connection() {
     let app = TestApp::spawn(&config("")).await;
-    let mut s = TcpStream::connect(app.addr).await.unwrap();
-    s.write_all(b"GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let mut s = send(&app, "GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let mut buf = Vec::new();
     let raw = read_until(&mut s, &mut buf, "\"not_found\"").await;
     assert!(raw.starts_with("HTTP/1.1 404"), "{raw}");
@@ -125,10 +130,7 @@ async fn stream_after_another_request_on_the_same_connection() {
 #[tokio::test]
 async fn http10_stream_ends_with_the_connection() {
     let mut app = TestApp::spawn(&config("shutdown_grace: 5s")).await;
-    let mut s = TcpStream::connect(app.addr).await.unwrap();
-    s.write_all(b"GET /events?topic=room.a HTTP/1.0\r\n\r\n")
-        .await
-        .unwrap();
+    let mut s = send(&app, "GET /events?topic=room.a HTTP/1.0\r\n\r\n").await;
     let mut buf = Vec::new();
     let raw = read_until(&mut s, &mut buf, ": hookcast\n\n").await;
     let head = head_of(&raw);
@@ -200,10 +202,11 @@ async fn h2c_stream_carries_events() {
 #[tokio::test]
 async fn bytes_after_the_request_do_not_end_the_stream() {
     let app = TestApp::spawn(&config("")).await;
-    let mut s = TcpStream::connect(app.addr).await.unwrap();
-    s.write_all(b"GET /events?topic=room.a HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n\r\n")
-        .await
-        .unwrap();
+    let mut s = send(
+        &app,
+        "GET /events?topic=room.a HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+    )
+    .await;
     let mut buf = Vec::new();
     read_until(&mut s, &mut buf, ": hookcast\n\n").await;
     s.write_all(b"more stray bytes").await.unwrap();
@@ -219,10 +222,7 @@ async fn a_client_that_leaves_frees_its_place() {
     let app =
         TestApp::spawn(&config("").replacen("sse:\n", "sse:\n  max_subscribers: 1\n", 1)).await;
     for round in 0..3 {
-        let mut s = TcpStream::connect(app.addr).await.unwrap();
-        s.write_all(b"GET /events?topic=room.a HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
+        let mut s = send(&app, STREAM_REQUEST).await;
         let mut buf = Vec::new();
         // The place frees once hookcast has seen the close: allow a few tries.
         let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -236,10 +236,7 @@ async fn a_client_that_leaves_frees_its_place() {
                 "round {round}: still told to try later"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
-            s = TcpStream::connect(app.addr).await.unwrap();
-            s.write_all(b"GET /events?topic=room.a HTTP/1.1\r\nHost: x\r\n\r\n")
-                .await
-                .unwrap();
+            s = send(&app, STREAM_REQUEST).await;
             buf.clear();
         }
         drop(s);
