@@ -86,7 +86,7 @@ fn main() -> ExitCode {
                 }
             };
             init_tracing(&config);
-            serve(config)
+            serve(config, file)
         }
     }
 }
@@ -104,6 +104,27 @@ fn init_tracing(config: &Config) {
     }
 }
 
+/// The effective configuration, without secrets: what an operator checks first.
+fn log_summary(c: &Config) {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listen = %c.listen,
+        admin = %c.admin.map_or_else(|| "off".to_owned(), |a| a.to_string()),
+        upstream = %c.upstream.as_ref().map_or_else(|| "none".to_owned(), |u| u.authority.to_string()),
+        routes = c.router.len(),
+        sse_path = %c.sse.path,
+        heartbeat_ms = c.sse.heartbeat.as_millis() as u64,
+        history = c.sse.history,
+        max_subscribers = c.sse.max_subscribers,
+        max_stream_duration_ms = c.sse.max_stream_duration.map(|d| d.as_millis() as u64),
+        subscriber_auth = c.subscribers.name(),
+        cors = c.cors.is_some(),
+        shutdown_grace_ms = c.shutdown_grace.as_millis() as u64,
+        secret_files = c.secret_files.len(),
+        "effective configuration"
+    );
+}
+
 /// Binds with a listen backlog larger than std's 128, so that thousands of
 /// browsers reconnecting at once are not dropped and retried a second later.
 fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
@@ -117,7 +138,7 @@ fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     socket.listen(4096)
 }
 
-fn serve(config: Config) -> ExitCode {
+fn serve(config: Config, file: PathBuf) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -133,7 +154,29 @@ fn serve(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match hookcast::run(listener, config, hookcast::shutdown::signal()).await {
+        let admin = match config.admin.map(bind).transpose() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(addr = ?config.admin, error = %e, "cannot listen on admin.listen");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Some(l) = &admin
+            && let Ok(addr) = l.local_addr()
+        {
+            tracing::info!(%addr, "admin listening: /healthz /readyz /metrics");
+        }
+        log_summary(&config);
+        let trigger = std::sync::Arc::new(tokio::sync::Notify::new());
+        hookcast::shutdown::forward_sighup(trigger.clone());
+        let options = hookcast::Options {
+            admin,
+            reload: Some(hookcast::reload::Source {
+                path: file,
+                trigger,
+            }),
+        };
+        match hookcast::serve(listener, config, hookcast::shutdown::signal(), options).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "server failed");
