@@ -66,9 +66,10 @@ fn answer(live: &Live, req: &Request<Incoming>) -> Response<Body> {
         "/readyz" if live.is_draining() => {
             text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into())
         }
-        "/readyz" if !live.load().hub.ready() => {
-            text(StatusCode::SERVICE_UNAVAILABLE, "broker unavailable\n".into())
-        }
+        "/readyz" if !live.load().hub.ready() => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "broker unavailable\n".into(),
+        ),
         "/readyz" => text(StatusCode::OK, "ready\n".into()),
         "/metrics" => {
             let hub = live.load().hub.clone();

@@ -85,8 +85,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            // Fingerprinted at once, so that an edit from here on is seen as one.
+            let source = hookcast::reload::Source::new(
+                file,
+                std::sync::Arc::new(tokio::sync::Notify::new()),
+                &config,
+            );
             init_tracing(&config);
-            serve(config, file)
+            serve(config, source)
         }
     }
 }
@@ -97,7 +103,9 @@ fn init_tracing(config: &Config) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, not in files or container logs.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -138,7 +146,7 @@ fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     socket.listen(4096)
 }
 
-fn serve(config: Config, file: PathBuf) -> ExitCode {
+fn serve(config: Config, source: hookcast::reload::Source) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -167,14 +175,10 @@ fn serve(config: Config, file: PathBuf) -> ExitCode {
             tracing::info!(%addr, "admin listening: /healthz /readyz /metrics");
         }
         log_summary(&config);
-        let trigger = std::sync::Arc::new(tokio::sync::Notify::new());
-        hookcast::shutdown::forward_sighup(trigger.clone());
+        hookcast::shutdown::forward_sighup(source.trigger());
         let options = hookcast::Options {
             admin,
-            reload: Some(hookcast::reload::Source {
-                path: file,
-                trigger,
-            }),
+            reload: Some(source),
         };
         match hookcast::serve(listener, config, hookcast::shutdown::signal(), options).await {
             Ok(()) => ExitCode::SUCCESS,

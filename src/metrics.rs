@@ -239,9 +239,7 @@ impl Metrics {
     }
 
     pub fn reload(&self, result: &'static str) {
-        self.reloads
-            .get_or_create(&ResultLabel { result })
-            .inc();
+        self.reloads.get_or_create(&ResultLabel { result }).inc();
     }
 
     /// Whether a new stream feeds the latency histogram: one in [`SAMPLE_EVERY`],

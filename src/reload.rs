@@ -67,15 +67,35 @@ impl Live {
 /// Where the running config came from, so it can be read again.
 #[derive(Debug, Clone)]
 pub struct Source {
-    pub path: PathBuf,
+    path: PathBuf,
     /// Notified on SIGHUP (or by a test).
-    pub trigger: Arc<Notify>,
+    trigger: Arc<Notify>,
+    /// The files' fingerprint when `config` was loaded: a change made before the
+    /// watcher starts is still a change.
+    loaded: u64,
+}
+
+impl Source {
+    /// To be made right after `config` was loaded from `path`.
+    pub fn new(path: PathBuf, trigger: Arc<Notify>, config: &Config) -> Self {
+        let loaded = fingerprint(&path, &config.secret_files);
+        Source {
+            path,
+            trigger,
+            loaded,
+        }
+    }
+
+    /// What to notify for a reload (SIGHUP).
+    pub fn trigger(&self) -> Arc<Notify> {
+        self.trigger.clone()
+    }
 }
 
 /// Reloads on `source.trigger` and whenever the config file or a secret file
 /// changes. Runs until dropped.
 pub async fn watch(live: Arc<Live>, source: Source) {
-    let mut seen = fingerprint(&source.path, &live.load().config.secret_files);
+    let mut seen = source.loaded;
     let mut tick = tokio::time::interval(POLL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -144,7 +164,9 @@ fn keep_restart_settings(old: &Config, new: &mut Config) {
     }
     if hub::Limits::from_config(new) != hub::Limits::from_config(old) {
         // The hub's history and queues are sized at start.
-        restart.push("sse.history, history_ttl, history_bytes, subscriber_queue, max_subscribers, dedupe");
+        restart.push(
+            "sse.history, history_ttl, history_bytes, subscriber_queue, max_subscribers, dedupe",
+        );
         new.sse.history = old.sse.history;
         new.sse.history_ttl = old.sse.history_ttl;
         new.sse.history_bytes = old.sse.history_bytes;

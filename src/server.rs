@@ -15,12 +15,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tracing::Instrument;
 
+use crate::admin;
 use crate::config::Config;
 use crate::direct::{self, Prefixed, Sniffed};
 use crate::hub::{self, Hub};
 use crate::reload::{self, Live};
 use crate::service::{self, App};
-use crate::admin;
 
 /// Handed to each request of a connection: notified when a subscriber on it
 /// overflows its queue, so that the connection is dropped even if the client

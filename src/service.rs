@@ -46,7 +46,12 @@ impl App {
     pub fn reloaded(config: Config, old: &App) -> Self {
         let mut app = App::new(config, old.hub.clone());
         if let (Some(new), Some(old)) = (&mut app.ip_slots, &old.ip_slots) {
-            *new = old.with_max(app.config.limits.max_subscribers_per_ip.unwrap_or(usize::MAX));
+            *new = old.with_max(
+                app.config
+                    .limits
+                    .max_subscribers_per_ip
+                    .unwrap_or(usize::MAX),
+            );
         }
         app
     }

@@ -138,7 +138,10 @@ pub fn open(
                         .unwrap_or(Duration::ZERO)
                 }),
             };
-            Subscribed::Stream(stream_response(EventStream::new(sub, settings).sampling(), version))
+            Subscribed::Stream(stream_response(
+                EventStream::new(sub, settings).sampling(),
+                version,
+            ))
         }
         Err(refusal) => {
             let why = match refusal {

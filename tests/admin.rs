@@ -74,7 +74,9 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
         .find(|s| {
             s.name == name
                 && s.labels.len() == labels.len()
-                && labels.iter().all(|(k, v)| s.labels.get(*k) == Some(&Value::from(*v)))
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k) == Some(&Value::from(*v)))
         })
         .map_or(0.0, |s| s.value)
 }
@@ -129,15 +131,19 @@ async fn the_public_listener_does_not_serve_admin_paths() {
 
 #[tokio::test]
 async fn metrics_parse_and_count_traffic() {
-    let app = AdminApp::spawn(&config("sse:\n  max_subscribers: 2\n").replace(
-        "sse:\n  heartbeat: 15s\n  retry: 3s\n",
-        "",
-    ))
+    let app = AdminApp::spawn(
+        &config("sse:\n  max_subscribers: 2\n")
+            .replace("sse:\n  heartbeat: 15s\n  retry: 3s\n", ""),
+    )
     .await;
     let before = scrape(&app).await;
     assert_eq!(value(&before, "hookcast_subscribers", &[]), 0.0);
     assert_eq!(
-        value(&before, "hookcast_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),
+        value(
+            &before,
+            "hookcast_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
         1.0
     );
 
@@ -183,7 +189,11 @@ async fn metrics_parse_and_count_traffic() {
         1.0
     );
     assert_eq!(
-        value(&after, "hookcast_events_published_total", &[("route", "plain")]),
+        value(
+            &after,
+            "hookcast_events_published_total",
+            &[("route", "plain")]
+        ),
         2.0
     );
     assert_eq!(value(&after, "hookcast_replayed_events_total", &[]), 2.0);

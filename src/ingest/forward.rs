@@ -79,7 +79,11 @@ async fn forward_and_publish(
             replay.boxed()
         }
         Prefix::Over(replay) => {
-            failed(app, &route.name, "the upstream's answer is over limits.max_body");
+            failed(
+                app,
+                &route.name,
+                "the upstream's answer is over limits.max_body",
+            );
             Watched::new(replay).boxed()
         }
         Prefix::Broken(replay) => {

@@ -134,9 +134,7 @@ pub async fn handle(
         Counted::Unrouted => UNROUTED,
         Counted::NotWebhook => return resp,
     };
-    app.hub
-        .metrics()
-        .webhook(route, resp.status().as_str());
+    app.hub.metrics().webhook(route, resp.status().as_str());
     resp
 }
 
