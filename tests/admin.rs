@@ -2,6 +2,7 @@
 //! Python parser, `prometheus_client`), and what the public listener does not serve.
 
 mod support;
+mod upstream;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -251,6 +252,67 @@ routes:
             &[("route", "orders"), ("status", "202")]
         ),
         1.0
+    );
+    app.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn proxied_requests_and_failed_forward_publishes_are_counted() {
+    let up = upstream::Upstream::serve(|req: http::Request<hyper::body::Incoming>| async move {
+        let status = if req.uri().path() == "/missing" {
+            404
+        } else {
+            200
+        };
+        let mut resp = http::Response::new(upstream::full("not json"));
+        *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+        resp
+    })
+    .await;
+    let yaml = upstream::config(
+        up.addr,
+        r#"
+routes:
+  - name: comments
+    match: { path: /api/comments }
+    mode: forward
+    publish: { topic: comments, data: "{response:/id}" }
+"#,
+    );
+    let app = AdminApp::spawn(&yaml).await;
+    assert_eq!(app.app.get("/page", &[]).await.status, StatusCode::OK);
+    assert_eq!(
+        app.app.get("/missing", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // The app says 200 with a body that is not JSON: no event.
+    let r = app.app.post("/api/comments", &[], "{}").await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    let m = scrape(&app).await;
+    assert_eq!(
+        value(&m, "hookcast_proxy_requests_total", &[("status", "2xx")]),
+        2.0
+    );
+    assert_eq!(
+        value(&m, "hookcast_proxy_requests_total", &[("status", "4xx")]),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "hookcast_webhooks_total",
+            &[("route", "comments"), ("status", "publish_failed")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "hookcast_events_published_total",
+            &[("route", "comments")]
+        ),
+        0.0
     );
     app.app.shutdown().await;
 }
