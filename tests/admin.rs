@@ -316,3 +316,23 @@ routes:
     );
     app.app.shutdown().await;
 }
+
+#[tokio::test]
+async fn streams_ended_by_their_lifetime_are_counted() {
+    let app =
+        AdminApp::spawn(&config("").replace("retry: 3s", "retry: 1s\n  max_stream_duration: 1s"))
+            .await;
+    let mut s = app.app.subscribe("topic=room.a", &[]).await;
+    s.until_end().await;
+    assert!(!s.aborted);
+    let m = scrape(&app).await;
+    assert_eq!(
+        value(
+            &m,
+            "hookcast_subscribers_dropped_total",
+            &[("reason", "max_duration")]
+        ),
+        1.0
+    );
+    app.app.shutdown().await;
+}
