@@ -366,7 +366,11 @@ impl Writer {
                 }
             }
             match self.write() {
-                Ok(()) => {}
+                Ok(()) => {
+                    if self.out.is_empty() {
+                        body.written();
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Poll::Ready(Err(e)),
             }

@@ -22,8 +22,12 @@
 //! - [`sse`]: the event-stream encoding and the streaming response body.
 //! - [`reply`]: the response body type and JSON errors.
 //! - [`demo`]: the demo page.
-//! - [`shutdown`]: SIGTERM / SIGINT.
+//! - [`admin`]: the admin listener: `/healthz`, `/readyz`, `/metrics`.
+//! - [`metrics`]: the Prometheus metrics.
+//! - [`reload`]: the swappable config and its reload on SIGHUP or a file change.
+//! - [`shutdown`]: SIGTERM / SIGINT, and SIGHUP for reloads.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod cors;
@@ -32,7 +36,9 @@ pub mod direct;
 pub mod hub;
 pub mod ingest;
 pub mod limits;
+pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod reply;
 pub mod server;
 pub mod service;
@@ -44,4 +50,4 @@ pub mod topic;
 pub mod verify;
 
 pub use config::Config;
-pub use server::run;
+pub use server::{Options, run, serve};

@@ -113,6 +113,15 @@ pub struct IpSlot {
 }
 
 impl IpSlots {
+    /// Slots under a new limit that keep counting the streams open under these
+    /// (a reload must not let every address open as many again).
+    pub fn with_max(&self, max: usize) -> IpSlots {
+        IpSlots {
+            max,
+            open: self.open.clone(),
+        }
+    }
+
     pub fn new(max: usize) -> Self {
         IpSlots {
             max,

@@ -85,8 +85,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            // Fingerprinted at once, so that an edit from here on is seen as one.
+            let source = hookcast::reload::Source::new(
+                file,
+                std::sync::Arc::new(tokio::sync::Notify::new()),
+                &config,
+            );
             init_tracing(&config);
-            serve(config)
+            serve(config, source)
         }
     }
 }
@@ -97,11 +103,34 @@ fn init_tracing(config: &Config) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, not in files or container logs.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+}
+
+/// The effective configuration, without secrets: what an operator checks first.
+fn log_summary(c: &Config) {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listen = %c.listen,
+        admin = %c.admin.map_or_else(|| "off".to_owned(), |a| a.to_string()),
+        upstream = %c.upstream.as_ref().map_or_else(|| "none".to_owned(), |u| u.authority.to_string()),
+        routes = c.router.len(),
+        sse_path = %c.sse.path,
+        heartbeat_ms = c.sse.heartbeat.as_millis() as u64,
+        history = c.sse.history,
+        max_subscribers = c.sse.max_subscribers,
+        max_stream_duration_ms = c.sse.max_stream_duration.map(|d| d.as_millis() as u64),
+        subscriber_auth = c.subscribers.name(),
+        cors = c.cors.is_some(),
+        shutdown_grace_ms = c.shutdown_grace.as_millis() as u64,
+        secret_files = c.secret_files.len(),
+        "effective configuration"
+    );
 }
 
 /// Binds with a listen backlog larger than std's 128, so that thousands of
@@ -117,7 +146,7 @@ fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     socket.listen(4096)
 }
 
-fn serve(config: Config) -> ExitCode {
+fn serve(config: Config, source: hookcast::reload::Source) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -133,7 +162,25 @@ fn serve(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match hookcast::run(listener, config, hookcast::shutdown::signal()).await {
+        let admin = match config.admin.map(bind).transpose() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(addr = ?config.admin, error = %e, "cannot listen on admin.listen");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Some(l) = &admin
+            && let Ok(addr) = l.local_addr()
+        {
+            tracing::info!(%addr, "admin listening: /healthz /readyz /metrics");
+        }
+        log_summary(&config);
+        hookcast::shutdown::forward_sighup(source.trigger());
+        let options = hookcast::Options {
+            admin,
+            reload: Some(source),
+        };
+        match hookcast::serve(listener, config, hookcast::shutdown::signal(), options).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "server failed");

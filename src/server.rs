@@ -15,9 +15,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tracing::Instrument;
 
+use crate::admin;
 use crate::config::Config;
 use crate::direct::{self, Prefixed, Sniffed};
 use crate::hub::{self, Hub};
+use crate::reload::{self, Live};
 use crate::service::{self, App};
 
 /// Handed to each request of a connection: notified when a subscriber on it
@@ -37,19 +39,45 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How often expired history, idle topics and old dedupe keys are collected.
 const COLLECT_EVERY: Duration = Duration::from_secs(1);
 
+/// What [`serve`] runs besides the public listener.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// The admin listener, bound by the caller to `admin.listen`.
+    pub admin: Option<TcpListener>,
+    /// Where the config came from; with it, SIGHUP and file changes reload it.
+    pub reload: Option<reload::Source>,
+}
+
 /// Serves on `listener` until `shutdown` resolves, then drains within
-/// `config.shutdown_grace` and returns.
+/// `config.shutdown_grace` and returns. No admin listener, no reload.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve(listener, config, shutdown, Options::default()).await
+}
+
+/// [`run`] with an admin listener and reloads.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    options: Options,
+) -> std::io::Result<()> {
     let hub = Hub::new(hub::Limits::from_config(&config));
-    let grace = config.shutdown_grace;
     let header_timeout = config.limits.header_read_timeout;
-    let app = Arc::new(App::new(config, hub.clone()));
+    let max_connections = config.limits.max_connections;
+    let live = Live::new(App::new(config, hub.clone()));
 
     let collector = tokio::spawn(collect(Arc::downgrade(&hub)));
+    // Dropped (aborted) when `serve` returns, so they outlive the drain.
+    let _admin = options
+        .admin
+        .map(|l| AbortOnDrop(tokio::spawn(admin::serve(l, live.clone()))));
+    let _reload = options
+        .reload
+        .map(|s| AbortOnDrop(tokio::spawn(reload::watch(live.clone(), s))));
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -64,17 +92,14 @@ pub async fn run(
     let builder = Arc::new(builder);
     // Each open connection holds a permit; none left means new ones are closed at
     // once, which an EventSource retries (a 503 would make it give up).
-    let permits = app
-        .config
-        .limits
-        .max_connections
-        .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
+    let permits = max_connections.map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
     let mut at_capacity = false;
     let graceful = GracefulShutdown::new();
     // Fired when shutdown_grace has passed, to drop the connections still open.
     let kill = Arc::new(Notify::new());
     let direct = Arc::new(OpenCount::default());
-    tracing::info!(addr = %listener.local_addr()?, routes = app.config.router.len(), "listening");
+    let all = Arc::new(OpenCount::default());
+    tracing::info!(addr = %listener.local_addr()?, "listening");
 
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -107,7 +132,8 @@ pub async fn run(
         at_capacity = false;
         let _ = stream.set_nodelay(true);
         let conn = Conn {
-            app: app.clone(),
+            live: live.clone(),
+            _open: all.enter(),
             builder: builder.clone(),
             watcher: graceful.watcher(),
             direct: direct.clone(),
@@ -122,21 +148,30 @@ pub async fn run(
         );
     }
 
+    // SPEC §7, in order: not ready, stop accepting, end streams, let requests finish.
+    live.drain();
     let started = Instant::now();
+    let grace = live.load().config.shutdown_grace;
     drop(listener);
     let streams = hub.close_all();
     tracing::info!(
         streams,
-        connections = graceful.count() + direct.count(),
-        "draining: listener closed, streams told to reconnect"
+        connections = all.count(),
+        grace_ms = grace.as_millis() as u64,
+        "draining: readyz 503, listener closed, streams told to reconnect"
     );
     tokio::select! {
         ((), ()) = async { tokio::join!(graceful.shutdown(), direct.all_closed()) } => {
-            tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "drained");
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                connections_cut = 0,
+                "drained"
+            );
         }
         () = tokio::time::sleep(grace) => {
             tracing::warn!(
-                streams_left = hub.subscriber_count(),
+                connections_cut = all.count(),
+                streams_cut = hub.subscriber_count(),
                 "shutdown_grace passed; cutting the connections still open"
             );
             kill.notify_waiters();
@@ -148,7 +183,9 @@ pub async fn run(
 
 /// One accepted connection and what serving it needs.
 struct Conn {
-    app: Arc<App>,
+    live: Arc<Live>,
+    /// Counted in every open connection, for the drain's log.
+    _open: OpenGuard,
     builder: Arc<auto::Builder<TokioExecutor>>,
     watcher: Watcher,
     direct: Arc<OpenCount>,
@@ -162,19 +199,18 @@ struct Conn {
 impl Conn {
     /// Event streams over HTTP/1.x are served by [`direct`]; everything else by hyper.
     async fn serve(self, mut stream: TcpStream) {
-        let sniffed = tokio::time::timeout(
-            self.header_timeout,
-            direct::sniff(&mut stream, &self.app.config.sse.path),
-        )
-        .await;
+        let sse_path = self.live.load().config.sse.path.clone();
+        let sniffed =
+            tokio::time::timeout(self.header_timeout, direct::sniff(&mut stream, &sse_path)).await;
         match sniffed {
             Ok(Ok(Sniffed::Stream(mut req))) => {
                 req.extensions.insert(ClientAddr(self.peer));
                 let _open = self.direct.enter();
                 // Opening is boxed and done before streaming, so its state
                 // (authorization may wait on the network) is not kept per stream.
+                let app = self.live.load();
                 let serving = tokio::select! {
-                    serving = Box::pin(direct::open(&self.app, stream, req)) => serving,
+                    serving = Box::pin(direct::open(&app, stream, req)) => serving,
                     () = self.kill.notified() => return,
                 };
                 tokio::select! {
@@ -195,7 +231,7 @@ impl Conn {
     }
 
     async fn serve_hyper(self, io: Prefixed) {
-        let app = self.app;
+        let live = self.live.clone();
         let peer = self.peer;
         let cut = ConnectionCut(Arc::new(Notify::new()));
         let svc = service_fn({
@@ -203,7 +239,8 @@ impl Conn {
             move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(cut.clone());
                 req.extensions_mut().insert(ClientAddr(peer));
-                service::handle(app.clone(), req)
+                // Each request takes the config current when it arrives.
+                service::handle(live.load(), req)
             }
         });
         let conn = self
@@ -218,6 +255,15 @@ impl Conn {
             () = cut.0.notified() => tracing::debug!("connection cut: its subscriber fell behind"),
             () = self.kill.notified() => {}
         }
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -41,6 +41,21 @@ pub struct App {
 }
 
 impl App {
+    /// The handlers' state for a config reloaded while `old` served: the hub and
+    /// the per-address stream counts carry over, the rest is built anew.
+    pub fn reloaded(config: Config, old: &App) -> Self {
+        let mut app = App::new(config, old.hub.clone());
+        if let (Some(new), Some(old)) = (&mut app.ip_slots, &old.ip_slots) {
+            *new = old.with_max(
+                app.config
+                    .limits
+                    .max_subscribers_per_ip
+                    .unwrap_or(usize::MAX),
+            );
+        }
+        app
+    }
+
     pub fn new(config: Config, hub: Arc<Hub>) -> Self {
         let demo_page = config.demo.then(|| demo::page(&config.sse.path));
         let upstream = config.upstream.as_ref().map(Upstream::new);
@@ -59,16 +74,21 @@ impl App {
 
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     // The query is left out: it may carry tokens.
-    let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path());
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        status = tracing::field::Empty,
+        elapsed_ms = tracing::field::Empty,
+    );
     let started = std::time::Instant::now();
     let resp = route(&app, req).instrument(span.clone()).await;
-    span.in_scope(|| {
-        tracing::debug!(
-            status = resp.status().as_u16(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "answered"
-        );
-    });
+    let status = resp.status().as_u16();
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    // On the span too, so that every later line of this request carries them.
+    span.record("status", status);
+    span.record("elapsed_ms", elapsed_ms);
+    span.in_scope(|| tracing::debug!(status, elapsed_ms, "answered"));
     Ok(resp)
 }
 
@@ -169,6 +189,9 @@ async fn stream(app: &App, parts: &Parts) -> Subscribed {
         Decision::Refuse(resp) => Subscribed::Other(resp),
         Decision::TryLater => {
             tracing::info!(reason = "auth_unavailable", "subscriber told to try later");
+            app.hub
+                .metrics()
+                .dropped(crate::metrics::Dropped::AuthUnavailable);
             Subscribed::Other(subscribe::try_later(app.config.sse.retry, parts.version))
         }
     }
@@ -177,7 +200,11 @@ async fn stream(app: &App, parts: &Parts) -> Subscribed {
 /// Sends a request to the upstream; 404 without one.
 pub(crate) async fn pass(app: &App, req: Request<Body>) -> Response<Body> {
     match &app.upstream {
-        Some(upstream) => upstream.pass(req).await,
+        Some(upstream) => {
+            let resp = upstream.pass(req).await;
+            app.hub.metrics().proxied(resp.status().as_u16());
+            resp
+        }
         None => reply::error(
             StatusCode::NOT_FOUND,
             "not_found",

@@ -1,4 +1,4 @@
-//! The signals that start a graceful shutdown.
+//! Signals: SIGTERM and SIGINT start a graceful shutdown; SIGHUP asks for a reload.
 
 /// Resolves on SIGTERM or SIGINT.
 ///
@@ -25,4 +25,24 @@ pub async fn signal() {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!(signal = "ctrl-c", "shutdown requested");
     }
+}
+
+/// Notifies `trigger` on every SIGHUP, the conventional "reload your config".
+pub fn forward_sighup(trigger: std::sync::Arc<tokio::sync::Notify>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::error!("cannot listen for SIGHUP; config file changes still reload");
+            return;
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!(signal = "SIGHUP", "reload requested");
+                trigger.notify_one();
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = trigger;
 }

@@ -204,6 +204,18 @@ pub enum End {
     AuthExpired,
 }
 
+impl End {
+    fn dropped(self) -> crate::metrics::Dropped {
+        use crate::metrics::Dropped;
+        match self {
+            End::Slow => Dropped::Slow,
+            End::Shutdown => Dropped::Shutdown,
+            End::MaxDuration => Dropped::MaxDuration,
+            End::AuthExpired => Dropped::AuthExpired,
+        }
+    }
+}
+
 /// An error that aborts the connection instead of ending the body cleanly.
 #[derive(Debug)]
 pub struct SlowSubscriber;
@@ -241,6 +253,10 @@ pub struct EventStream {
     deadline: Option<(Pin<Box<Sleep>>, End)>,
     /// Set once the stream has decided to end; the next poll returns `None`.
     done: bool,
+    /// Whether this stream feeds `hookcast_publish_to_write_seconds` (a sample).
+    sampled: bool,
+    /// Publish time of the oldest live event handed out since the last write.
+    unwritten_since: Option<std::time::Instant>,
     /// The client address's place under `limits.max_subscribers_per_ip`.
     _slot: Option<IpSlot>,
 }
@@ -259,7 +275,24 @@ impl EventStream {
             deadline: earliest(settings.max_duration, settings.auth_expires)
                 .map(|(d, end)| (Box::pin(tokio::time::sleep_until(now + d)), end)),
             done: false,
+            sampled: false,
+            unwritten_since: None,
             _slot: None,
+        }
+    }
+
+    /// Makes this stream feed the publish-to-write histogram when the hub's
+    /// metrics pick it (one stream in [`crate::metrics::SAMPLE_EVERY`]).
+    pub fn sampling(mut self) -> Self {
+        self.sampled = self.sub.metrics().sampled();
+        self
+    }
+
+    /// Called by the writer once what it took was written: observes the oldest
+    /// live event of that batch, so a sampled stream costs one observation per write.
+    pub fn written(&mut self) {
+        if let Some(at) = self.unwritten_since.take() {
+            self.sub.metrics().publish_to_write(at.elapsed());
         }
     }
 
@@ -276,6 +309,7 @@ impl EventStream {
 
     fn finish(&mut self, end: End) -> Poll<Option<Result<Piece, SlowSubscriber>>> {
         tracing::debug!(reason = ?end, "stream closed");
+        self.sub.metrics().dropped(end.dropped());
         self.done = true;
         Poll::Ready(Some(Ok(Piece::Own(jittered_retry(self.settings.retry)))))
     }
@@ -311,10 +345,16 @@ impl EventStream {
             return self.finish(end);
         }
         match self.sub.poll_recv(cx) {
-            Poll::Ready(Recv::Event(ev)) => return self.wrote(Piece::Event(ev)),
+            Poll::Ready(Recv::Event(ev)) => {
+                if self.sampled && self.unwritten_since.is_none() {
+                    self.unwritten_since = Some(ev.at);
+                }
+                return self.wrote(Piece::Event(ev));
+            }
             Poll::Ready(Recv::Closed(Close::Shutdown)) => return self.finish(End::Shutdown),
             Poll::Ready(Recv::Closed(Close::Slow)) => {
                 tracing::debug!(reason = ?End::Slow, "stream cut");
+                self.sub.metrics().dropped(End::Slow.dropped());
                 self.done = true;
                 return Poll::Ready(Some(Err(SlowSubscriber)));
             }
@@ -356,8 +396,10 @@ impl Body for EventStream {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.poll_piece(cx)
-            .map(|p| p.map(|r| r.map(|piece| Frame::data(piece.frame()))))
+        let piece = self.poll_piece(cx);
+        // hyper writes what it is handed before it polls again: count it as written.
+        self.written();
+        piece.map(|p| p.map(|r| r.map(|piece| Frame::data(piece.frame()))))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -10,6 +10,7 @@ use http_body_util::BodyExt;
 
 use crate::config::Config;
 use crate::hub::{Hub, Refusal};
+use crate::metrics::Dropped;
 use crate::reply::{self, Body};
 use crate::server::ConnectionCut;
 use crate::sse::{self, EventStream, StreamSettings};
@@ -137,13 +138,18 @@ pub fn open(
                         .unwrap_or(Duration::ZERO)
                 }),
             };
-            Subscribed::Stream(stream_response(EventStream::new(sub, settings), version))
+            Subscribed::Stream(stream_response(
+                EventStream::new(sub, settings).sampling(),
+                version,
+            ))
         }
         Err(refusal) => {
-            let reason = match refusal {
-                Refusal::Capacity => "capacity",
-                Refusal::ShuttingDown => "shutdown",
+            let why = match refusal {
+                Refusal::Capacity => Dropped::Capacity,
+                Refusal::ShuttingDown => Dropped::Shutdown,
             };
+            hub.metrics().dropped(why);
+            let reason = why.as_str();
             tracing::info!(reason, "subscriber told to try later");
             Subscribed::Other(try_later(sse.retry, version))
         }

@@ -602,3 +602,80 @@ fn sigterm_closes_streams_with_retry_and_exits_0() {
 fn sigint_closes_streams_with_retry_and_exits_0() {
     graceful_shutdown_on("-INT");
 }
+
+// ---------------------------------------------------------------- reload and admin
+
+/// Waits until stderr contains `needle`.
+fn wait_for_log(app: &mut Running, needle: &str) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let err = app.stderr();
+        if err.contains(needle) {
+            return err;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `{needle}` in the log within {PATIENCE:?}:\n{err}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sighup_reloads_and_a_listen_change_is_logged_as_restart_required() {
+    let addr = free_addr();
+    let admin = free_addr();
+    let yaml = format!("listen: \"{addr}\"\nadmin:\n  listen: \"{admin}\"\n{ONE_ROUTE}");
+    let f = TempFile::new("sighup", &yaml);
+    let mut cmd = hookcast();
+    cmd.args(["--config", &f.name()]);
+    let mut app = Running::spawn(cmd);
+    wait_until_accepting(addr, &mut app);
+    let started = wait_for_log(&mut app, "effective configuration");
+    assert!(started.contains("routes=1"), "{started}");
+
+    let moved = free_addr();
+    std::fs::write(
+        f.path(),
+        format!("listen: \"{moved}\"\nadmin:\n  listen: \"{admin}\"\n{THREE_ROUTES}"),
+    )
+    .unwrap();
+    app.signal("-HUP");
+    let log = wait_for_log(&mut app, "reason=\"SIGHUP\"");
+    assert!(log.contains("restart required"), "{log}");
+    assert!(log.contains("key=\"listen\""), "{log}");
+    // The rest applied: route b exists now, still served on the first address.
+    let r = http_request(
+        addr,
+        "POST /hooks/b/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
+    );
+    assert!(r.starts_with("HTTP/1.1 202"), "{r}");
+    let r = http_request(
+        admin,
+        "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+
+    app.signal("-TERM");
+    let status = app.wait_for(PATIENCE).expect("exits");
+    assert!(status.success(), "{status:?}");
+    let log = app.stderr();
+    assert!(log.contains("draining"), "{log}");
+    assert!(log.contains("drained"), "{log}");
+}
+
+#[test]
+fn a_taken_admin_port_exits_1() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = taken.local_addr().unwrap();
+    let yaml = format!(
+        "listen: \"{}\"\nadmin:\n  listen: \"{admin}\"\n{ONE_ROUTE}",
+        free_addr()
+    );
+    let f = TempFile::new("admin-taken", &yaml);
+    let mut cmd = hookcast();
+    cmd.args(["--config", &f.name()]);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot listen on admin.listen"));
+}

@@ -102,12 +102,30 @@ fn unknown_key_in_a_route_match_points_at_the_key() {
 }
 
 #[test]
-fn keys_of_later_versions_are_unknown_keys() {
+fn admin_listen_is_an_address() {
+    let c =
+        hookcast::config::from_yaml("t.yaml", "admin:\n  listen: \"127.0.0.1:9901\"\n").unwrap();
+    assert_eq!(c.admin, Some("127.0.0.1:9901".parse().unwrap()));
+    assert_eq!(
+        hookcast::config::from_yaml("t.yaml", "").unwrap().admin,
+        None
+    );
     assert_error(
-        "admin:\n  listen: \"127.0.0.1:9901\"\n",
-        1,
-        1,
-        &["unknown field `admin`"],
+        "admin:\n  listen: \"localhost:9901\"\n",
+        2,
+        11,
+        &["admin.listen", "not an address"],
+    );
+    assert_error("admin:\n  bogus: 1\n", 2, 3, &["unknown field `bogus`"]);
+}
+
+#[test]
+fn admin_listen_must_differ_from_listen() {
+    assert_error(
+        "listen: \"0.0.0.0:8080\"\nadmin:\n  listen: \"0.0.0.0:8080\"\n",
+        3,
+        11,
+        &["admin.listen must differ from listen"],
     );
 }
 

@@ -210,6 +210,23 @@ async fn json_logs_at_debug_hold_no_secret_or_token() {
     assert!(logs.contains("subscriber refused"), "{logs}");
     assert!(logs.lines().count() > 10, "{logs}");
     assert_clean(&logs, &secrets);
+    // Startup summarizes the effective config (checked clean of secrets above).
+    assert!(logs.contains("effective configuration"), "{logs}");
+    // Each request's line carries its span: method, path without query, status, time.
+    let answered: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "answered" && v["span"]["name"] == "request")
+        .collect();
+    assert!(!answered.is_empty(), "{logs}");
+    for v in &answered {
+        let span = &v["span"];
+        assert!(span["method"].is_string(), "{v}");
+        let path = span["path"].as_str().unwrap();
+        assert!(!path.contains('?'), "{v}");
+        assert!(v["fields"]["status"].is_u64(), "{v}");
+        assert!(v["fields"]["elapsed_ms"].is_u64(), "{v}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

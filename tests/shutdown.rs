@@ -3,6 +3,7 @@
 //! and nothing holds the process past `shutdown_grace`.
 
 mod support;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -272,4 +273,79 @@ async fn a_client_that_never_reads_does_not_hold_shutdown() {
     // The stuck client did hold its stream until the grace ran out.
     assert!(took >= Duration::from_millis(900), "run took only {took:?}");
     drop(stuck);
+}
+
+#[tokio::test]
+async fn readyz_turns_503_first_and_stays_so_while_draining() {
+    let app = AdminApp::spawn(&yaml("shutdown_grace: 10s")).await;
+    assert_eq!(app.admin_get("/readyz").await.status, StatusCode::OK);
+    let mut watcher = app.app.subscribe("topic=room.w", &[]).await;
+    // An in-flight webhook keeps the drain going while /readyz is asked.
+    let mut hook = start_chunked_webhook(app.app.addr, "/hooks/a").await;
+    let AdminApp { mut app, admin, .. } = app;
+    let started = Instant::now();
+    let handle = app.begin_shutdown();
+    watcher.until_end().await;
+
+    let r = request(admin, Method::GET, "/readyz", &[], Bytes::new()).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.text(), "draining\n");
+    // Liveness is not readiness: the process is still healthy.
+    let r = request(admin, Method::GET, "/healthz", &[], Bytes::new()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // The stream's end is counted as a shutdown drop.
+    let m = request(admin, Method::GET, "/metrics", &[], Bytes::new()).await;
+    assert!(
+        m.text()
+            .contains("hookcast_subscribers_dropped_total{reason=\"shutdown\"} 1"),
+        "{}",
+        m.text()
+    );
+
+    let (status, _) = finish_chunked_webhook(&mut hook).await;
+    assert!(status.starts_with("HTTP/1.1 202"), "{status}");
+    joined(handle, started, Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn in_flight_proxied_request_finishes() {
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let released = std::sync::Arc::new(tokio::sync::Mutex::new(Some(released)));
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::channel::<()>(1);
+    let up = upstream::Upstream::serve(move |_req: http::Request<hyper::body::Incoming>| {
+        let released = released.clone();
+        let arrived_tx = arrived_tx.clone();
+        async move {
+            let _ = arrived_tx.send(()).await;
+            if let Some(rx) = released.lock().await.take() {
+                let _ = rx.await;
+            }
+            http::Response::new(upstream::full("from the app"))
+        }
+    })
+    .await;
+    let yaml = upstream::config(up.addr, "shutdown_grace: 10s\n");
+    let mut app = TestApp::spawn(&yaml).await;
+    let addr = app.addr;
+    let pending =
+        tokio::spawn(async move { request(addr, Method::GET, "/page", &[], Bytes::new()).await });
+    arrived
+        .recv()
+        .await
+        .expect("the request reached the upstream");
+
+    let started = Instant::now();
+    let handle = app.begin_shutdown();
+    // New connections are refused while the proxied request is still in flight.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "still accepting");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!handle.is_finished(), "the proxied request holds the drain");
+    release.send(()).unwrap();
+    let r = pending.await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.text(), "from the app");
+    joined(handle, started, Duration::from_secs(10)).await;
 }

@@ -24,6 +24,17 @@ pub enum Mode {
     Upstream(upstream::Settings),
 }
 
+impl Mode {
+    /// As written in `subscribers.auth`, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::None => "none",
+            Mode::Jwt(_) => "jwt",
+            Mode::Upstream(_) => "upstream",
+        }
+    }
+}
+
 /// What the subscriber gets.
 #[derive(Debug)]
 pub enum Decision {

@@ -33,6 +33,8 @@ pub(crate) use units::{parse_duration, parse_size};
 pub struct Config {
     pub listen: SocketAddr,
     pub shutdown_grace: Duration,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served; absent: nowhere.
+    pub admin: Option<SocketAddr>,
     /// The application behind hookcast; without one, unmatched requests get 404.
     pub upstream: Option<Upstream>,
     pub sse: Sse,
@@ -44,6 +46,8 @@ pub struct Config {
     pub log: Log,
     pub demo: bool,
     pub router: Router,
+    /// Every `secret_file` read, watched for changes like the config file.
+    pub secret_files: Vec<PathBuf>,
 }
 
 /// Where proxied requests go: plain HTTP to one host.
@@ -69,7 +73,7 @@ impl Upstream {
     pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 256;
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sse {
     pub path: String,
     pub heartbeat: Duration,
@@ -83,7 +87,7 @@ pub struct Sse {
     pub max_stream_duration: Option<Duration>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Dedupe {
     pub window: Duration,
     pub max_keys: usize,
@@ -106,7 +110,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Log {
     pub format: LogFormat,
     pub level: String,
@@ -117,6 +121,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             shutdown_grace: Duration::from_secs(10),
+            admin: None,
             upstream: None,
             sse: Sse {
                 path: "/events".into(),
@@ -149,6 +154,7 @@ impl Default for Config {
             },
             demo: false,
             router: Router::default(),
+            secret_files: Vec::new(),
         }
     }
 }
@@ -241,6 +247,7 @@ pub fn from_yaml_with_env(
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default(),
+        secret_files: Vec::new(),
     };
     let config = check.root(root);
     if check.diagnostics.is_empty() {
@@ -292,6 +299,7 @@ struct Checker<'e> {
     env: &'e dyn Fn(&str) -> Option<std::ffi::OsString>,
     /// Where relative `secret_file` paths start.
     dir: PathBuf,
+    secret_files: Vec<PathBuf>,
 }
 
 impl Checker<'_> {
@@ -355,17 +363,18 @@ impl Checker<'_> {
         let d = Config::default();
         let listen = match raw.listen {
             None => d.listen,
-            Some(v) => v.value.parse().unwrap_or_else(|_| {
-                self.error(
-                    &v.referenced,
-                    format!(
-                        "listen: `{}` is not an address to listen on; write IP:PORT, e.g. 0.0.0.0:8080",
-                        v.value
-                    ),
-                );
-                d.listen
-            }),
+            Some(v) => self.address("listen", &v).unwrap_or(d.listen),
         };
+        let admin = raw.admin.and_then(|a| {
+            let addr = self.address("admin.listen", &a.listen)?;
+            if addr.port() != 0 && addr == listen {
+                self.error(
+                    &a.listen.referenced,
+                    "admin.listen must differ from listen: the admin endpoints are not for the public",
+                );
+            }
+            Some(addr)
+        });
         let shutdown_grace = self.duration(
             "shutdown_grace",
             raw.shutdown_grace,
@@ -422,6 +431,7 @@ impl Checker<'_> {
         Config {
             listen,
             shutdown_grace,
+            admin,
             upstream,
             sse,
             dedupe,
@@ -431,7 +441,22 @@ impl Checker<'_> {
             log,
             demo,
             router,
+            secret_files: std::mem::take(&mut self.secret_files),
         }
+    }
+
+    fn address(&mut self, key: &str, v: &Spanned<String>) -> Option<SocketAddr> {
+        let parsed = v.value.parse().ok();
+        if parsed.is_none() {
+            self.error(
+                &v.referenced,
+                format!(
+                    "{key}: `{}` is not an address to listen on; write IP:PORT, e.g. 0.0.0.0:8080",
+                    v.value
+                ),
+            );
+        }
+        parsed
     }
 
     fn upstream(&mut self, raw: raw::Upstream) -> Option<Upstream> {

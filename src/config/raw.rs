@@ -15,6 +15,7 @@ pub(super) type S<T> = Spanned<T>;
 pub(super) struct Root {
     pub(super) listen: Option<S<String>>,
     pub(super) shutdown_grace: Option<S<String>>,
+    pub(super) admin: Option<Admin>,
     pub(super) upstream: Option<Upstream>,
     pub(super) sse: Option<Sse>,
     pub(super) dedupe: Option<Dedupe>,
@@ -24,6 +25,12 @@ pub(super) struct Root {
     pub(super) log: Option<Log>,
     pub(super) demo: Option<S<bool>>,
     pub(super) routes: Option<Vec<Route>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Admin {
+    pub(super) listen: S<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -66,6 +66,7 @@ impl Checker<'_> {
             for name in file.value.into_vec() {
                 let at = file.referenced;
                 let path = self.dir.join(&name);
+                self.secret_files.push(path.clone());
                 match std::fs::read(&path) {
                     Err(e) => self.error(
                         &at,

@@ -60,11 +60,12 @@ impl Inbox {
     }
 
     /// Queues `event`; on overflow the subscriber is closed as slow and its queue freed.
-    pub(crate) fn push(&self, event: &Arc<Event>) {
-        let waker = {
+    /// Returns whether the event was queued.
+    pub(crate) fn push(&self, event: &Arc<Event>) -> bool {
+        let (waker, queued) = {
             let mut s = lock(&self.state);
             if s.closed.is_some() || s.last_seq >= event.seq {
-                return;
+                return false;
             }
             s.last_seq = event.seq;
             if s.queue.len() >= self.capacity {
@@ -73,14 +74,16 @@ impl Inbox {
                 if let Some(cut) = &self.on_overflow {
                     cut.notify_one();
                 }
+                (s.waker.take(), false)
             } else {
                 s.queue.push_back(event.clone());
+                (s.waker.take(), true)
             }
-            s.waker.take()
         };
         if let Some(w) = waker {
             w.wake();
         }
+        queued
     }
 
     pub(crate) fn close(&self, why: Close) {

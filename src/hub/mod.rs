@@ -29,7 +29,7 @@ use id::Epoch;
 use inbox::Inbox;
 
 /// Bounds the hub keeps; taken from the `sse` and `dedupe` config sections.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     pub history: usize,
     pub history_ttl: Duration,
@@ -121,6 +121,8 @@ pub const RESYNC_TRIMMED: &str = "history_trimmed";
 pub struct Hub {
     epoch: Epoch,
     limits: Limits,
+    /// Kept here because every part that counts (publish, replay, streams) reaches the hub.
+    metrics: crate::metrics::Metrics,
     next_subscriber: AtomicU64,
     state: Mutex<State>,
 }
@@ -193,6 +195,7 @@ impl Hub {
         Arc::new(Hub {
             epoch: Epoch::random(),
             limits,
+            metrics: crate::metrics::Metrics::new(),
             next_subscriber: AtomicU64::new(1),
             state: Mutex::new(State {
                 next_seq: 1,
@@ -204,6 +207,15 @@ impl Hub {
                 dedupe,
             }),
         })
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// Whether the broker can take publishes; always for the in-memory hub.
+    pub fn ready(&self) -> bool {
+        true
     }
 
     pub fn limits(&self) -> &Limits {
@@ -246,6 +258,8 @@ impl Hub {
             at: now,
         });
 
+        // Counted here, once per publish, so that delivery touches no shared counter.
+        let mut queued = 0;
         for name in topics.iter() {
             let collected = st.collected_through;
             let topic = st
@@ -256,13 +270,13 @@ impl Hub {
             topic.history_bytes += data_len as u64;
             topic.trim(&self.limits, now);
             for inbox in topic.subscribers.values() {
-                inbox.push(&event);
+                queued += usize::from(inbox.push(&event));
             }
         }
         for (pattern, inboxes) in &st.patterns {
             if topics.iter().any(|t| pattern.matches(t)) {
                 for inbox in inboxes.values() {
-                    inbox.push(&event);
+                    queued += usize::from(inbox.push(&event));
                 }
             }
         }
@@ -270,6 +284,7 @@ impl Hub {
             st.dedupe.insert(route, &key, id.clone(), topics, now);
         }
         drop(guard);
+        self.metrics.delivered(queued);
         Published {
             id,
             topics: new.topics,
@@ -322,6 +337,7 @@ impl Hub {
             _ => (VecDeque::new(), None),
         };
         drop(guard);
+        self.metrics.replayed(replay.len());
         Ok(Subscription {
             hub: self.clone(),
             id,
@@ -471,6 +487,10 @@ pub struct Subscription {
 impl Subscription {
     pub fn filters(&self) -> &[Filter] {
         &self.filters
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.hub.metrics
     }
 
     /// The next live event, or why the hub ended this subscription.

@@ -18,6 +18,17 @@ use crate::template::Input;
 pub(super) async fn forward(
     app: &App,
     req: Request<Body>,
+    route: Candidate,
+    body: Bytes,
+) -> Response<Body> {
+    let resp = forward_and_publish(app, req, route, body).await;
+    app.hub.metrics().proxied(resp.status().as_u16());
+    resp
+}
+
+async fn forward_and_publish(
+    app: &App,
+    req: Request<Body>,
     (route, params): Candidate,
     body: Bytes,
 ) -> Response<Body> {
@@ -63,12 +74,16 @@ pub(super) async fn forward(
         Prefix::Whole(bytes, replay) => {
             match serde_json::from_slice::<Value>(&bytes) {
                 Ok(answer) => publish(app, &route.name, render(&route, &input(Some(&answer)))),
-                Err(_) => failed(&route.name, "the upstream's answer is not JSON"),
+                Err(_) => failed(app, &route.name, "the upstream's answer is not JSON"),
             }
             replay.boxed()
         }
         Prefix::Over(replay) => {
-            failed(&route.name, "the upstream's answer is over limits.max_body");
+            failed(
+                app,
+                &route.name,
+                "the upstream's answer is over limits.max_body",
+            );
             Watched::new(replay).boxed()
         }
         Prefix::Broken(replay) => {
@@ -87,6 +102,9 @@ fn publish(app: &App, route: &str, event: Result<crate::hub::NewEvent, Rejection
     match event {
         Ok(event) => {
             let published = app.hub.publish(event);
+            if !published.duplicate {
+                app.hub.metrics().published(route);
+            }
             tracing::debug!(
                 id = &*published.id,
                 duplicate = published.duplicate,
@@ -100,15 +118,17 @@ fn publish(app: &App, route: &str, event: Result<crate::hub::NewEvent, Rejection
                 "the upstream accepted the request, but its event could not be built; none published"
             );
             proxy::record(Outcome::PublishFailed);
+            app.hub.metrics().webhook(route, "publish_failed");
         }
     }
 }
 
-fn failed(route: &str, why: &'static str) {
+fn failed(app: &App, route: &str, why: &'static str) {
     tracing::warn!(
         route,
         why,
         "the upstream accepted the request, but no event was published"
     );
     proxy::record(Outcome::PublishFailed);
+    app.hub.metrics().webhook(route, "publish_failed");
 }

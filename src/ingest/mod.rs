@@ -127,6 +127,35 @@ pub async fn handle(
     req: Request<Incoming>,
     candidates: Vec<Candidate>,
 ) -> Response<Body> {
+    let mut counted = Counted::Unrouted;
+    let resp = handle_routed(app, req, candidates, &mut counted).await;
+    let route = match &counted {
+        Counted::Route(name) => name,
+        Counted::Unrouted => UNROUTED,
+        Counted::NotWebhook => return resp,
+    };
+    app.hub.metrics().webhook(route, resp.status().as_str());
+    resp
+}
+
+/// The `route` label of a webhook refused before a route was chosen (body too
+/// large or unreadable, no route's conditions hold).
+pub const UNROUTED: &str = "(none)";
+
+/// Which `hookcast_webhooks_total` series a request counts in.
+enum Counted {
+    Route(std::sync::Arc<str>),
+    Unrouted,
+    /// No route holds and the request went to the upstream: a proxied request.
+    NotWebhook,
+}
+
+async fn handle_routed(
+    app: &App,
+    req: Request<Incoming>,
+    candidates: Vec<Candidate>,
+    counted: &mut Counted,
+) -> Response<Body> {
     let limit = app.config.limits.max_body;
     let (parts, body) = req.into_parts();
     let reads_body = candidates
@@ -139,8 +168,14 @@ pub async fn handle(
             .find(|(r, _)| r.accepts(&parts.headers, None));
         let req = service::streamed(Request::from_parts(parts, body));
         return match chosen {
-            Some(route) => forward::forward(app, req, route, Bytes::new()).await,
-            None => service::pass(app, req).await,
+            Some(route) => {
+                *counted = Counted::Route(route.0.name.clone());
+                forward::forward(app, req, route, Bytes::new()).await
+            }
+            None => {
+                *counted = Counted::NotWebhook;
+                service::pass(app, req).await
+            }
         };
     }
 
@@ -154,6 +189,10 @@ pub async fn handle(
                     "request body over limits.max_body: passed to the upstream, no event published"
                 );
                 proxy::record(proxy::Outcome::PublishFailed);
+                if let [(route, _)] = &candidates[..] {
+                    app.hub.metrics().webhook(&route.name, "publish_failed");
+                }
+                *counted = Counted::NotWebhook;
                 return service::pass(app, Request::from_parts(parts, replay.boxed())).await;
             }
             Prefix::Broken(_) => return rejected(Rejection::BodyUnreadable),
@@ -172,6 +211,9 @@ pub async fn handle(
     let chosen = candidates
         .into_iter()
         .find(|(r, _)| r.accepts(&parts.headers, json.as_ref()));
+    if let Some((route, _)) = &chosen {
+        *counted = Counted::Route(route.name.clone());
+    }
     if let Some((route, _)) = &chosen
         && let Err(rejection) = check_signature(route, &parts, &body)
     {
@@ -190,6 +232,9 @@ pub async fn handle(
             match render(&route, &input) {
                 Ok(event) => {
                     let published = app.hub.publish(event);
+                    if !published.duplicate {
+                        app.hub.metrics().published(&route.name);
+                    }
                     tracing::debug!(
                         id = &*published.id,
                         duplicate = published.duplicate,
@@ -205,6 +250,7 @@ pub async fn handle(
             forward::forward(app, req, route, body).await
         }
         None if app.upstream.is_some() => {
+            *counted = Counted::NotWebhook;
             service::pass(app, Request::from_parts(parts, reply::full(body))).await
         }
         None => rejected(Rejection::NoMatch),

@@ -19,8 +19,9 @@ use crate::config;
 use crate::reply::{self, Body, BoxError};
 use crate::server::ClientAddr;
 
-/// How a proxied request ended: each is counted as
-/// `hookcast_proxy_requests_total{status}` once metrics exist, in [`record`].
+/// How a proxied request ended, for the trace log in [`record`]. Metrics count the
+/// status the client got instead (in `service::pass` and forward mode), which also
+/// covers 502 and 504; `PublishFailed` is counted per route by its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// The upstream answered with this status.
@@ -37,7 +38,7 @@ pub enum Outcome {
     PublishFailed,
 }
 
-/// The one place every proxy outcome passes; metrics hook in here.
+/// The one place every proxy outcome passes.
 pub fn record(outcome: Outcome) {
     tracing::trace!(?outcome, "proxy outcome");
 }

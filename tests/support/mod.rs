@@ -373,3 +373,64 @@ impl Drop for SecretFile {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// A hookcast with an admin listener and, given the config's path, reloads
+/// (`reload` stands for SIGHUP).
+pub struct AdminApp {
+    pub app: TestApp,
+    pub admin: SocketAddr,
+    pub reload: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl AdminApp {
+    /// Starts hookcast on the config at `path` (its `listen` is ignored).
+    pub async fn spawn_file(path: &std::path::Path) -> AdminApp {
+        let config = hookcast::config::load(path).unwrap_or_else(|e| panic!("{e}"));
+        let reload = std::sync::Arc::new(tokio::sync::Notify::new());
+        let source = hookcast::reload::Source::new(path.to_path_buf(), reload.clone(), &config);
+        Self::spawn_config(config, Some(source), reload).await
+    }
+
+    /// Starts hookcast with this YAML (no reloads).
+    pub async fn spawn(yaml: &str) -> AdminApp {
+        let config =
+            hookcast::config::from_yaml("test.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+        Self::spawn_config(config, None, Default::default()).await
+    }
+
+    async fn spawn_config(
+        config: hookcast::Config,
+        source: Option<hookcast::reload::Source>,
+        reload: std::sync::Arc<tokio::sync::Notify>,
+    ) -> AdminApp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, admin_addr) = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
+        let options = hookcast::Options {
+            admin: Some(admin),
+            reload: source,
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(hookcast::serve(
+            listener,
+            config,
+            async move {
+                let _ = rx.await;
+            },
+            options,
+        ));
+        AdminApp {
+            app: TestApp {
+                addr,
+                shutdown: Some(tx),
+                handle: Some(handle),
+            },
+            admin: admin_addr,
+            reload,
+        }
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Reply {
+        request(self.admin, Method::GET, path, &[], Bytes::new()).await
+    }
+}

@@ -1,0 +1,256 @@
+//! Prometheus metrics (SPEC §6), rendered on the admin listener's `/metrics`.
+//!
+//! Labels take bounded values only: route names from the config, status codes or
+//! classes, drop reasons. Never topics, ids or addresses.
+//!
+//! The delivery path is per event per subscriber, so it touches no shared counter
+//! per delivery: deliveries are counted once per publish (how many subscriber
+//! queues took the event) and per replay, and the latency histogram is fed by a
+//! sample of the subscribers (see [`Metrics::sampled`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+/// One stream in this many feeds `hookcast_publish_to_write_seconds`.
+pub const SAMPLE_EVERY: u64 = 16;
+
+/// Why a subscriber was dropped or turned away (`hookcast_subscribers_dropped_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// Fell `subscriber_queue` events behind.
+    Slow,
+    AuthExpired,
+    MaxDuration,
+    Shutdown,
+    /// Refused with "try later": `max_subscribers` reached.
+    Capacity,
+    /// Refused with "try later": the authorization endpoint could not answer.
+    AuthUnavailable,
+}
+
+impl Dropped {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dropped::Slow => "slow",
+            Dropped::AuthExpired => "auth_expired",
+            Dropped::MaxDuration => "max_duration",
+            Dropped::Shutdown => "shutdown",
+            Dropped::Capacity => "capacity",
+            Dropped::AuthUnavailable => "auth_unavailable",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteStatus {
+    route: String,
+    status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: &'static str,
+}
+
+/// Every metric hookcast exports; one per process, shared by every config generation.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    subscribers: Gauge,
+    webhooks: Family<RouteStatus, Counter>,
+    published: Family<RouteLabel, Counter>,
+    delivered: Counter,
+    dropped: Family<ReasonLabel, Counter>,
+    replayed: Counter,
+    proxied: Family<StatusLabel, Counter>,
+    publish_to_write: Histogram,
+    reloads: Family<ResultLabel, Counter>,
+    next_stream: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let subscribers = Gauge::default();
+        let webhooks = Family::<RouteStatus, Counter>::default();
+        let published = Family::<RouteLabel, Counter>::default();
+        let delivered = Counter::default();
+        let dropped = Family::<ReasonLabel, Counter>::default();
+        let replayed = Counter::default();
+        let proxied = Family::<StatusLabel, Counter>::default();
+        // 100 µs .. ~3.3 s.
+        let publish_to_write = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let reloads = Family::<ResultLabel, Counter>::default();
+        // Counters are registered without `_total`: the encoder appends it.
+        registry.register(
+            "hookcast_subscribers",
+            "Open event streams",
+            subscribers.clone(),
+        );
+        registry.register(
+            "hookcast_webhooks",
+            "Webhooks answered, by route and HTTP status (publish_failed: a forward-mode publish failed)",
+            webhooks.clone(),
+        );
+        registry.register(
+            "hookcast_events_published",
+            "Events published, by route",
+            published.clone(),
+        );
+        registry.register(
+            "hookcast_events_delivered",
+            "Events queued to a subscriber: each live event once per subscriber queue that took it, plus replayed events",
+            delivered.clone(),
+        );
+        registry.register(
+            "hookcast_subscribers_dropped",
+            "Streams ended or refused by hookcast, by reason",
+            dropped.clone(),
+        );
+        registry.register(
+            "hookcast_replayed_events",
+            "Events sent from history after a Last-Event-ID",
+            replayed.clone(),
+        );
+        registry.register(
+            "hookcast_proxy_requests",
+            "Requests passed to the upstream, by status class of the answer",
+            proxied.clone(),
+        );
+        registry.register(
+            "hookcast_publish_to_write_seconds",
+            "From an event's publish to the write of the batch holding it, for a sample of the streams (one in 16) and the oldest event of each batch",
+            publish_to_write.clone(),
+        );
+        registry.register(
+            "hookcast_config_reloads",
+            "Configuration reloads, by result",
+            reloads.clone(),
+        );
+        registry.register(
+            "hookcast_build",
+            "The running build",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        Metrics {
+            registry,
+            subscribers,
+            webhooks,
+            published,
+            delivered,
+            dropped,
+            replayed,
+            proxied,
+            publish_to_write,
+            reloads,
+            next_stream: AtomicU64::new(0),
+        }
+    }
+
+    /// The OpenMetrics text, with `hookcast_subscribers` set to `subscribers` (read
+    /// from the hub at scrape time rather than counted up and down per stream).
+    pub fn render(&self, subscribers: usize) -> String {
+        self.subscribers
+            .set(i64::try_from(subscribers).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn webhook(&self, route: &str, status: &str) {
+        self.webhooks
+            .get_or_create(&RouteStatus {
+                route: route.to_owned(),
+                status: status.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn published(&self, route: &str) {
+        self.published
+            .get_or_create(&RouteLabel {
+                route: route.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn delivered(&self, n: usize) {
+        if n > 0 {
+            self.delivered.inc_by(n as u64);
+        }
+    }
+
+    pub fn replayed(&self, n: usize) {
+        if n > 0 {
+            self.replayed.inc_by(n as u64);
+            self.delivered.inc_by(n as u64);
+        }
+    }
+
+    pub fn dropped(&self, why: Dropped) {
+        self.dropped
+            .get_or_create(&ReasonLabel {
+                reason: why.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn proxied(&self, status: u16) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.proxied
+            .get_or_create(&StatusLabel { status: class })
+            .inc();
+    }
+
+    pub fn reload(&self, result: &'static str) {
+        self.reloads.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// Whether a new stream feeds the latency histogram: one in [`SAMPLE_EVERY`],
+    /// the first included. One atomic per stream opened, none per delivery.
+    pub fn sampled(&self) -> bool {
+        self.next_stream
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SAMPLE_EVERY)
+    }
+
+    pub fn publish_to_write(&self, took: Duration) {
+        self.publish_to_write.observe(took.as_secs_f64());
+    }
+}

@@ -1,0 +1,195 @@
+//! Reload (SPEC §8): on SIGHUP, or when the config file or a `secret_file`
+//! changes, the file is read and checked again; a valid config replaces what the
+//! handlers use, with no connection dropped.
+//!
+//! Changes are found by polling contents, not inodes or events: Kubernetes updates a
+//! mounted ConfigMap or Secret by swapping a `..data` symlink in the directory,
+//! which reading the path through the link always sees.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::config::{self, Config};
+use crate::hub;
+use crate::service::App;
+
+/// How often the files are read to look for a change (SPEC: within 5 s).
+pub const POLL_EVERY: Duration = Duration::from_secs(1);
+
+/// What every connection reads its handlers' state from, and the draining flag.
+#[derive(Debug)]
+pub struct Live {
+    /// Read once per request (and per stream when it opens); never held across `.await`.
+    app: RwLock<Arc<App>>,
+    draining: AtomicBool,
+}
+
+impl Live {
+    pub fn new(app: App) -> Arc<Self> {
+        Arc::new(Live {
+            app: RwLock::new(Arc::new(app)),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// The current config generation; a request keeps the one it started with.
+    pub fn load(&self) -> Arc<App> {
+        self.app
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn store(&self, app: App) {
+        *self.app.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(app);
+    }
+
+    /// Marks the process as draining: `/readyz` answers 503 from now on.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Ready for traffic: not draining, and the broker takes publishes.
+    pub fn is_ready(&self) -> bool {
+        !self.is_draining() && self.load().hub.ready()
+    }
+}
+
+/// Where the running config came from, so it can be read again.
+#[derive(Debug, Clone)]
+pub struct Source {
+    path: PathBuf,
+    /// Notified on SIGHUP (or by a test).
+    trigger: Arc<Notify>,
+    /// The files' fingerprint when `config` was loaded: a change made before the
+    /// watcher starts is still a change.
+    loaded: u64,
+}
+
+impl Source {
+    /// To be made right after `config` was loaded from `path`.
+    pub fn new(path: PathBuf, trigger: Arc<Notify>, config: &Config) -> Self {
+        let loaded = fingerprint(&path, &config.secret_files);
+        Source {
+            path,
+            trigger,
+            loaded,
+        }
+    }
+
+    /// What to notify for a reload (SIGHUP).
+    pub fn trigger(&self) -> Arc<Notify> {
+        self.trigger.clone()
+    }
+}
+
+/// Reloads on `source.trigger` and whenever the config file or a secret file
+/// changes. Runs until dropped.
+pub async fn watch(live: Arc<Live>, source: Source) {
+    let mut seen = source.loaded;
+    let mut tick = tokio::time::interval(POLL_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let why = tokio::select! {
+            _ = tick.tick() => {
+                let now = fingerprint(&source.path, &live.load().config.secret_files);
+                if now == seen {
+                    continue;
+                }
+                "a watched file changed"
+            }
+            () = source.trigger.notified() => "SIGHUP",
+        };
+        reload(&live, &source.path, why);
+        // Taken after the reload, whose config may name other secret files.
+        seen = fingerprint(&source.path, &live.load().config.secret_files);
+    }
+}
+
+/// A hash of the config file's and the secret files' contents (a missing file
+/// counts as a state of its own).
+fn fingerprint(path: &Path, secret_files: &[PathBuf]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for p in std::iter::once(path).chain(secret_files.iter().map(PathBuf::as_path)) {
+        std::fs::read(p).ok().hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Reads and checks the file; a valid config replaces the current one, less the
+/// settings that need a restart; an invalid one is logged and changes nothing.
+pub fn reload(live: &Live, path: &Path, why: &'static str) -> bool {
+    let old = live.load();
+    let metrics = old.hub.metrics();
+    let mut new = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(
+                reason = why,
+                errors = %e,
+                "configuration reload failed; the running configuration stays"
+            );
+            metrics.reload("failure");
+            return false;
+        }
+    };
+    keep_restart_settings(&old.config, &mut new);
+    let routes = new.router.len();
+    live.store(App::reloaded(new, &old));
+    metrics.reload("success");
+    tracing::info!(reason = why, routes, "configuration reloaded");
+    true
+}
+
+/// Settings read only at start: a change is logged as needing a restart, and the
+/// running value is kept so the rest of the new config can apply.
+fn keep_restart_settings(old: &Config, new: &mut Config) {
+    let mut restart = Vec::new();
+    if new.listen != old.listen {
+        restart.push("listen");
+        new.listen = old.listen;
+    }
+    if new.admin != old.admin {
+        restart.push("admin.listen");
+        new.admin = old.admin;
+    }
+    if hub::Limits::from_config(new) != hub::Limits::from_config(old) {
+        // The hub's history and queues are sized at start.
+        restart.push(
+            "sse.history, history_ttl, history_bytes, subscriber_queue, max_subscribers, dedupe",
+        );
+        new.sse.history = old.sse.history;
+        new.sse.history_ttl = old.sse.history_ttl;
+        new.sse.history_bytes = old.sse.history_bytes;
+        new.sse.subscriber_queue = old.sse.subscriber_queue;
+        new.sse.max_subscribers = old.sse.max_subscribers;
+        new.dedupe = old.dedupe.clone();
+    }
+    if new.limits.header_read_timeout != old.limits.header_read_timeout {
+        restart.push("limits.header_read_timeout");
+        new.limits.header_read_timeout = old.limits.header_read_timeout;
+    }
+    if new.limits.max_connections != old.limits.max_connections {
+        restart.push("limits.max_connections");
+        new.limits.max_connections = old.limits.max_connections;
+    }
+    if new.log != old.log {
+        restart.push("log");
+        new.log = old.log.clone();
+    }
+    for key in restart {
+        tracing::warn!(
+            key,
+            "restart required: this setting changed but applies only at start; the rest of the new configuration is applied"
+        );
+    }
+}
