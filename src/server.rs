@@ -44,7 +44,13 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let hub = Hub::new(hub::Limits::from_config(&config));
+    let mut limits = hub::Limits::from_config(&config);
+    if matches!(config.broker, crate::config::Broker::Redis(_)) {
+        // Replay is read from Redis; the hub only fans out.
+        limits.history = 0;
+        limits.history_bytes = 0;
+    }
+    let hub = Hub::new(limits);
     let grace = config.shutdown_grace;
     let header_timeout = config.limits.header_read_timeout;
     let app = Arc::new(App::new(config, hub.clone()));
@@ -143,6 +149,7 @@ pub async fn run(
         }
     }
     collector.abort();
+    app.broker.stop();
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::auth::{Authorizer, Decision};
+use crate::broker::Broker;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::ingest::{self, route::Lookup};
@@ -31,6 +32,8 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 pub struct App {
     pub config: Config,
     pub hub: Arc<Hub>,
+    /// Stores and shares events; in front of `hub`.
+    pub broker: Broker,
     /// The demo page, when `demo: true`.
     pub demo_page: Option<bytes::Bytes>,
     /// The application behind hookcast, when `upstream` is configured.
@@ -41,7 +44,14 @@ pub struct App {
 }
 
 impl App {
+    /// Whether the broker can take events (SPEC §6 `/readyz`).
+    pub fn ready(&self) -> bool {
+        self.broker.ready()
+    }
+
+    /// Must be called within the runtime: a Redis broker starts its reader task.
     pub fn new(config: Config, hub: Arc<Hub>) -> Self {
+        let broker = Broker::new(&config, hub.clone());
         let demo_page = config.demo.then(|| demo::page(&config.sse.path));
         let upstream = config.upstream.as_ref().map(Upstream::new);
         let auth = Authorizer::new(&config.subscribers);
@@ -49,6 +59,7 @@ impl App {
         App {
             config,
             hub,
+            broker,
             demo_page,
             upstream,
             auth,
@@ -161,7 +172,7 @@ async fn stream(app: &App, parts: &Parts) -> Subscribed {
     {
         Decision::Allow { until } => {
             let cut = parts.extensions.get::<ConnectionCut>().cloned();
-            match subscribe::open(&app.hub, &app.config, sub, parts.version, cut, until) {
+            match subscribe::open(&app.broker, &app.config, sub, parts.version, cut, until).await {
                 Subscribed::Stream(resp) => Subscribed::Stream(resp.map(|s| s.holding(slot))),
                 other => other,
             }

@@ -43,6 +43,16 @@ impl Epoch {
     }
 }
 
+/// A Redis stream id `<ms>-<seq>`, as a pair ordered as Redis orders them.
+pub fn parse_stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(ms) || !digits(seq) {
+        return None;
+    }
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
 /// Whether `id` uses only the bytes SPEC allows in event ids.
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()

@@ -52,7 +52,7 @@ pub(super) async fn forward(
         response,
     };
     if !route.reads_response() {
-        publish(app, &route.name, render(&route, &input(None)));
+        publish(app, &route.name, render(&route, &input(None))).await;
         return proxy::reply(resp);
     }
 
@@ -62,7 +62,9 @@ pub(super) async fn forward(
     let body = match read_prefix(answer, limit).await {
         Prefix::Whole(bytes, replay) => {
             match serde_json::from_slice::<Value>(&bytes) {
-                Ok(answer) => publish(app, &route.name, render(&route, &input(Some(&answer)))),
+                Ok(answer) => {
+                    publish(app, &route.name, render(&route, &input(Some(&answer)))).await;
+                }
                 Err(_) => failed(&route.name, "the upstream's answer is not JSON"),
             }
             replay.boxed()
@@ -83,16 +85,25 @@ pub(super) async fn forward(
     Response::from_parts(head, body)
 }
 
-fn publish(app: &App, route: &str, event: Result<crate::hub::NewEvent, Rejection>) {
+async fn publish(app: &App, route: &str, event: Result<crate::hub::NewEvent, Rejection>) {
     match event {
-        Ok(event) => {
-            let published = app.hub.publish(event);
-            tracing::debug!(
-                id = &*published.id,
-                duplicate = published.duplicate,
-                "published"
-            );
-        }
+        Ok(event) => match app.broker.publish(event).await {
+            Ok(published) => {
+                tracing::debug!(
+                    id = &*published.id,
+                    duplicate = published.duplicate,
+                    "published"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(
+                    route,
+                    error = %e,
+                    "the upstream accepted the request, but its event could not be stored; none published"
+                );
+                proxy::record(Outcome::PublishFailed);
+            }
+        },
         Err(rejection) => {
             tracing::warn!(
                 route,
