@@ -137,7 +137,7 @@ async fn a_client_reconnecting_to_another_replica_misses_nothing() {
     drop(s);
 
     // Published while the client is away, at both replicas, on both topics.
-    let missed = vec![
+    let missed = [
         b.publish("/hooks/y", "2").await,
         a.publish("/hooks/z", "not followed").await,
         a.publish("/hooks/x", "3").await,
@@ -264,8 +264,6 @@ async fn redis_down_refuses_webhooks_keeps_streams_and_recovers() {
     assert!(e.data.contains("unknown_id"), "{}", e.data);
 }
 
-/// A subscriber's replica loses Redis while another keeps it: events published
-/// meanwhile arrive once the replica's reader is back, in order, none lost.
 #[tokio::test]
 async fn readiness_follows_redis() {
     let mut redis = RedisServer::start().await;
@@ -338,4 +336,32 @@ fn broker_config_errors_point_at_the_value() {
         "broker:\n  kind: redis\n  url: \"redis://:pw@10.0.0.5:6380/2\"\n  prefix: \"app1:\"\n",
     )
     .unwrap();
+}
+
+/// Redis drops every replica's connections again and again while one replica
+/// publishes: the other's reader reconnects and resumes after the last id it
+/// delivered, so its subscriber gets every event once, in order.
+#[tokio::test]
+async fn a_reader_cut_off_resumes_after_its_last_id() {
+    let redis = RedisServer::start().await;
+    let a = TestApp::spawn(&yaml(&redis, "")).await;
+    let b = TestApp::spawn(&yaml(&redis, "")).await;
+    let mut s = subscribe_ready(&b, "topic=room.x", &[]).await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        if i % 5 == 0 {
+            let _: redis::Value = redis::cmd("CLIENT")
+                .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"][..])
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+        }
+        ids.push(publish_eventually(&a, "/hooks/x", &i.to_string()).await);
+    }
+    let got = s.events(30).await;
+    let got: Vec<&str> = got.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(got, ids);
+    assert!(!s.ended);
 }
