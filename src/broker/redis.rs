@@ -445,6 +445,13 @@ impl Shared {
     }
 }
 
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The reader may sit in a blocking read indefinitely; it must not outlive us.
+        self.stop();
+    }
+}
+
 fn field(entry: &StreamId, name: &str) -> Option<String> {
     match entry.map.get(name)? {
         Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
