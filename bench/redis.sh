@@ -29,7 +29,7 @@ command -v redis-server >/dev/null || { echo "redis.sh: redis-server is needed (
 command -v curl >/dev/null || { echo "redis.sh: curl is needed" >&2; exit 1; }
 
 log "building (release)"
-(cd "$ROOT" && cargo build --release --quiet --bin hookcast -p hookcast -p hookcast-load)
+(cd "$ROOT" && cargo build --release --quiet -p hookcast --bin hookcast && cargo build --release --quiet -p hookcast-load --bin hookcast-load)
 HOOKCAST=$ROOT/target/release/hookcast
 LOAD=$ROOT/target/release/hookcast-load
 
