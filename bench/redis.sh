@@ -79,9 +79,9 @@ start() { # name port broker -> sets STARTED_PID
     PIDS+=("$STARTED_PID")
     # Ready when a stream opens and stays open (a replica not yet reading Redis says "try later").
     for _ in $(seq 1 200); do
-        if curl -s -m 0.5 -N "http://127.0.0.1:$2/events?topic=probe" 2>/dev/null | grep -q ': hookcast'; then
-            return 0
-        fi
+        # curl ends by its timeout on an open stream, so its status says nothing.
+        got=$(curl -s -m 0.5 -N "http://127.0.0.1:$2/events?topic=probe" 2>/dev/null || true)
+        case $got in *': hookcast'*) return 0 ;; esac
         sleep 0.05
     done
     echo "redis.sh: $1 did not become ready; its log:" >&2
