@@ -81,10 +81,23 @@ mod tests {
 
     #[test]
     fn stream_ids_order_as_redis_does() {
-        assert_eq!(parse_stream_id("1700000000000-0"), Some((1_700_000_000_000, 0)));
+        assert_eq!(
+            parse_stream_id("1700000000000-0"),
+            Some((1_700_000_000_000, 0))
+        );
         assert!(parse_stream_id("9-10") > parse_stream_id("9-9"));
         assert!(parse_stream_id("10-0") > parse_stream_id("9-99"));
-        for bad in ["", "-", "1-", "-1", "1", "1-2-3", "a-1", "1-+2", "99999999999999999999999-0"] {
+        for bad in [
+            "",
+            "-",
+            "1-",
+            "-1",
+            "1",
+            "1-2-3",
+            "a-1",
+            "1-+2",
+            "99999999999999999999999-0",
+        ] {
             assert_eq!(parse_stream_id(bad), None, "{bad}");
         }
     }
