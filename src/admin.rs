@@ -66,7 +66,7 @@ fn answer(live: &Live, req: &Request<Incoming>) -> Response<Body> {
         "/readyz" if live.is_draining() => {
             text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into())
         }
-        "/readyz" if !live.load().hub.ready() => text(
+        "/readyz" if !live.load().ready() => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "broker unavailable\n".into(),
         ),

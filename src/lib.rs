@@ -18,6 +18,7 @@
 //! - [`limits`]: client addresses behind trusted proxies, streams per address.
 //! - [`topic`]: topic names and `*` / `>` patterns.
 //! - [`hub`]: topics, bounded history, fan-out, replay.
+//! - [`broker`]: where events are stored: the hub alone, or Redis Streams shared by replicas.
 //! - [`subscribe`]: the subscription request and its response headers.
 //! - [`sse`]: the event-stream encoding and the streaming response body.
 //! - [`reply`]: the response body type and JSON errors.
@@ -29,6 +30,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod broker;
 pub mod config;
 pub mod cors;
 pub mod demo;

@@ -34,6 +34,8 @@ pub enum Dropped {
     Capacity,
     /// Refused with "try later": the authorization endpoint could not answer.
     AuthUnavailable,
+    /// Refused with "try later": the broker (Redis) could not be reached for the replay.
+    BrokerUnavailable,
 }
 
 impl Dropped {
@@ -45,6 +47,7 @@ impl Dropped {
             Dropped::Shutdown => "shutdown",
             Dropped::Capacity => "capacity",
             Dropped::AuthUnavailable => "auth_unavailable",
+            Dropped::BrokerUnavailable => "broker_unavailable",
         }
     }
 }

@@ -60,7 +60,7 @@ impl Live {
 
     /// Ready for traffic: not draining, and the broker takes publishes.
     pub fn is_ready(&self) -> bool {
-        !self.is_draining() && self.load().hub.ready()
+        !self.is_draining() && self.load().ready()
     }
 }
 
@@ -181,6 +181,10 @@ fn keep_restart_settings(old: &Config, new: &mut Config) {
     if new.limits.max_connections != old.limits.max_connections {
         restart.push("limits.max_connections");
         new.limits.max_connections = old.limits.max_connections;
+    }
+    if new.broker != old.broker {
+        restart.push("broker");
+        new.broker = old.broker.clone();
     }
     if new.log != old.log {
         restart.push("log");

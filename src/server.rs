@@ -65,7 +65,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     options: Options,
 ) -> std::io::Result<()> {
-    let hub = Hub::new(hub::Limits::from_config(&config));
+    let mut limits = hub::Limits::from_config(&config);
+    if matches!(config.broker, crate::config::Broker::Redis(_)) {
+        // Replay is read from Redis; the hub only fans out.
+        limits.history = 0;
+        limits.history_bytes = 0;
+    }
+    let hub = Hub::new(limits);
     let header_timeout = config.limits.header_read_timeout;
     let max_connections = config.limits.max_connections;
     let live = Live::new(App::new(config, hub.clone()));
@@ -178,6 +184,7 @@ pub async fn serve(
         }
     }
     collector.abort();
+    live.load().broker.stop();
     Ok(())
 }
 

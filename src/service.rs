@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::auth::{Authorizer, Decision};
+use crate::broker::Broker;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::ingest::{self, route::Lookup};
@@ -31,6 +32,8 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 pub struct App {
     pub config: Config,
     pub hub: Arc<Hub>,
+    /// Stores and shares events; in front of `hub`.
+    pub broker: Broker,
     /// The demo page, when `demo: true`.
     pub demo_page: Option<bytes::Bytes>,
     /// The application behind hookcast, when `upstream` is configured.
@@ -41,10 +44,10 @@ pub struct App {
 }
 
 impl App {
-    /// The handlers' state for a config reloaded while `old` served: the hub and
-    /// the per-address stream counts carry over, the rest is built anew.
+    /// The handlers' state for a config reloaded while `old` served: the hub, the
+    /// broker and the per-address stream counts carry over, the rest is built anew.
     pub fn reloaded(config: Config, old: &App) -> Self {
-        let mut app = App::new(config, old.hub.clone());
+        let mut app = App::with_broker(config, old.hub.clone(), old.broker.clone());
         if let (Some(new), Some(old)) = (&mut app.ip_slots, &old.ip_slots) {
             *new = old.with_max(
                 app.config
@@ -56,7 +59,18 @@ impl App {
         app
     }
 
+    /// Whether the broker can take events (SPEC §6 `/readyz`).
+    pub fn ready(&self) -> bool {
+        self.broker.ready()
+    }
+
+    /// Must be called within the runtime: a Redis broker starts its reader task.
     pub fn new(config: Config, hub: Arc<Hub>) -> Self {
+        let broker = Broker::new(&config, hub.clone());
+        App::with_broker(config, hub, broker)
+    }
+
+    fn with_broker(config: Config, hub: Arc<Hub>, broker: Broker) -> Self {
         let demo_page = config.demo.then(|| demo::page(&config.sse.path));
         let upstream = config.upstream.as_ref().map(Upstream::new);
         let auth = Authorizer::new(&config.subscribers);
@@ -64,6 +78,7 @@ impl App {
         App {
             config,
             hub,
+            broker,
             demo_page,
             upstream,
             auth,
@@ -181,7 +196,7 @@ async fn stream(app: &App, parts: &Parts) -> Subscribed {
     {
         Decision::Allow { until } => {
             let cut = parts.extensions.get::<ConnectionCut>().cloned();
-            match subscribe::open(&app.hub, &app.config, sub, parts.version, cut, until) {
+            match subscribe::open(&app.broker, &app.config, sub, parts.version, cut, until).await {
                 Subscribed::Stream(resp) => Subscribed::Stream(resp.map(|s| s.holding(slot))),
                 other => other,
             }

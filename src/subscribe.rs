@@ -1,15 +1,15 @@
 //! `GET {sse.path}?topic=…`: check the request, open a subscription (with replay),
 //! and answer with the event stream — or a JSON refusal, or "try later".
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 
+use crate::broker::Broker;
 use crate::config::Config;
-use crate::hub::{Hub, Refusal};
+use crate::hub::Refusal;
 use crate::metrics::Dropped;
 use crate::reply::{self, Body};
 use crate::server::ConnectionCut;
@@ -118,8 +118,8 @@ impl Subscribed {
 
 /// Opens the stream for a parsed request; `until` is when the subscriber's
 /// credentials expire, which ends the stream.
-pub fn open(
-    hub: &Arc<Hub>,
+pub async fn open(
+    broker: &Broker,
     config: &Config,
     req: Request,
     version: Version,
@@ -127,7 +127,10 @@ pub fn open(
     until: Option<SystemTime>,
 ) -> Subscribed {
     let sse = &config.sse;
-    match hub.subscribe(req.filters, req.last_event_id.as_deref(), cut.map(|c| c.0)) {
+    let opened = broker
+        .subscribe(req.filters, req.last_event_id.as_deref(), cut.map(|c| c.0))
+        .await;
+    match opened {
         Ok(sub) => {
             let settings = StreamSettings {
                 retry: sse.retry,
@@ -147,8 +150,9 @@ pub fn open(
             let why = match refusal {
                 Refusal::Capacity => Dropped::Capacity,
                 Refusal::ShuttingDown => Dropped::Shutdown,
+                Refusal::BrokerUnavailable => Dropped::BrokerUnavailable,
             };
-            hub.metrics().dropped(why);
+            broker.hub().metrics().dropped(why);
             let reason = why.as_str();
             tracing::info!(reason, "subscriber told to try later");
             Subscribed::Other(try_later(sse.retry, version))

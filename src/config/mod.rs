@@ -44,10 +44,40 @@ pub struct Config {
     pub cors: Option<Cors>,
     pub subscribers: auth::Mode,
     pub log: Log,
+    /// Where events are stored and shared: this process, or Redis.
+    pub broker: Broker,
     pub demo: bool,
     pub router: Router,
     /// Every `secret_file` read, watched for changes like the config file.
     pub secret_files: Vec<PathBuf>,
+}
+
+/// `broker:`: the in-memory hub alone, or Redis shared by replicas.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Broker {
+    #[default]
+    Memory,
+    Redis(RedisBroker),
+}
+
+/// `broker: { kind: redis, ... }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisBroker {
+    /// `redis://[user:password@]host[:port][/db]` or `unix:///path`; checked, not connected.
+    pub url: String,
+    /// Put before every key hookcast writes, so several deployments can share a Redis.
+    pub prefix: String,
+    /// Each command, a publish included, fails after this (then 503).
+    pub timeout: Duration,
+    /// Entries kept in the stream every replica reads live events from; a replica
+    /// cut off for longer than this many events makes its subscribers reconnect and replay.
+    pub feed_length: usize,
+}
+
+impl RedisBroker {
+    pub const DEFAULT_PREFIX: &str = "hookcast:";
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const DEFAULT_FEED_LENGTH: usize = 100_000;
 }
 
 /// Where proxied requests go: plain HTTP to one host.
@@ -152,6 +182,7 @@ impl Default for Config {
                 format: LogFormat::Text,
                 level: "info".into(),
             },
+            broker: Broker::Memory,
             demo: false,
             router: Router::default(),
             secret_files: Vec::new(),
@@ -426,6 +457,7 @@ impl Checker<'_> {
         let cors = raw.cors.and_then(|c| self.cors(c));
         let subscribers = self.subscribers(raw.subscribers.unwrap_or_default());
         let log = self.log(raw.log.unwrap_or_default(), d.log);
+        let broker = self.broker(raw.broker.unwrap_or_default());
         let demo = raw.demo.map_or(d.demo, |v| v.value);
         let router = self.routes(raw.routes.unwrap_or_default(), &sse.path, raw_has_upstream);
         Config {
@@ -439,6 +471,7 @@ impl Checker<'_> {
             cors,
             subscribers,
             log,
+            broker,
             demo,
             router,
             secret_files: std::mem::take(&mut self.secret_files),
@@ -457,6 +490,91 @@ impl Checker<'_> {
             );
         }
         parsed
+    }
+
+    fn broker(&mut self, raw: raw::Broker) -> Broker {
+        let kind = raw.kind.as_ref().map_or("memory", |k| k.value.as_str());
+        match kind {
+            "memory" => {
+                for (key, v) in [
+                    ("url", &raw.url),
+                    ("prefix", &raw.prefix),
+                    ("timeout", &raw.timeout),
+                ] {
+                    if let Some(v) = v {
+                        self.error(
+                            &v.referenced,
+                            format!("broker.{key} is used only with kind: redis"),
+                        );
+                    }
+                }
+                if let Some(v) = &raw.feed_length {
+                    self.error(
+                        &v.referenced,
+                        "broker.feed_length is used only with kind: redis",
+                    );
+                }
+                Broker::Memory
+            }
+            "redis" => {
+                let url = match raw.url {
+                    None => {
+                        if let Some(k) = &raw.kind {
+                            self.error(
+                                &k.referenced,
+                                "broker: kind redis needs url, e.g. redis://127.0.0.1:6379/0",
+                            );
+                        }
+                        String::new()
+                    }
+                    Some(v) => {
+                        if let Err(msg) = crate::broker::check_redis_url(&v.value) {
+                            self.error(&v.referenced, format!("broker.url: {msg}"));
+                        }
+                        v.value
+                    }
+                };
+                let prefix = match raw.prefix {
+                    None => RedisBroker::DEFAULT_PREFIX.to_owned(),
+                    Some(v)
+                        if v.value.is_empty()
+                            || v.value.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+                    {
+                        self.error(
+                            &v.referenced,
+                            "broker.prefix must be non-empty, without spaces or control characters",
+                        );
+                        RedisBroker::DEFAULT_PREFIX.to_owned()
+                    }
+                    Some(v) => v.value,
+                };
+                Broker::Redis(RedisBroker {
+                    url,
+                    prefix,
+                    timeout: self.duration(
+                        "broker.timeout",
+                        raw.timeout,
+                        RedisBroker::DEFAULT_TIMEOUT,
+                        Duration::from_millis(10),
+                    ),
+                    feed_length: self.count(
+                        "broker.feed_length",
+                        raw.feed_length,
+                        RedisBroker::DEFAULT_FEED_LENGTH,
+                        "",
+                    ),
+                })
+            }
+            other => {
+                if let Some(k) = &raw.kind {
+                    self.error(
+                        &k.referenced,
+                        format!("broker.kind `{other}` is not known; use memory or redis"),
+                    );
+                }
+                Broker::Memory
+            }
+        }
     }
 
     fn upstream(&mut self, raw: raw::Upstream) -> Option<Upstream> {

@@ -23,6 +23,7 @@ pub(super) struct Root {
     pub(super) cors: Option<Cors>,
     pub(super) subscribers: Option<Subscribers>,
     pub(super) log: Option<Log>,
+    pub(super) broker: Option<Broker>,
     pub(super) demo: Option<S<bool>>,
     pub(super) routes: Option<Vec<Route>>,
 }
@@ -143,6 +144,16 @@ impl Names {
             Names::Many(v) => v,
         }
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Broker {
+    pub(super) kind: Option<S<String>>,
+    pub(super) url: Option<S<String>>,
+    pub(super) prefix: Option<S<String>>,
+    pub(super) timeout: Option<S<String>>,
+    pub(super) feed_length: Option<S<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

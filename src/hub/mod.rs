@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::sse;
 use crate::topic::{Filter, Pattern};
 
-pub use id::{MAX_ID_LEN, is_valid_id};
+pub use id::{MAX_ID_LEN, is_valid_id, parse_stream_id};
 pub use inbox::{Close, Recv};
 
 use dedupe::Dedupe;
@@ -69,6 +69,24 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event read back from a shared broker for one subscriber's replay.
+    pub fn replayed(
+        id: Arc<str>,
+        topics: Arc<[Arc<str>]>,
+        event: Option<&str>,
+        data: &str,
+    ) -> Event {
+        let tail = encode_tail(event, data);
+        Event {
+            seq: 0,
+            chunk: sse::Chunk::from_parts(&[b"id: ", id.as_bytes(), b"\n", &tail]),
+            id,
+            topics,
+            data_len: data.len(),
+            at: Instant::now(),
+        }
+    }
+
     /// The SSE frame alone, without the chunk framing.
     pub fn frame(&self) -> Bytes {
         self.chunk.frame()
@@ -102,6 +120,8 @@ pub enum Refusal {
     Capacity,
     /// The hub is shutting down.
     ShuttingDown,
+    /// The shared broker could not be read to replay what the client missed.
+    BrokerUnavailable,
 }
 
 /// Filters that could not be resumed from the client's last event id.
@@ -138,6 +158,8 @@ struct State {
     collected_through: u64,
     closing: bool,
     dedupe: Dedupe,
+    /// With a shared broker: the id of the last event delivered from it.
+    position: Option<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -184,6 +206,15 @@ impl Topic {
     }
 }
 
+/// Everything of an event's frame after its `id:` line.
+fn encode_tail(event: Option<&str>, data: &str) -> Bytes {
+    sse::encode(&sse::Fields {
+        event,
+        data: Some(data),
+        ..Default::default()
+    })
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere must not take every publisher and subscriber down with it.
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -205,17 +236,13 @@ impl Hub {
                 collected_through: 0,
                 closing: false,
                 dedupe,
+                position: None,
             }),
         })
     }
 
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics
-    }
-
-    /// Whether the broker can take publishes; always for the in-memory hub.
-    pub fn ready(&self) -> bool {
-        true
     }
 
     pub fn limits(&self) -> &Limits {
@@ -225,12 +252,7 @@ impl Hub {
     /// Appends the event to each topic's history and queues it for every subscriber,
     /// unless its dedupe key was seen within the window.
     pub fn publish(&self, new: NewEvent) -> Published {
-        let tail = sse::encode(&sse::Fields {
-            event: new.event.as_deref(),
-            data: Some(&new.data),
-            ..Default::default()
-        });
-        let data_len = new.data.len();
+        let tail = encode_tail(new.event.as_deref(), &new.data);
         let topics: Arc<[Arc<str>]> = new.topics.iter().map(|t| Arc::from(t.as_str())).collect();
         let now = Instant::now();
 
@@ -245,13 +267,52 @@ impl Hub {
                 duplicate: true,
             };
         }
+        let id: Arc<str> = Arc::from(self.epoch.format(st.next_seq));
+        self.insert(st, id.clone(), topics.clone(), &tail, new.data.len(), now);
+        if let Some((route, key)) = new.dedupe {
+            st.dedupe.insert(route, &key, id.clone(), topics, now);
+        }
+        drop(guard);
+        Published {
+            id,
+            topics: new.topics,
+            duplicate: false,
+        }
+    }
+
+    /// Fans out an event that a shared broker stored under `id` (read back from
+    /// it, in id order), and records `id` as the position local subscribers are at.
+    /// The event is encoded here, once for this process.
+    pub fn deliver(&self, id: Arc<str>, topics: Arc<[Arc<str>]>, event: Option<&str>, data: &str) {
+        let tail = encode_tail(event, data);
+        let now = Instant::now();
+        let mut guard = lock(&self.state);
+        let st = &mut *guard;
+        st.position = Some(id.clone());
+        self.insert(st, id, topics, &tail, data.len(), now);
+    }
+
+    /// Sets the broker position (the id of the last event delivered, or of the
+    /// newest one stored when delivery starts) without delivering anything.
+    pub fn set_position(&self, id: Arc<str>) {
+        lock(&self.state).position = Some(id);
+    }
+
+    fn insert(
+        &self,
+        st: &mut State,
+        id: Arc<str>,
+        topics: Arc<[Arc<str>]>,
+        tail: &[u8],
+        data_len: usize,
+        now: Instant,
+    ) {
         let seq = st.next_seq;
         st.next_seq += 1;
-        let id: Arc<str> = Arc::from(self.epoch.format(seq));
-        let chunk = sse::Chunk::from_parts(&[b"id: ", id.as_bytes(), b"\n", &tail]);
+        let chunk = sse::Chunk::from_parts(&[b"id: ", id.as_bytes(), b"\n", tail]);
         let event = Arc::new(Event {
             seq,
-            id: id.clone(),
+            id,
             topics: topics.clone(),
             chunk,
             data_len,
@@ -280,16 +341,31 @@ impl Hub {
                 }
             }
         }
-        if let Some((route, key)) = new.dedupe {
-            st.dedupe.insert(route, &key, id.clone(), topics, now);
-        }
-        drop(guard);
         self.metrics.delivered(queued);
-        Published {
-            id,
-            topics: new.topics,
-            duplicate: false,
+    }
+
+    /// Registers a subscriber without replay, and returns the broker position at
+    /// that instant: every event after it reaches the subscriber's queue, so a
+    /// replay read elsewhere up to that position joins live delivery with no gap
+    /// and no duplicate.
+    pub fn subscribe_at_position(
+        self: &Arc<Self>,
+        filters: Vec<Filter>,
+        on_overflow: Option<Arc<tokio::sync::Notify>>,
+    ) -> Result<(Subscription, Option<Arc<str>>), Refusal> {
+        let sub = self.subscribe_inner(filters, None, on_overflow, |st| st.position.clone())?;
+        Ok(sub)
+    }
+
+    /// Ends every open subscription with a reconnect hint, without refusing new
+    /// ones: used when events may have been missed, so clients replay them.
+    pub fn disconnect_all(&self) -> usize {
+        let guard = lock(&self.state);
+        let inboxes = guard.topics.values().flat_map(|t| t.subscribers.values());
+        for inbox in inboxes.chain(guard.patterns.values().flat_map(|s| s.values())) {
+            inbox.close(Close::Shutdown);
         }
+        guard.subscribers
     }
 
     /// Registers a subscriber for `filters` and, with `last_event_id`, takes every
@@ -301,6 +377,17 @@ impl Hub {
         last_event_id: Option<&str>,
         on_overflow: Option<Arc<tokio::sync::Notify>>,
     ) -> Result<Subscription, Refusal> {
+        self.subscribe_inner(filters, last_event_id, on_overflow, |_| ())
+            .map(|(sub, ())| sub)
+    }
+
+    fn subscribe_inner<T>(
+        self: &Arc<Self>,
+        filters: Vec<Filter>,
+        last_event_id: Option<&str>,
+        on_overflow: Option<Arc<tokio::sync::Notify>>,
+        also: impl FnOnce(&State) -> T,
+    ) -> Result<(Subscription, T), Refusal> {
         let id = self.next_subscriber.fetch_add(1, Ordering::Relaxed);
         let inbox = Arc::new(Inbox::new(self.limits.subscriber_queue, on_overflow));
         let now = Instant::now();
@@ -336,16 +423,19 @@ impl Hub {
             Some(last) if !last.is_empty() => self.replay(st, &filters, last, now),
             _ => (VecDeque::new(), None),
         };
+        let extra = also(st);
         drop(guard);
         self.metrics.replayed(replay.len());
-        Ok(Subscription {
+        let sub = Subscription {
             hub: self.clone(),
             id,
             inbox,
             filters,
             replay,
             resync,
-        })
+            skip_through: None,
+        };
+        Ok((sub, extra))
     }
 
     fn replay(
@@ -482,6 +572,8 @@ pub struct Subscription {
     pub replay: VecDeque<Arc<Event>>,
     /// Filters that could not be resumed, announced before the replay.
     pub resync: Option<Resync>,
+    /// Live events up to this stream id were already sent by another replica.
+    skip_through: Option<(u64, u64)>,
 }
 
 impl Subscription {
@@ -493,9 +585,23 @@ impl Subscription {
         &self.hub.metrics
     }
 
+    /// Skips live events whose stream id is not after `id`.
+    pub fn skip_through(&mut self, id: (u64, u64)) {
+        self.skip_through = Some(id);
+    }
+
     /// The next live event, or why the hub ended this subscription.
-    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Recv> {
-        self.inbox.poll_recv(cx)
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Recv> {
+        loop {
+            let recv = self.inbox.poll_recv(cx);
+            if let (Some(skip), Poll::Ready(Recv::Event(ev))) = (self.skip_through, &recv) {
+                if parse_stream_id(&ev.id).is_some_and(|id| id <= skip) {
+                    continue;
+                }
+                self.skip_through = None;
+            }
+            return recv;
+        }
     }
 
     /// Ready once the subscriber was cut for falling behind; takes nothing from

@@ -173,7 +173,7 @@ fn overflow_closes_only_the_slow_subscriber() {
         subscriber_queue: 2,
         ..limits()
     });
-    let slow = hub.subscribe(filters(&["a"]), None, None).unwrap();
+    let mut slow = hub.subscribe(filters(&["a"]), None, None).unwrap();
     let mut fast = hub.subscribe(filters(&["a"]), None, None).unwrap();
     let mut cx = Context::from_waker(Waker::noop());
     for i in 0..5 {
@@ -196,7 +196,7 @@ fn capacity_and_shutdown_refuse_new_subscribers() {
         max_subscribers: 1,
         ..limits()
     });
-    let sub = hub.subscribe(filters(&["a"]), None, None).unwrap();
+    let mut sub = hub.subscribe(filters(&["a"]), None, None).unwrap();
     assert_eq!(
         hub.subscribe(filters(&["a"]), None, None).unwrap_err(),
         Refusal::Capacity

@@ -63,7 +63,7 @@ async fn forward_and_publish(
         response,
     };
     if !route.reads_response() {
-        publish(app, &route.name, render(&route, &input(None)));
+        publish(app, &route.name, render(&route, &input(None))).await;
         return proxy::reply(resp);
     }
 
@@ -73,7 +73,9 @@ async fn forward_and_publish(
     let body = match read_prefix(answer, limit).await {
         Prefix::Whole(bytes, replay) => {
             match serde_json::from_slice::<Value>(&bytes) {
-                Ok(answer) => publish(app, &route.name, render(&route, &input(Some(&answer)))),
+                Ok(answer) => {
+                    publish(app, &route.name, render(&route, &input(Some(&answer)))).await;
+                }
                 Err(_) => failed(app, &route.name, "the upstream's answer is not JSON"),
             }
             replay.boxed()
@@ -98,19 +100,21 @@ async fn forward_and_publish(
     Response::from_parts(head, body)
 }
 
-fn publish(app: &App, route: &str, event: Result<crate::hub::NewEvent, Rejection>) {
+async fn publish(app: &App, route: &str, event: Result<crate::hub::NewEvent, Rejection>) {
     match event {
-        Ok(event) => {
-            let published = app.hub.publish(event);
-            if !published.duplicate {
-                app.hub.metrics().published(route);
+        Ok(event) => match app.broker.publish(event).await {
+            Ok(published) => {
+                if !published.duplicate {
+                    app.hub.metrics().published(route);
+                }
+                tracing::debug!(
+                    id = &*published.id,
+                    duplicate = published.duplicate,
+                    "published"
+                );
             }
-            tracing::debug!(
-                id = &*published.id,
-                duplicate = published.duplicate,
-                "published"
-            );
-        }
+            Err(_) => failed(app, route, "the broker could not store the event"),
+        },
         Err(rejection) => {
             tracing::warn!(
                 route,

@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
+use crate::broker::Unavailable;
 use crate::hub::{NewEvent, Published};
 use crate::proxy::{self, body::Prefix, body::read_prefix};
 use crate::reply::{self, Body};
@@ -39,6 +40,8 @@ pub enum Rejection {
     },
     InvalidEvent,
     Signature(verify::Failure),
+    /// The broker could not store the event.
+    BrokerUnavailable,
 }
 
 impl Rejection {
@@ -82,6 +85,18 @@ impl Rejection {
                 "invalid_event",
                 "The rendered event name contains a line break or NUL.",
             ),
+            Rejection::BrokerUnavailable => {
+                let mut resp = reply::error(
+                    S::SERVICE_UNAVAILABLE,
+                    "broker_unavailable",
+                    "The event could not be stored because the broker is unreachable; nothing was published. Retry later.",
+                );
+                resp.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static("5"),
+                );
+                resp
+            }
             Rejection::Signature(failure) => {
                 let message = match &failure {
                     verify::Failure::Missing(h) => {
@@ -230,18 +245,20 @@ async fn handle_routed(
                 response: None,
             };
             match render(&route, &input) {
-                Ok(event) => {
-                    let published = app.hub.publish(event);
-                    if !published.duplicate {
-                        app.hub.metrics().published(&route.name);
+                Ok(event) => match app.broker.publish(event).await {
+                    Ok(published) => {
+                        if !published.duplicate {
+                            app.hub.metrics().published(&route.name);
+                        }
+                        tracing::debug!(
+                            id = &*published.id,
+                            duplicate = published.duplicate,
+                            "published"
+                        );
+                        accepted(&published)
                     }
-                    tracing::debug!(
-                        id = &*published.id,
-                        duplicate = published.duplicate,
-                        "published"
-                    );
-                    accepted(&published)
-                }
+                    Err(Unavailable) => rejected(Rejection::BrokerUnavailable),
+                },
                 Err(rejection) => rejected(rejection),
             }
         }
