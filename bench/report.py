@@ -288,6 +288,17 @@ def proxy(results):
     return "\n".join(["### P reverse proxy", ""] + body).rstrip()
 
 
+def redis(results):
+    """What bench/redis.sh wrote: one node against two replicas sharing Redis."""
+    path = os.path.join(results, os.pardir, "redis.md")
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        body = [l.rstrip("\n") for l in f if not l.startswith("# ")]
+    body = [("#### " + l[3:]) if l.startswith("## ") else l for l in body]
+    return "\n".join(["### R scale-out: replicas sharing Redis", ""] + body).rstrip()
+
+
 def scaling_section(scaling, s2h):
     if not scaling:
         return ""
@@ -348,6 +359,7 @@ def main():
         s3(results),
         s4(results),
         proxy(results),
+        redis(results),
         scaling_section(scaling, s2h),
         END,
     ]

@@ -5,6 +5,8 @@
 #   bench/run.sh --runs 5        # more runs (the median is reported)
 #   bench/run.sh --only S2,S2L   # some scenarios (the report keeps the others' last results)
 #                                # P is the reverse-proxy comparison (bench/proxy.sh)
+# Scale-out with Redis has its own script, bench/redis.sh (bench/results/redis.md);
+# the report includes its last results.
 #   bench/run.sh --quick         # small counts, one run: checks the script, measures nothing
 #
 # Each server runs pinned to CPU 0 and the load tool to CPU 1. Every run of every
