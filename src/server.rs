@@ -206,9 +206,11 @@ struct Conn {
 impl Conn {
     /// Event streams over HTTP/1.x are served by [`direct`]; everything else by hyper.
     async fn serve(self, mut stream: TcpStream) {
-        let sse_path = self.live.load().config.sse.path.clone();
-        let sniffed =
-            tokio::time::timeout(self.header_timeout, direct::sniff(&mut stream, &sse_path)).await;
+        let sniffed = {
+            // Scoped: a stream keeps its task for hours; this copy need not stay.
+            let sse_path = self.live.load().config.sse.path.clone();
+            tokio::time::timeout(self.header_timeout, direct::sniff(&mut stream, &sse_path)).await
+        };
         match sniffed {
             Ok(Ok(Sniffed::Stream(mut req))) => {
                 req.extensions.insert(ClientAddr(self.peer));
