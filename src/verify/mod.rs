@@ -238,3 +238,21 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
         .decode(s.trim())
         .ok()
 }
+
+/// Runs `v` on a request with these headers and body at `now`, for the schemes' unit tests.
+#[cfg(test)]
+fn check(v: &Verifier, headers: &[(&str, &str)], body: &str, now: i64) -> Result<(), Failure> {
+    let mut map = HeaderMap::new();
+    for (k, val) in headers {
+        map.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            val.parse().unwrap(),
+        );
+    }
+    v.verify(&Request {
+        headers: &map,
+        path_and_query: "/",
+        body: body.as_bytes(),
+        now,
+    })
+}
