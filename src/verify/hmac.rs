@@ -96,7 +96,6 @@ fn check(ok: bool) -> Result<(), Failure> {
 
 #[cfg(test)]
 mod tests {
-
     use super::super::{Scheme, Verifier};
     use super::*;
 
