@@ -66,8 +66,8 @@ pub async fn serve(
     options: Options,
 ) -> std::io::Result<()> {
     let mut limits = hub::Limits::from_config(&config);
-    if matches!(config.broker, crate::config::Broker::Redis(_)) {
-        // Replay is read from Redis; the hub only fans out.
+    if !matches!(config.broker, crate::config::Broker::Memory) {
+        // Replay is read from the shared broker; the hub only fans out.
         limits.history = 0;
         limits.history_bytes = 0;
     }
@@ -108,6 +108,8 @@ pub async fn serve(
     tracing::info!(addr = %listener.local_addr()?, "listening");
 
     let mut shutdown = std::pin::pin!(shutdown);
+    let broker = live.load().broker.clone();
+    let mut fatal = std::pin::pin!(broker.fatal());
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -120,6 +122,11 @@ pub async fn serve(
                 }
             },
             () = &mut shutdown => break,
+            why = &mut fatal => {
+                collector.abort();
+                broker.stop();
+                return Err(std::io::Error::other(why));
+            }
         };
         let permit = match permits.as_ref().map(|p| p.clone().try_acquire_owned()) {
             Some(Err(_)) => {

@@ -1,5 +1,6 @@
-//! Scale-out: several hookcast replicas sharing one real `redis-server` that each
-//! test starts on a free port (so it can stop and restart it).
+//! Scale-out: several hookcast replicas sharing one real broker that each test
+//! starts on a free port (so it can stop, pause and restart it). Every test runs
+//! against Redis and against NATS JetStream: `redis::NAME` and `nats::NAME`.
 
 mod support;
 
@@ -7,9 +8,38 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use support::{Item, PATIENCE, RedisServer, SseStream, TestApp, open_stream};
+use support::broker::{BrokerServer, Kind};
+use support::{Item, PATIENCE, SseStream, TestApp, open_stream};
 
-fn yaml(redis: &RedisServer, extra: &str) -> String {
+/// Runs each named test (an `async fn(Kind)`) once per broker.
+macro_rules! for_each_broker {
+    ($($name:ident),* $(,)?) => {
+        mod redis {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Kind::Redis).await
+            })*
+        }
+        mod nats {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Kind::Nats).await
+            })*
+        }
+    };
+}
+
+for_each_broker!(
+    an_event_published_at_one_replica_reaches_every_replica_in_order,
+    a_client_reconnecting_to_another_replica_misses_nothing,
+    ids_that_cannot_be_resumed_get_a_resync_event,
+    a_retried_webhook_is_a_duplicate_at_another_replica,
+    broker_down_refuses_webhooks_keeps_streams_and_recovers,
+    readiness_follows_the_broker,
+    a_reader_cut_off_resumes_after_its_last_id,
+);
+
+fn yaml(broker: &BrokerServer, extra: &str) -> String {
     format!(
         r#"
 sse:
@@ -17,10 +47,7 @@ sse:
   retry: 1s
   history: 3
 broker:
-  kind: redis
-  url: "{url}"
-  timeout: 500ms
-routes:
+{broker}routes:
   - name: rooms
     match:
       path: "/hooks/{{room}}"
@@ -39,11 +66,11 @@ routes:
       topic: ["room.a", "room.b"]
       event: "pair"
 {extra}"#,
-        url = redis.url()
+        broker = broker.broker_yaml(&broker.url(), "500ms")
     )
 }
 
-/// Opens a stream once the replica's reader has reached Redis: before that, a
+/// Opens a stream once the replica's reader has reached the broker: before that, a
 /// replica answers "try later" (a retry hint, then the end of the stream).
 async fn subscribe_ready(app: &TestApp, query: &str, headers: &[(&str, &str)]) -> SseStream {
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -68,7 +95,7 @@ async fn subscribe_ready(app: &TestApp, query: &str, headers: &[(&str, &str)]) -
     }
 }
 
-/// Publishes until accepted (Redis may just have come back), returns the id.
+/// Publishes until accepted (the broker may just have come back), returns the id.
 async fn publish_eventually(app: &TestApp, path: &str, body: &str) -> String {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
@@ -79,22 +106,22 @@ async fn publish_eventually(app: &TestApp, path: &str, body: &str) -> String {
         r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable");
         assert!(
             tokio::time::Instant::now() < deadline,
-            "redis never came back"
+            "the broker never came back"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
+/// Ids are `<number>-<number>` on both brokers, ordered as pairs.
 fn is_stream_id(id: &str) -> bool {
     hookcast::hub::parse_stream_id(id).is_some() && hookcast::hub::is_valid_id(id)
 }
 
-#[tokio::test]
-async fn an_event_published_at_one_replica_reaches_every_replica_in_order() {
-    let redis = RedisServer::start().await;
-    let a = TestApp::spawn(&yaml(&redis, "")).await;
-    let b = TestApp::spawn(&yaml(&redis, "")).await;
-    let c = TestApp::spawn(&yaml(&redis, "")).await;
+async fn an_event_published_at_one_replica_reaches_every_replica_in_order(kind: Kind) {
+    let broker = BrokerServer::start(kind).await;
+    let a = TestApp::spawn(&yaml(&broker, "")).await;
+    let b = TestApp::spawn(&yaml(&broker, "")).await;
+    let c = TestApp::spawn(&yaml(&broker, "")).await;
     let mut at_a = subscribe_ready(&a, "topic=room.x", &[]).await;
     let mut at_b = subscribe_ready(&b, "topic=room.x", &[]).await;
     let mut at_c = subscribe_ready(&c, "topic=room.*", &[]).await;
@@ -126,11 +153,10 @@ async fn an_event_published_at_one_replica_reaches_every_replica_in_order() {
     assert_eq!(both.next_event().await.id, after, "the pair came once");
 }
 
-#[tokio::test]
-async fn a_client_reconnecting_to_another_replica_misses_nothing() {
-    let redis = RedisServer::start().await;
-    let a = TestApp::spawn(&yaml(&redis, "")).await;
-    let b = TestApp::spawn(&yaml(&redis, "")).await;
+async fn a_client_reconnecting_to_another_replica_misses_nothing(kind: Kind) {
+    let broker = BrokerServer::start(kind).await;
+    let a = TestApp::spawn(&yaml(&broker, "")).await;
+    let b = TestApp::spawn(&yaml(&broker, "")).await;
     let mut s = subscribe_ready(&a, "topic=room.x&topic=room.y", &[]).await;
     let first = a.publish("/hooks/x", "1").await;
     assert_eq!(s.next_event().await.id, first);
@@ -160,11 +186,10 @@ async fn a_client_reconnecting_to_another_replica_misses_nothing() {
     assert_eq!(data, ["2", "not followed", "3", "4"]);
 }
 
-#[tokio::test]
-async fn ids_that_cannot_be_resumed_get_a_resync_event() {
-    let redis = RedisServer::start().await;
-    let a = TestApp::spawn(&yaml(&redis, "")).await;
-    let b = TestApp::spawn(&yaml(&redis, "")).await;
+async fn ids_that_cannot_be_resumed_get_a_resync_event(kind: Kind) {
+    let broker = BrokerServer::start(kind).await;
+    let a = TestApp::spawn(&yaml(&broker, "")).await;
+    let b = TestApp::spawn(&yaml(&broker, "")).await;
     let _warm = subscribe_ready(&b, "topic=room.x", &[]).await;
     let ids = [
         a.publish("/hooks/x", "1").await,
@@ -198,11 +223,10 @@ async fn ids_that_cannot_be_resumed_get_a_resync_event() {
     );
 }
 
-#[tokio::test]
-async fn a_retried_webhook_is_a_duplicate_at_another_replica() {
-    let redis = RedisServer::start().await;
-    let a = TestApp::spawn(&yaml(&redis, "")).await;
-    let b = TestApp::spawn(&yaml(&redis, "")).await;
+async fn a_retried_webhook_is_a_duplicate_at_another_replica(kind: Kind) {
+    let broker = BrokerServer::start(kind).await;
+    let a = TestApp::spawn(&yaml(&broker, "")).await;
+    let b = TestApp::spawn(&yaml(&broker, "")).await;
     let mut s = subscribe_ready(&b, "topic=room.x", &[]).await;
     let first = a.post("/once/x", &[("X-Delivery", "d-1")], "once").await;
     assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text());
@@ -221,16 +245,15 @@ async fn a_retried_webhook_is_a_duplicate_at_another_replica() {
     );
 }
 
-#[tokio::test]
-async fn redis_down_refuses_webhooks_keeps_streams_and_recovers() {
-    let mut redis = RedisServer::start().await;
-    let a = TestApp::spawn(&yaml(&redis, "")).await;
-    let b = TestApp::spawn(&yaml(&redis, "")).await;
+async fn broker_down_refuses_webhooks_keeps_streams_and_recovers(kind: Kind) {
+    let mut broker = BrokerServer::start(kind).await;
+    let a = TestApp::spawn(&yaml(&broker, "")).await;
+    let b = TestApp::spawn(&yaml(&broker, "")).await;
     let mut s = subscribe_ready(&b, "topic=room.x", &[]).await;
     let before = a.publish("/hooks/x", "before").await;
     assert_eq!(s.next_event().await.id, before);
 
-    redis.kill();
+    broker.kill();
     let r = a.post("/hooks/x", &[], "lost?").await;
     r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable");
     assert_eq!(r.headers["retry-after"], "5");
@@ -253,32 +276,31 @@ async fn redis_down_refuses_webhooks_keeps_streams_and_recovers() {
         "{items:?}"
     );
 
-    redis.restart().await;
+    broker.restart_empty().await;
     let after = publish_eventually(&a, "/hooks/x", "after").await;
     let e = s.next_event().await;
     assert_eq!((e.id.as_str(), e.data.as_str()), (after.as_str(), "after"));
-    // An id from before the restart (Redis lost its data) is unknown.
+    // An id from before the restart (the broker lost its data) is unknown.
     let mut old = subscribe_ready(&a, "topic=room.x", &[("Last-Event-ID", &before)]).await;
     let e = old.next_event().await;
     assert_eq!(e.event, "hookcast.resync");
     assert!(e.data.contains("unknown_id"), "{}", e.data);
 }
 
-#[tokio::test]
-async fn readiness_follows_redis() {
-    let mut redis = RedisServer::start().await;
-    let config = hookcast::config::from_yaml("test.yaml", &yaml(&redis, "")).unwrap();
+async fn readiness_follows_the_broker(kind: Kind) {
+    let mut server = BrokerServer::start(kind).await;
+    let config = hookcast::config::from_yaml("test.yaml", &yaml(&server, "")).unwrap();
     let hub = hookcast::hub::Hub::new(hookcast::hub::Limits::from_config(&config));
     let broker = hookcast::broker::Broker::new(&config, hub.clone());
-    wait_for(|| broker.ready(), "ready once redis is reached").await;
-    redis.kill();
-    wait_for(|| !broker.ready(), "not ready while redis is down").await;
-    redis.restart().await;
+    wait_for(|| broker.ready(), "ready once the broker is reached").await;
+    server.kill();
+    wait_for(|| !broker.ready(), "not ready while the broker is down").await;
+    server.restart().await;
     wait_for(|| broker.ready(), "ready again").await;
     broker.stop();
 
-    // Started with no Redis at all: not ready, and ready once it appears.
-    let mut late = RedisServer::start().await;
+    // Started with no broker at all: not ready, and ready once it appears.
+    let mut late = BrokerServer::start(kind).await;
     late.kill();
     let config = hookcast::config::from_yaml("test.yaml", &yaml(&late, "")).unwrap();
     let broker = Arc::new(hookcast::broker::Broker::new(
@@ -288,7 +310,7 @@ async fn readiness_follows_redis() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!broker.ready());
     late.restart().await;
-    wait_for(|| broker.ready(), "ready once redis starts").await;
+    wait_for(|| broker.ready(), "ready once the broker starts").await;
     broker.stop();
 }
 
@@ -336,27 +358,92 @@ fn broker_config_errors_point_at_the_value() {
         "broker:\n  kind: redis\n  url: \"redis://:pw@10.0.0.5:6380/2\"\n  prefix: \"app1:\"\n",
     )
     .unwrap();
+
+    // NATS: every key checked, each error at its value.
+    let nats = |rest: &str| check(&format!("  kind: nats\n  url: \"nats://h:4222\"\n{rest}"));
+    let e = check("  kind: nats\n  url: \"http://h:4222\"\n");
+    assert!(
+        e.starts_with("h.yaml:3:8: broker.url:") && e.contains("not NATS"),
+        "{e}"
+    );
+    let e = check("  kind: nats\n  url: \"tls://h:4222\"\n");
+    assert!(e.contains("TLS"), "{e}");
+    let e = check("  kind: nats\n  url: \"nats://h:port\"\n");
+    assert!(e.contains("not a NATS URL"), "{e}");
+    let e = check("  kind: nats\n");
+    assert!(
+        e.starts_with("h.yaml:2:9:") && e.contains("needs url, e.g. nats://"),
+        "{e}"
+    );
+    let e = nats("  stream: \"my.stream\"\n");
+    assert!(e.starts_with("h.yaml:4:11: broker.stream:"), "{e}");
+    let e = nats("  subject_prefix: \"a.>\"\n");
+    assert!(e.starts_with("h.yaml:4:19: broker.subject_prefix:"), "{e}");
+    let e = nats("  replicas: 7\n");
+    assert!(
+        e.starts_with("h.yaml:4:13: broker.replicas must be from 1 to 5"),
+        "{e}"
+    );
+    let e = nats("  max_msgs: 0\n");
+    assert!(e.contains("broker.max_msgs must be at least 1"), "{e}");
+    let e = nats("  max_bytes: 12 apples\n");
+    assert!(e.starts_with("h.yaml:4:14: broker.max_bytes"), "{e}");
+    let e = nats("  timeout: 2\n");
+    assert!(e.starts_with("h.yaml:4:12: broker.timeout"), "{e}");
+    let e = nats("  feed_length: 10\n");
+    assert!(
+        e.starts_with("h.yaml:4:16: broker.feed_length is used only with kind: redis"),
+        "{e}"
+    );
+    let e = nats("  max_age: 1h\n");
+    assert!(e.contains("unknown field"), "{e}");
+    let e = check("  kind: redis\n  url: \"redis://h\"\n  stream: S\n");
+    assert!(
+        e.starts_with("h.yaml:4:11: broker.stream is used only with kind: nats"),
+        "{e}"
+    );
+    let e = hookcast::config::from_yaml(
+        "h.yaml",
+        "dedupe:\n  window: 2h\nbroker:\n  kind: nats\n  url: \"nats://h\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("h.yaml:4:9:") && e.contains("must not exceed sse.history_ttl"),
+        "{e}"
+    );
+    let c = hookcast::config::from_yaml(
+        "h.yaml",
+        "broker:\n  kind: nats\n  url: \"nats://u:p@a:4222,nats://b:4222\"\n  stream: APP\n  subject_prefix: app.events\n  replicas: 3\n  max_msgs: 5000\n  max_bytes: 64MiB\n",
+    )
+    .unwrap();
+    let hookcast::config::Broker::Nats(n) = c.broker else {
+        panic!("{:?}", c.broker)
+    };
+    assert_eq!(
+        (
+            n.stream.as_str(),
+            n.subject_prefix.as_str(),
+            n.replicas,
+            n.max_msgs,
+            n.max_bytes
+        ),
+        ("APP", "app.events", 3, 5000, 64 << 20)
+    );
 }
 
-/// Redis drops every replica's connections again and again while one replica
-/// publishes: the other's reader reconnects and resumes after the last id it
-/// delivered, so its subscriber gets every event once, in order.
-#[tokio::test]
-async fn a_reader_cut_off_resumes_after_its_last_id() {
-    let redis = RedisServer::start().await;
-    let a = TestApp::spawn(&yaml(&redis, "")).await;
-    let b = TestApp::spawn(&yaml(&redis, "")).await;
+/// The broker drops every replica's connections again and again while one
+/// replica publishes: the other's reader reconnects and resumes after the last id
+/// it delivered, so its subscriber gets every event once, in order.
+async fn a_reader_cut_off_resumes_after_its_last_id(kind: Kind) {
+    let mut broker = BrokerServer::start(kind).await;
+    let a = TestApp::spawn(&yaml(&broker, "")).await;
+    let b = TestApp::spawn(&yaml(&broker, "")).await;
     let mut s = subscribe_ready(&b, "topic=room.x", &[]).await;
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
     let mut ids = Vec::new();
     for i in 0..30 {
         if i % 5 == 0 {
-            let _: redis::Value = redis::cmd("CLIENT")
-                .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"][..])
-                .query_async(&mut admin)
-                .await
-                .unwrap();
+            broker.cut_connections().await;
         }
         ids.push(publish_eventually(&a, "/hooks/x", &i.to_string()).await);
     }
