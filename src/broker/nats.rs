@@ -883,6 +883,8 @@ async fn read(shared: Weak<Shared>, hub: Arc<Hub>) {
                 .await
                 .map_err(|e| e.to_string())?;
             s.following.store(true, Ordering::Relaxed);
+            // Finding the stream was an answer within broker.timeout.
+            s.answering.store(true, Ordering::Relaxed);
             tracing::info!("nats reader connected");
             down_logged = false;
             backoff = BACKOFF_MIN;
