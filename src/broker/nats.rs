@@ -6,6 +6,7 @@
 //! - `Hookcast-Event`: the SSE event name;
 //! - `Hookcast-Deadline`: the wall-clock millisecond after which the publisher
 //!   stopped waiting (see [`CLOCK_MARGIN`]); a message stored later is ignored;
+//! - `Hookcast-Publish`: a random token, to find the message when its ack was lost;
 //! - `Nats-Msg-Id`: the dedupe key, so JetStream's duplicate window answers retries.
 //!
 //! An event id is `<stream created, unix ms>-<stream sequence>`: one order for all
@@ -42,6 +43,7 @@ const TOPICS: &str = "Hookcast-Topics";
 const EVENT: &str = "Hookcast-Event";
 const DEADLINE: &str = "Hookcast-Deadline";
 const MSG_ID: &str = "Nats-Msg-Id";
+const PUBLISH: &str = "Hookcast-Publish";
 
 /// The clock difference tolerated between hookcast and the NATS servers. A
 /// publish carries the deadline `start + timeout + margin`; without an ack by
@@ -202,6 +204,8 @@ pub(super) struct Shared {
     following: AtomicBool,
     /// The last readiness request was answered within `broker.timeout`.
     answering: AtomicBool,
+    /// When [`Shared::reconnect`] last dropped the connection (unix ms).
+    reconnected: AtomicU64,
     /// Wakes the reader to start over (the stream was re-created under it).
     restart: Arc<Notify>,
     /// Why the broker refuses to run (a stream with other settings).
@@ -237,6 +241,7 @@ impl Shared {
             epoch: AtomicU64::new(0),
             following: AtomicBool::new(false),
             answering: AtomicBool::new(false),
+            reconnected: AtomicU64::new(0),
             restart: Arc::new(Notify::new()),
             fatal: Mutex::new(None),
             fatal_set: Notify::new(),
@@ -267,6 +272,27 @@ impl Shared {
             }
             notified.await;
         }
+    }
+
+    /// Drops the connection for a new one, at most once per [`PING_EVERY`]. A
+    /// connection that went silent (a partition) may keep its TCP retransmission
+    /// backoff after the network heals, holding back acks past their deadline;
+    /// a new connection starts afresh.
+    fn reconnect(&self, js: &Context) {
+        let now = unix_ms(SystemTime::now());
+        let last = self.reconnected.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < PING_EVERY.as_millis() as u64
+            || self
+                .reconnected
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let client = js.client();
+        tokio::spawn(async move {
+            let _ = client.force_reconnect().await;
+        });
     }
 
     fn epoch(&self) -> Option<u64> {
@@ -373,9 +399,12 @@ impl Shared {
     ) -> Result<Ack, Unavailable> {
         let timeout = self.config.timeout;
         let start = tokio::time::Instant::now();
-        let deadline = unix_ms(SystemTime::now()) + (timeout + CLOCK_MARGIN).as_millis() as u64;
+        let sent = unix_ms(SystemTime::now());
+        let deadline = sent + (timeout + CLOCK_MARGIN).as_millis() as u64;
+        let token = format!("{:032x}", fastrand::u128(..));
         let mut headers = HeaderMap::new();
         headers.insert(DEADLINE, deadline.to_string());
+        headers.insert(PUBLISH, token.as_str());
         if new.topics.len() > 1 {
             headers.insert(TOPICS, new.topics.join(" "));
         }
@@ -390,7 +419,7 @@ impl Shared {
             .headers(headers);
         let subject = self.subject(new.topics.first().map_or("", String::as_str));
         let mut ack = std::pin::pin!(async {
-            let ack = js.send_publish(subject, publish).await?;
+            let ack = js.send_publish(subject.clone(), publish).await?;
             ack.await.map_err(async_nats::Error::from)
         });
         let ack = match tokio::time::timeout_at(start + timeout, &mut ack).await {
@@ -403,16 +432,37 @@ impl Shared {
         let late = start.elapsed() > timeout;
         let ack = match ack {
             Some(Ok(ack)) => ack,
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "nats publish failed");
-                return Err(Unavailable);
-            }
-            None => {
-                tracing::warn!(
-                    timeout_ms = timeout.as_millis() as u64,
-                    "nats publish not acknowledged in time; if stored later it is ignored"
-                );
-                return Err(Unavailable);
+            failed => {
+                // Not knowing is not "not stored": the message may have reached
+                // JetStream while its ack was lost. Past the margin anything stored
+                // from now on is ignored, so a look settles it.
+                match failed {
+                    Some(Err(e)) => tracing::warn!(error = %e, "nats publish failed"),
+                    _ => tracing::warn!(
+                        timeout_ms = timeout.as_millis() as u64,
+                        "nats publish not acknowledged in time; if stored later it is ignored"
+                    ),
+                }
+                self.reconnect(js);
+                tokio::time::sleep_until(start + timeout + 2 * CLOCK_MARGIN).await;
+                // The connection may be coming back just now: ask again for a while.
+                let give_up =
+                    start + timeout + 2 * CLOCK_MARGIN + (2 * timeout).max(Duration::from_secs(2));
+                loop {
+                    match self.find(js, &subject, sent, &token).await {
+                        Ok(Some(seq)) => return Ok(Ack::New(seq)),
+                        Ok(None) => return Err(Unavailable),
+                        Err(_) if tokio::time::Instant::now() < give_up => {
+                            tokio::time::sleep(BACKOFF_MIN).await;
+                        }
+                        Err(_) => {
+                            tracing::error!(
+                                "a nats publish answered 503 could not be looked up; if JetStream stored it in time it will be delivered"
+                            );
+                            return Err(Unavailable);
+                        }
+                    }
+                }
             }
         };
         if ack.duplicate {
@@ -422,6 +472,91 @@ impl Shared {
             return Err(Unavailable);
         }
         Ok(Ack::New(ack.sequence))
+    }
+
+    /// The sequence of the message this replica published with `token`, if
+    /// JetStream stored it before its deadline: it looks through `subject` from
+    /// `sent` (unix ms) on.
+    async fn find(
+        &self,
+        js: &Context,
+        subject: &str,
+        sent: u64,
+        token: &str,
+    ) -> Result<Option<u64>, Unavailable> {
+        let since = sent.saturating_sub(CLOCK_MARGIN.as_millis() as u64);
+        let start_time = DateTime::from_unix_timestamp_nanos(i128::from(since) * 1_000_000)
+            .map_err(|_| Unavailable)?;
+        let stream = self
+            .within("find", js.get_stream_no_info(&self.config.stream))
+            .await?;
+        let consumer = self
+            .within(
+                "find",
+                stream.create_consumer(pull::Config {
+                    deliver_policy: DeliverPolicy::ByStartTime { start_time },
+                    filter_subject: subject.to_owned(),
+                    ack_policy: AckPolicy::None,
+                    inactive_threshold: CONSUMER_IDLE,
+                    memory_storage: true,
+                    ..Default::default()
+                }),
+            )
+            .await?;
+        let mut found = None;
+        // Stored after the deadline and the margin: nothing of ours from there on counts.
+        let past = sent + (self.config.timeout + 2 * CLOCK_MARGIN).as_millis() as u64;
+        'batches: loop {
+            let mut batch = self
+                .within(
+                    "find",
+                    consumer
+                        .batch()
+                        .max_messages(READ_COUNT)
+                        .expires(self.config.timeout)
+                        .messages(),
+                )
+                .await?;
+            let mut any = false;
+            while let Some(m) = self
+                .within("find", async { Ok::<_, String>(batch.next().await) })
+                .await?
+            {
+                let Ok(m) = m else { return Err(Unavailable) };
+                let Ok(info) = m.info() else { continue };
+                any = true;
+                if stamp_ms(&info.published) > past {
+                    break 'batches;
+                }
+                let ours = m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(PUBLISH))
+                    .is_some_and(|t| t.as_str() == token);
+                if ours {
+                    let seq = info.stream_sequence;
+                    let accepted = stored(
+                        &self.config.subject_prefix,
+                        seq,
+                        &m.subject,
+                        m.headers.as_ref(),
+                        &m.payload,
+                        &info.published,
+                    )
+                    .is_some();
+                    found = accepted.then_some(seq);
+                    break 'batches;
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+        let name = consumer.cached_info().name.clone();
+        tokio::spawn(async move {
+            let _ = stream.delete_consumer(&name).await;
+        });
+        Ok(found)
     }
 
     /// One stored message by sequence; `None` when it is no longer kept.
@@ -967,6 +1102,9 @@ async fn ping(shared: Weak<Shared>) {
             }
             _ => false,
         };
+        if !ok {
+            s.reconnect(&js);
+        }
         if s.answering.swap(ok, Ordering::Relaxed) != ok {
             if ok {
                 tracing::info!("nats answers again");

@@ -37,25 +37,49 @@ impl BrokerServer {
         Self::start_on(kind, "127.0.0.1", free_port()).await
     }
 
-    /// Starts on `host:port` (an address inside a test's network namespace, say).
-    pub async fn start_on(kind: Kind, host: &str, port: u16) -> BrokerServer {
+    fn new(kind: Kind, port: u16) -> BrokerServer {
         let store = std::env::temp_dir().join(format!(
             "hookcast-nats-{}-{port}-{}",
             std::process::id(),
             fastrand::u32(..)
         ));
-        let mut b = BrokerServer {
+        BrokerServer {
             kind,
             port,
             child: None,
             store,
-        };
+        }
+    }
+
+    async fn start_on(kind: Kind, host: &str, port: u16) -> BrokerServer {
+        let mut b = Self::new(kind, port);
         b.spawn(host, None).await;
         b
     }
 
+    /// Starts inside the network namespace `netns`, on every address it has;
+    /// see [`BrokerServer::wait_reachable`].
+    pub async fn start_in(kind: Kind, netns: &str, port: u16) -> BrokerServer {
+        let mut b = Self::new(kind, port);
+        b.spawn("0.0.0.0", Some(netns)).await;
+        b
+    }
+
+    /// Waits until `host` (an address in the namespace) accepts connections.
+    pub async fn wait_reachable(&self, host: &str) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while TcpStream::connect((host, self.port)).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{:?} server unreachable at {host}",
+                self.kind
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Spawns the server, optionally through `ip netns exec NS`.
-    pub async fn spawn(&mut self, host: &str, netns: Option<&str>) {
+    async fn spawn(&mut self, host: &str, netns: Option<&str>) {
         let port = self.port.to_string();
         let mut cmd = match netns {
             Some(ns) => {
@@ -68,7 +92,7 @@ impl BrokerServer {
         match self.kind {
             Kind::Redis => cmd
                 .args(["redis-server", "--port", &port, "--bind", host])
-                .args(["--save", "", "--appendonly", "no"]),
+                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"]),
             Kind::Nats => cmd
                 .args(["nats-server", "-a", host, "-p", &port, "-js", "-sd"])
                 .arg(&self.store),
@@ -80,15 +104,7 @@ impl BrokerServer {
             .expect("redis-server and nats-server are installed (scripts/deps)");
         self.child = Some(child);
         if netns.is_none() {
-            let deadline = tokio::time::Instant::now() + PATIENCE;
-            while TcpStream::connect((host, self.port)).await.is_err() {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "{:?} server did not start",
-                    self.kind
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            self.wait_reachable(host).await;
         }
     }
 
