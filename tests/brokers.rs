@@ -113,6 +113,13 @@ async fn subscribe_ready(app: &TestApp, query: &str, headers: &[(&str, &str)]) -
     }
 }
 
+/// Starts a replica and waits until its reader follows the broker.
+async fn spawn_ready(yaml: &str) -> TestApp {
+    let app = TestApp::spawn(yaml).await;
+    drop(subscribe_ready(&app, "topic=warm.up", &[]).await);
+    app
+}
+
 /// Publishes until accepted (the broker may just have come back), returns the id.
 async fn publish_eventually(app: &TestApp, path: &str, body: &str) -> String {
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -137,9 +144,9 @@ fn is_stream_id(id: &str) -> bool {
 
 async fn an_event_published_at_one_replica_reaches_every_replica_in_order(kind: Kind) {
     let broker = BrokerServer::start(kind).await;
-    let a = TestApp::spawn(&yaml(&broker, "")).await;
-    let b = TestApp::spawn(&yaml(&broker, "")).await;
-    let c = TestApp::spawn(&yaml(&broker, "")).await;
+    let a = spawn_ready(&yaml(&broker, "")).await;
+    let b = spawn_ready(&yaml(&broker, "")).await;
+    let c = spawn_ready(&yaml(&broker, "")).await;
     let mut at_a = subscribe_ready(&a, "topic=room.x", &[]).await;
     let mut at_b = subscribe_ready(&b, "topic=room.x", &[]).await;
     let mut at_c = subscribe_ready(&c, "topic=room.*", &[]).await;
@@ -173,8 +180,8 @@ async fn an_event_published_at_one_replica_reaches_every_replica_in_order(kind: 
 
 async fn a_client_reconnecting_to_another_replica_misses_nothing(kind: Kind) {
     let broker = BrokerServer::start(kind).await;
-    let a = TestApp::spawn(&yaml(&broker, "")).await;
-    let b = TestApp::spawn(&yaml(&broker, "")).await;
+    let a = spawn_ready(&yaml(&broker, "")).await;
+    let b = spawn_ready(&yaml(&broker, "")).await;
     let mut s = subscribe_ready(&a, "topic=room.x&topic=room.y", &[]).await;
     let first = a.publish("/hooks/x", "1").await;
     assert_eq!(s.next_event().await.id, first);
@@ -206,8 +213,8 @@ async fn a_client_reconnecting_to_another_replica_misses_nothing(kind: Kind) {
 
 async fn ids_that_cannot_be_resumed_get_a_resync_event(kind: Kind) {
     let broker = BrokerServer::start(kind).await;
-    let a = TestApp::spawn(&yaml(&broker, "")).await;
-    let b = TestApp::spawn(&yaml(&broker, "")).await;
+    let a = spawn_ready(&yaml(&broker, "")).await;
+    let b = spawn_ready(&yaml(&broker, "")).await;
     let _warm = subscribe_ready(&b, "topic=room.x", &[]).await;
     let ids = [
         a.publish("/hooks/x", "1").await,
@@ -243,8 +250,8 @@ async fn ids_that_cannot_be_resumed_get_a_resync_event(kind: Kind) {
 
 async fn a_retried_webhook_is_a_duplicate_at_another_replica(kind: Kind) {
     let broker = BrokerServer::start(kind).await;
-    let a = TestApp::spawn(&yaml(&broker, "")).await;
-    let b = TestApp::spawn(&yaml(&broker, "")).await;
+    let a = spawn_ready(&yaml(&broker, "")).await;
+    let b = spawn_ready(&yaml(&broker, "")).await;
     let mut s = subscribe_ready(&b, "topic=room.x", &[]).await;
     let first = a.post("/once/x", &[("X-Delivery", "d-1")], "once").await;
     assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text());
@@ -265,8 +272,8 @@ async fn a_retried_webhook_is_a_duplicate_at_another_replica(kind: Kind) {
 
 async fn broker_down_refuses_webhooks_keeps_streams_and_recovers(kind: Kind) {
     let mut broker = BrokerServer::start(kind).await;
-    let a = TestApp::spawn(&yaml(&broker, "")).await;
-    let b = TestApp::spawn(&yaml(&broker, "")).await;
+    let a = spawn_ready(&yaml(&broker, "")).await;
+    let b = spawn_ready(&yaml(&broker, "")).await;
     let mut s = subscribe_ready(&b, "topic=room.x", &[]).await;
     let before = a.publish("/hooks/x", "before").await;
     assert_eq!(s.next_event().await.id, before);
@@ -455,8 +462,8 @@ fn broker_config_errors_point_at_the_value() {
 /// it delivered, so its subscriber gets every event once, in order.
 async fn a_reader_cut_off_resumes_after_its_last_id(kind: Kind) {
     let mut broker = BrokerServer::start(kind).await;
-    let a = TestApp::spawn(&yaml(&broker, "")).await;
-    let b = TestApp::spawn(&yaml(&broker, "")).await;
+    let a = spawn_ready(&yaml(&broker, "")).await;
+    let b = spawn_ready(&yaml(&broker, "")).await;
     let mut s = subscribe_ready(&b, "topic=room.x", &[]).await;
     let mut ids = Vec::new();
     for i in 0..30 {
@@ -478,7 +485,7 @@ async fn a_reader_cut_off_resumes_after_its_last_id(kind: Kind) {
 async fn a_stalled_broker_refuses_and_never_publishes_what_it_refused(kind: Kind) {
     let server = BrokerServer::start(kind).await;
     let a = AdminApp::spawn(&yaml(&server, "")).await;
-    let b = TestApp::spawn(&yaml(&server, "")).await;
+    let b = spawn_ready(&yaml(&server, "")).await;
     let mut s = subscribe_ready(&b, "topic=room.x", &[]).await;
     let before = publish_eventually(&a.app, "/hooks/x", "before").await;
     assert_eq!(s.next_event().await.id, before);
@@ -519,8 +526,8 @@ async fn a_stalled_broker_refuses_and_never_publishes_what_it_refused(kind: Kind
 #[tokio::test]
 async fn nats_restarted_with_its_store_resumes_and_keeps_ids() {
     let mut server = BrokerServer::start(Kind::Nats).await;
-    let a = TestApp::spawn(&yaml(&server, "")).await;
-    let b = TestApp::spawn(&yaml(&server, "")).await;
+    let a = spawn_ready(&yaml(&server, "")).await;
+    let b = spawn_ready(&yaml(&server, "")).await;
     let mut s = subscribe_ready(&b, "topic=room.x", &[]).await;
     let first = publish_eventually(&a, "/hooks/x", "1").await;
     let second = publish_eventually(&a, "/hooks/x", "2").await;
@@ -536,42 +543,177 @@ async fn nats_restarted_with_its_store_resumes_and_keeps_ids() {
     assert_eq!(ids, [second.as_str(), third.as_str()]);
 }
 
-/// A stream that exists with other settings is not changed: hookcast says what
-/// differs and stops.
+/// A stream that exists with other settings, or that hookcast did not make, is
+/// not changed: hookcast says what differs and stops.
 #[tokio::test]
 async fn a_nats_stream_with_other_settings_stops_hookcast() {
     let server = BrokerServer::start(Kind::Nats).await;
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    js.create_stream(async_nats::jetstream::stream::Config {
+    let run = || async {
+        let config = hookcast::config::from_yaml("test.yaml", &yaml(&server, "")).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ran = tokio::time::timeout(
+            PATIENCE,
+            hookcast::run(listener, config, std::future::pending()),
+        )
+        .await
+        .expect("hookcast stopped");
+        ran.unwrap_err().to_string()
+    };
+    let mut theirs = async_nats::jetstream::stream::Config {
         name: "HOOKCAST".into(),
         subjects: vec!["hookcast.>".into()],
         max_age: Duration::from_secs(60),
+        description: Some("hookcast epoch 5".into()),
         ..Default::default()
-    })
-    .await
-    .unwrap();
-    let config = hookcast::config::from_yaml("test.yaml", &yaml(&server, "")).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ran = tokio::time::timeout(
-        PATIENCE,
-        hookcast::run(listener, config, std::future::pending()),
-    )
-    .await
-    .expect("hookcast stopped");
-    let e = ran.unwrap_err().to_string();
+    };
+    js.create_stream(theirs.clone()).await.unwrap();
+    let e = run().await;
     assert!(e.contains("exists with other settings"), "{e}");
     assert!(
         e.contains("max_age (sse.history_ttl) is 60s, hookcast wants 3600s"),
         "{e}"
     );
     assert!(!e.contains("subjects"), "{e}");
-    // Untouched.
     let info = js
         .get_stream("HOOKCAST")
         .await
         .unwrap()
         .cached_info()
         .clone();
-    assert_eq!(info.config.max_age, Duration::from_secs(60));
+    assert_eq!(info.config.max_age, Duration::from_secs(60), "untouched");
+
+    theirs.max_age = Duration::from_secs(3600);
+    theirs.description = None;
+    js.update_stream(theirs).await.unwrap();
+    let e = run().await;
+    assert!(e.contains("was not made by hookcast"), "{e}");
+}
+
+/// A node of the three-node cluster of `deploy/nats/node.conf`; killed on drop.
+struct ClusterNode {
+    child: std::process::Child,
+    store: std::path::PathBuf,
+}
+
+impl ClusterNode {
+    fn start(n: usize, client: u16, cluster: &[u16; 3]) -> ClusterNode {
+        let store =
+            std::env::temp_dir().join(format!("hookcast-cluster-{}-{client}", std::process::id()));
+        let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nats/node.conf");
+        let mut cmd = std::process::Command::new("nats-server");
+        cmd.arg("-c")
+            .arg(conf)
+            .env("NATS_NAME", format!("n{n}"))
+            .env("NATS_LISTEN", format!("127.0.0.1:{client}"))
+            .env("NATS_STORE", &store)
+            .env(
+                "NATS_CLUSTER_LISTEN",
+                format!("127.0.0.1:{}", cluster[n - 1]),
+            );
+        for (i, port) in cluster.iter().enumerate() {
+            cmd.env(
+                format!("NATS_ROUTE_{}", i + 1),
+                format!("nats://127.0.0.1:{port}"),
+            );
+        }
+        let child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server is installed (scripts/deps)");
+        ClusterNode { child, store }
+    }
+}
+
+impl Drop for ClusterNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The README's cluster example, run: three nats-servers from
+/// `deploy/nats/node.conf`, hookcast with `replicas: 3` and every node's URL. The
+/// stream has three copies; with one node killed, both replicas go on taking
+/// webhooks and every subscriber still gets every acknowledged event, in order.
+#[tokio::test]
+async fn a_three_node_nats_cluster_keeps_going_without_one_node() {
+    let client = [free_port(), free_port(), free_port()];
+    let cluster = [free_port(), free_port(), free_port()];
+    let mut nodes: Vec<Option<ClusterNode>> = (1..=3)
+        .map(|n| Some(ClusterNode::start(n, client[n - 1], &cluster)))
+        .collect();
+    let urls: Vec<String> = client
+        .iter()
+        .map(|p| format!("nats://127.0.0.1:{p}"))
+        .collect();
+    let config = |urls: &[String]| {
+        format!(
+            r#"
+sse:
+  heartbeat: 200ms
+broker:
+  kind: nats
+  url: "{}"
+  replicas: 3
+  timeout: 2s
+routes:
+  - name: rooms
+    match:
+      path: "/hooks/{{room}}"
+    publish:
+      topic: "room.{{path:room}}"
+"#,
+            urls.join(",")
+        )
+    };
+    let a = TestApp::spawn(&config(&urls)).await;
+    let reversed: Vec<String> = urls.iter().rev().cloned().collect();
+    let b = TestApp::spawn(&config(&reversed)).await;
+    let mut at_a = subscribe_ready(&a, "topic=room.x", &[]).await;
+    let mut at_b = subscribe_ready(&b, "topic=room.x", &[]).await;
+
+    let mut acked = Vec::new();
+    for i in 0..4 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        acked.push(publish_eventually(app, "/hooks/x", &format!("{i}")).await);
+    }
+    let js = async_nats::jetstream::new(async_nats::connect(urls[1].as_str()).await.unwrap());
+    let info = js
+        .get_stream("HOOKCAST")
+        .await
+        .unwrap()
+        .cached_info()
+        .clone();
+    assert_eq!(info.config.num_replicas, 3);
+    let cluster_info = info.cluster.expect("clustered");
+    assert_eq!(cluster_info.replicas.len(), 2, "{cluster_info:?}");
+
+    nodes[0] = None;
+    for i in 4..8 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        acked.push(publish_eventually(app, "/hooks/x", &format!("{i}")).await);
+    }
+    for s in [&mut at_a, &mut at_b] {
+        let mut got = Vec::new();
+        while got.len() < acked.len() {
+            match s.next_event_within(Duration::from_secs(30)).await {
+                Some(e) => got.push(e.id),
+                None => panic!("stream ended or went silent after {got:?}"),
+            }
+        }
+        assert_eq!(got, acked);
+    }
+    drop(nodes);
 }

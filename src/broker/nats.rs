@@ -9,8 +9,11 @@
 //! - `Hookcast-Publish`: a random token, to find the message when its ack was lost;
 //! - `Nats-Msg-Id`: the dedupe key, so JetStream's duplicate window answers retries.
 //!
-//! An event id is `<stream created, unix ms>-<stream sequence>`: one order for all
-//! replicas, and a stream re-created on a wiped store makes older ids unknown.
+//! An event id is `<epoch>-<stream sequence>`: one order for all replicas. The
+//! epoch is drawn when hookcast creates the stream (the unix ms then) and kept in
+//! its description, `hookcast epoch <n>`, the same on every node (the servers'
+//! own creation times differ by node), so a stream re-created on a wiped store
+//! makes older ids unknown.
 //! The stream is bounded by age (`sse.history_ttl`), `broker.max_msgs` and
 //! `broker.max_bytes`; the per-topic bounds (`sse.history`, `sse.history_bytes`)
 //! are applied when replaying, since an event on several topics is one message.
@@ -184,6 +187,17 @@ fn stored(
         event: header(EVENT).map(str::to_owned),
         data: String::from_utf8_lossy(payload).into_owned(),
     })
+}
+
+const EPOCH_PREFIX: &str = "hookcast epoch ";
+
+/// The epoch in a stream's description.
+fn epoch_of(info: &stream::Info) -> Option<u64> {
+    let d = info.config.description.as_deref()?;
+    d.strip_prefix(EPOCH_PREFIX)?
+        .parse()
+        .ok()
+        .filter(|e| *e != 0)
 }
 
 fn id(epoch: u64, seq: u64) -> String {
@@ -635,7 +649,7 @@ impl Shared {
             .await
             .map_err(unavailable)?;
         let info = stream.cached_info();
-        if stamp_ms(&info.created) != from.0 || from.1 > info.state.last_sequence {
+        if epoch_of(info) != Some(from.0) || from.1 > info.state.last_sequence {
             sub.resync = Some(resync(RESYNC_UNKNOWN_ID, all()));
             return Ok(sub);
         }
@@ -830,9 +844,14 @@ async fn ensure_stream(shared: &Shared, js: &Context) -> Result<stream::Info, Op
             if matches!(e.kind(), async_nats::jetstream::context::GetStreamErrorKind::JetStream(j)
                 if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND) =>
         {
-            match tokio::time::timeout(shared.config.timeout, js.create_stream(wanted.clone()))
-                .await
-            {
+            let create = stream::Config {
+                description: Some(format!(
+                    "{EPOCH_PREFIX}{}",
+                    unix_ms(SystemTime::now()).max(1)
+                )),
+                ..wanted.clone()
+            };
+            match tokio::time::timeout(shared.config.timeout, js.create_stream(create)).await {
                 Ok(Ok(s)) => {
                     tracing::info!(stream = %wanted.name, "nats stream created");
                     s.cached_info().clone()
@@ -849,6 +868,12 @@ async fn ensure_stream(shared: &Shared, js: &Context) -> Result<stream::Info, Op
             return Err(None);
         }
     };
+    if epoch_of(&info).is_none() {
+        return Err(Some(format!(
+            "the nats stream `{}` was not made by hookcast: its description lacks `{EPOCH_PREFIX}<number>`, which event ids start with; let hookcast create the stream, or set that description (any number from 1)",
+            wanted.name
+        )));
+    }
     let differs = differences(&info.config, &wanted);
     if !differs.is_empty() {
         return Err(Some(format!(
@@ -967,7 +992,7 @@ async fn read(shared: Weak<Shared>, hub: Arc<Hub>) {
                 }
                 Err(None) => return Err("nats unreachable".to_owned()),
             };
-            let epoch = stamp_ms(&info.created);
+            let epoch = epoch_of(&info).expect("ensure_stream checked it");
             s.epoch.store(epoch, Ordering::Relaxed);
             let start = match position {
                 None => info.state.last_sequence,
@@ -1094,8 +1119,8 @@ async fn ping(shared: Weak<Shared>) {
         let answer = tokio::time::timeout(s.config.timeout, js.get_stream(&s.config.stream)).await;
         let ok = match answer {
             Ok(Ok(stream)) => {
-                let epoch = stamp_ms(&stream.cached_info().created);
-                if s.epoch().is_some_and(|e| e != epoch) {
+                let epoch = epoch_of(stream.cached_info());
+                if s.epoch().is_some_and(|e| Some(e) != epoch) {
                     s.restart.notify_waiters();
                 }
                 true
