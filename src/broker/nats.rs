@@ -803,10 +803,7 @@ fn window(
     let mut lost = Vec::new();
     let mut keep = vec![false; events.len()];
     for f in filters {
-        let matches = |t: &str| match f {
-            Filter::Topic(name) => &**name == t,
-            Filter::Pattern(p) => p.matches(t),
-        };
+        let matches = |t: &str| f.matches(t);
         let trimmed = per_topic.keys().any(|t| matches(t) && lost_topic(t));
         if trimmed {
             lost.push(f.as_str().to_owned());
@@ -1157,6 +1154,47 @@ mod tests {
                 .unwrap_err()
                 .contains("not a NATS URL")
         );
+    }
+
+    fn ev(seq: u64, topics: &[&str], data: &str) -> Stored {
+        Stored {
+            seq,
+            topics: topics.iter().map(|t| Arc::from(*t)).collect(),
+            event: None,
+            data: data.to_owned(),
+        }
+    }
+
+    fn filters(list: &[&str]) -> Vec<Filter> {
+        list.iter().map(|f| Filter::parse(f).unwrap()).collect()
+    }
+
+    #[test]
+    fn replay_keeps_what_the_hub_would_have_kept() {
+        let events = || {
+            vec![
+                ev(3, &["a"], "1"),
+                ev(4, &["a", "b"], "22"),
+                ev(5, &["c"], "333"),
+                ev(6, &["a"], "4444"),
+            ]
+        };
+        let ids = |r: &[Arc<Event>]| r.iter().map(|e| e.id.to_string()).collect::<Vec<_>>();
+        // Within history: exact, an event on two followed topics once.
+        let (r, lost) = window(&filters(&["a", "b"]), events(), 3, 100, 9);
+        assert_eq!(ids(&r), ["9-3", "9-4", "9-6"]);
+        assert!(lost.is_empty());
+        // history 2: topic a had 3 events after the id, so one was dropped.
+        let (r, lost) = window(&filters(&["a", "b"]), events(), 2, 100, 9);
+        assert_eq!(ids(&r), ["9-4"]);
+        assert_eq!(lost, ["a"]);
+        // history_bytes 6: a's 1+2+4 bytes are over it; c's 3 are not.
+        let (r, lost) = window(&filters(&["*"]), events(), 10, 6, 9);
+        assert!(r.is_empty());
+        assert_eq!(lost, ["*"]);
+        let (r, lost) = window(&filters(&["c", "b"]), events(), 10, 6, 9);
+        assert_eq!(ids(&r), ["9-4", "9-5"]);
+        assert!(lost.is_empty());
     }
 
     #[test]

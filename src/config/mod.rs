@@ -582,21 +582,13 @@ impl Checker<'_> {
                 &["nats"],
             ),
         ];
-        let misplaced: Vec<(Location, String)> = keys
-            .iter()
-            .filter_map(|(key, at, kinds)| {
-                let at = (*at)?;
-                (!kinds.contains(&kind)).then(|| {
-                    let kinds = kinds.join(" or ");
-                    (
-                        at.clone(),
-                        format!("broker.{key} is used only with kind: {kinds}"),
-                    )
-                })
-            })
-            .collect();
-        for (at, msg) in misplaced {
-            self.error(&at, msg);
+        for (key, at, kinds) in keys {
+            if let Some(at) = at
+                && !kinds.contains(&kind)
+            {
+                let kinds = kinds.join(" or ");
+                self.error(at, format!("broker.{key} is used only with kind: {kinds}"));
+            }
         }
         let url = |this: &mut Self, example: &str, check: fn(&str) -> Result<(), String>| match &raw
             .url
