@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use support::broker::{BrokerServer, Kind};
+use support::broker::{BrokerServer, Kind, free_port};
 use support::{AdminApp, Item, PATIENCE, SseStream, TestApp, open_stream};
 
 /// Runs each named test (an `async fn(Kind)`) once per broker.
@@ -88,29 +88,8 @@ broker:
     )
 }
 
-/// Opens a stream once the replica's reader has reached the broker: before that, a
-/// replica answers "try later" (a retry hint, then the end of the stream).
 async fn subscribe_ready(app: &TestApp, query: &str, headers: &[(&str, &str)]) -> SseStream {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let mut s = open_stream(app.addr, &format!("/events?{query}"), headers).await;
-        assert_eq!(s.status, StatusCode::OK);
-        assert!(matches!(
-            s.next_item_within(PATIENCE).await,
-            Some(Item::Retry(_))
-        ));
-        match s.next_item_within(PATIENCE).await {
-            Some(Item::Comment(c)) if c == "hookcast" => return s,
-            other => {
-                assert!(s.ended, "a try-later stream ends: {other:?}");
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "replica never ready"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+    support::broker::subscribe_ready(app, query, headers, PATIENCE).await
 }
 
 /// Starts a replica and waits until its reader follows the broker.
@@ -400,26 +379,30 @@ fn broker_config_errors_point_at_the_value() {
         e.starts_with("h.yaml:2:9:") && e.contains("needs url, e.g. nats://"),
         "{e}"
     );
-    let e = nats("  stream: \"my.stream\"\n");
-    assert!(e.starts_with("h.yaml:4:11: broker.stream:"), "{e}");
-    let e = nats("  subject_prefix: \"a.>\"\n");
-    assert!(e.starts_with("h.yaml:4:19: broker.subject_prefix:"), "{e}");
-    let e = nats("  replicas: 7\n");
-    assert!(
-        e.starts_with("h.yaml:4:13: broker.replicas must be from 1 to 5"),
-        "{e}"
-    );
-    let e = nats("  max_msgs: 0\n");
-    assert!(e.contains("broker.max_msgs must be at least 1"), "{e}");
-    let e = nats("  max_bytes: 12 apples\n");
-    assert!(e.starts_with("h.yaml:4:14: broker.max_bytes"), "{e}");
-    let e = nats("  timeout: 2\n");
-    assert!(e.starts_with("h.yaml:4:12: broker.timeout"), "{e}");
-    let e = nats("  feed_length: 10\n");
-    assert!(
-        e.starts_with("h.yaml:4:16: broker.feed_length is used only with kind: redis"),
-        "{e}"
-    );
+    for (rest, located) in [
+        ("  stream: \"my.stream\"\n", "h.yaml:4:11: broker.stream:"),
+        (
+            "  subject_prefix: \"a.>\"\n",
+            "h.yaml:4:19: broker.subject_prefix:",
+        ),
+        (
+            "  replicas: 7\n",
+            "h.yaml:4:13: broker.replicas must be from 1 to 5",
+        ),
+        (
+            "  max_msgs: 0\n",
+            "h.yaml:4:13: broker.max_msgs must be at least 1",
+        ),
+        ("  max_bytes: 12 apples\n", "h.yaml:4:14: broker.max_bytes"),
+        ("  timeout: 2\n", "h.yaml:4:12: broker.timeout"),
+        (
+            "  feed_length: 10\n",
+            "h.yaml:4:16: broker.feed_length is used only with kind: redis",
+        ),
+    ] {
+        let e = nats(rest);
+        assert!(e.starts_with(located), "{rest}: {e}");
+    }
     let e = nats("  max_age: 1h\n");
     assert!(e.contains("unknown field"), "{e}");
     let e = check("  kind: redis\n  url: \"redis://h\"\n  stream: S\n");
@@ -453,7 +436,7 @@ fn broker_config_errors_point_at_the_value() {
             n.max_msgs,
             n.max_bytes
         ),
-        ("APP", "app.events", 3, 5000, 64 << 20)
+        ("APP", "app.events", 3, 5000, Some(64 << 20))
     );
 }
 
@@ -633,14 +616,6 @@ impl Drop for ClusterNode {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.store);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The README's cluster example, run: three nats-servers from

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use support::broker::{BrokerServer, Kind};
-use support::{Item, SseStream, TestApp, open_stream};
+use support::{Item, SseStream, TestApp};
 
 /// Longer than `support::PATIENCE`: TCP connections that hung through a
 /// partition come back on their own retransmission schedule.
@@ -162,19 +162,7 @@ broker:
 }
 
 async fn subscribe_ready(app: &TestApp, headers: &[(&str, &str)]) -> SseStream {
-    let deadline = tokio::time::Instant::now() + HEAL_PATIENCE;
-    loop {
-        let mut s = open_stream(app.addr, "/events?topic=room.x", headers).await;
-        assert_eq!(s.status, StatusCode::OK);
-        let _retry = s.next_item_within(HEAL_PATIENCE).await;
-        match s.next_item_within(HEAL_PATIENCE).await {
-            Some(Item::Comment(c)) if c == "hookcast" => return s,
-            _ => {
-                assert!(tokio::time::Instant::now() < deadline, "never ready");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    support::broker::subscribe_ready(app, "topic=room.x", headers, HEAL_PATIENCE).await
 }
 
 /// Posts once; the id if acknowledged (202), else asserts the refusal is a 503.

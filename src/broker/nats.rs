@@ -15,7 +15,7 @@
 //! own creation times differ by node), so a stream re-created on a wiped store
 //! makes older ids unknown.
 //! The stream is bounded by age (`sse.history_ttl`), `broker.max_msgs` and
-//! `broker.max_bytes`; the per-topic bounds (`sse.history`, `sse.history_bytes`)
+//! optionally `broker.max_bytes`; the per-topic bounds (`sse.history`, `sse.history_bytes`)
 //! are applied when replaying, since an event on several topics is one message.
 
 use std::collections::BTreeMap;
@@ -323,7 +323,10 @@ impl Shared {
             name: self.config.stream.clone(),
             subjects: vec![format!("{}.>", self.config.subject_prefix)],
             max_messages: i64::try_from(self.config.max_msgs).unwrap_or(i64::MAX),
-            max_bytes: i64::try_from(self.config.max_bytes).unwrap_or(i64::MAX),
+            max_bytes: self
+                .config
+                .max_bytes
+                .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
             max_messages_per_subject: -1,
             max_age: self.history_ttl,
             duplicate_window: self.dedupe_window,
@@ -504,11 +507,57 @@ impl Shared {
         let stream = self
             .within("find", js.get_stream_no_info(&self.config.stream))
             .await?;
+        // Stored after the deadline and the margin: nothing of ours from there on counts.
+        let past = sent + (self.config.timeout + 2 * CLOCK_MARGIN).as_millis() as u64;
+        let mut found = None;
+        let policy = DeliverPolicy::ByStartTime { start_time };
+        self.read_from("find", &stream, policy, subject, u64::MAX, |seq, m, at| {
+            if stamp_ms(at) > past {
+                return false;
+            }
+            let ours = m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(PUBLISH))
+                .is_some_and(|t| t.as_str() == token);
+            if ours {
+                let accepted = self.stored(seq, m, at).is_some();
+                found = accepted.then_some(seq);
+            }
+            !ours
+        })
+        .await?;
+        Ok(found)
+    }
+
+    fn stored(&self, seq: u64, m: &jetstream::Message, at: &DateTime) -> Option<Stored> {
+        stored(
+            &self.config.subject_prefix,
+            seq,
+            &m.subject,
+            m.headers.as_ref(),
+            &m.payload,
+            at,
+        )
+    }
+
+    /// Reads up to `count` messages (of `subject`, or all when empty) from `policy`
+    /// on with a short-lived consumer, handing each to `visit` (sequence, message,
+    /// stored time) until it returns false or nothing more comes.
+    async fn read_from<I: Clone + Send + Sync + 'static>(
+        &self,
+        what: &'static str,
+        stream: &stream::Stream<I>,
+        policy: DeliverPolicy,
+        subject: &str,
+        count: u64,
+        mut visit: impl FnMut(u64, &jetstream::Message, &DateTime) -> bool,
+    ) -> Result<(), Unavailable> {
         let consumer = self
             .within(
-                "find",
+                what,
                 stream.create_consumer(pull::Config {
-                    deliver_policy: DeliverPolicy::ByStartTime { start_time },
+                    deliver_policy: policy,
                     filter_subject: subject.to_owned(),
                     ack_policy: AckPolicy::None,
                     inactive_threshold: CONSUMER_IDLE,
@@ -517,60 +566,46 @@ impl Shared {
                 }),
             )
             .await?;
-        let mut found = None;
-        // Stored after the deadline and the margin: nothing of ours from there on counts.
-        let past = sent + (self.config.timeout + 2 * CLOCK_MARGIN).as_millis() as u64;
-        'batches: loop {
-            let mut batch = self
-                .within(
-                    "find",
-                    consumer
-                        .batch()
-                        .max_messages(READ_COUNT)
-                        .expires(self.config.timeout)
-                        .messages(),
-                )
-                .await?;
-            let mut any = false;
-            while let Some(m) = self
-                .within("find", async { Ok::<_, String>(batch.next().await) })
-                .await?
-            {
-                let Ok(m) = m else { return Err(Unavailable) };
-                let Ok(info) = m.info() else { continue };
-                any = true;
-                if stamp_ms(&info.published) > past {
-                    break 'batches;
-                }
-                let ours = m
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(PUBLISH))
-                    .is_some_and(|t| t.as_str() == token);
-                if ours {
-                    let seq = info.stream_sequence;
-                    let accepted = stored(
-                        &self.config.subject_prefix,
-                        seq,
-                        &m.subject,
-                        m.headers.as_ref(),
-                        &m.payload,
-                        &info.published,
-                    )
-                    .is_some();
-                    found = accepted.then_some(seq);
-                    break 'batches;
-                }
-            }
-            if !any {
-                break;
-            }
-        }
         let name = consumer.cached_info().name.clone();
+        let result = async {
+            let mut left = count;
+            while left > 0 {
+                // Asking for no more than is wanted ends the batch as soon as it is read.
+                let want = usize::try_from(left).map_or(READ_COUNT, |n| n.min(READ_COUNT));
+                let batch = consumer
+                    .batch()
+                    .max_messages(want)
+                    .expires(self.config.timeout)
+                    .messages();
+                let mut batch = self.within(what, batch).await?;
+                let mut got = 0;
+                while let Some(m) = self
+                    .within(what, async { Ok::<_, String>(batch.next().await) })
+                    .await?
+                {
+                    let m = m.map_err(|e| {
+                        tracing::warn!(what, error = %e, "nats read failed");
+                        Unavailable
+                    })?;
+                    let Ok(info) = m.info() else { continue };
+                    got += 1;
+                    if !visit(info.stream_sequence, &m, &info.published) {
+                        return Ok(());
+                    }
+                }
+                if got == 0 {
+                    break;
+                }
+                left = left.saturating_sub(got);
+            }
+            Ok(())
+        }
+        .await;
+        let stream = stream.clone();
         tokio::spawn(async move {
             let _ = stream.delete_consumer(&name).await;
         });
-        Ok(found)
+        result
     }
 
     /// One stored message by sequence; `None` when it is no longer kept.
@@ -691,71 +726,25 @@ impl Shared {
         first: u64,
         last: u64,
     ) -> Result<Vec<Stored>, Unavailable> {
-        let consumer = self
-            .within(
-                "replay",
-                stream.create_consumer(pull::Config {
-                    deliver_policy: DeliverPolicy::ByStartSequence {
-                        start_sequence: first,
-                    },
-                    ack_policy: AckPolicy::None,
-                    inactive_threshold: CONSUMER_IDLE,
-                    memory_storage: true,
-                    ..Default::default()
-                }),
-            )
-            .await?;
         let mut out = Vec::new();
-        let mut next = first;
-        while next <= last {
-            let want = usize::try_from(last - next + 1).map_or(READ_COUNT, |n| n.min(READ_COUNT));
-            let mut batch = self
-                .within(
-                    "replay",
-                    consumer
-                        .batch()
-                        .max_messages(want)
-                        .expires(self.config.timeout)
-                        .messages(),
-                )
-                .await?;
-            let before = next;
-            while let Some(m) = self
-                .within("replay", async { Ok::<_, String>(batch.next().await) })
-                .await?
-            {
-                let m = m.map_err(|e| {
-                    tracing::warn!(error = %e, "nats replay read failed");
-                    Unavailable
-                })?;
-                let Ok(info) = m.info() else { continue };
-                let seq = info.stream_sequence;
+        let policy = DeliverPolicy::ByStartSequence {
+            start_sequence: first,
+        };
+        self.read_from(
+            "replay",
+            stream,
+            policy,
+            "",
+            last - first + 1,
+            |seq, m, at| {
                 if seq > last {
-                    next = seq;
-                    break;
+                    return false;
                 }
-                next = seq + 1;
-                if let Some(s) = stored(
-                    &self.config.subject_prefix,
-                    seq,
-                    &m.subject,
-                    m.headers.as_ref(),
-                    &m.payload,
-                    &info.published,
-                ) {
-                    out.push(s);
-                }
-            }
-            if next == before {
-                // Nothing more (the tail was removed meanwhile).
-                break;
-            }
-        }
-        let name = consumer.cached_info().name.clone();
-        let stream = stream.clone();
-        tokio::spawn(async move {
-            let _ = stream.delete_consumer(&name).await;
-        });
+                out.extend(self.stored(seq, m, at));
+                seq < last
+            },
+        )
+        .await?;
         Ok(out)
     }
 }
@@ -829,13 +818,20 @@ fn window(
     (replay, lost)
 }
 
-/// Connects (once; the client reconnects by itself) and makes the stream exist
-/// with hookcast's settings. `Err(Some(_))`: a stream with other settings.
-async fn ensure_stream(shared: &Shared, js: &Context) -> Result<stream::Info, Option<String>> {
+/// Why the stream could not be had: try again later, or never.
+enum Failed {
+    Retry(String),
+    Fatal(String),
+}
+
+/// Makes the stream exist with hookcast's settings.
+async fn ensure_stream(shared: &Shared, js: &Context) -> Result<stream::Info, Failed> {
     let wanted = shared.wanted();
-    let found = tokio::time::timeout(shared.config.timeout, js.get_stream(&wanted.name)).await;
+    let timeout = shared.config.timeout;
+    let timed_out = || Failed::Retry(format!("no answer within {timeout:?}"));
+    let found = tokio::time::timeout(timeout, js.get_stream(&wanted.name)).await;
     let info = match found {
-        Err(_) => return Err(None),
+        Err(_) => return Err(timed_out()),
         Ok(Ok(s)) => s.cached_info().clone(),
         Ok(Err(e))
             if matches!(e.kind(), async_nats::jetstream::context::GetStreamErrorKind::JetStream(j)
@@ -848,32 +844,32 @@ async fn ensure_stream(shared: &Shared, js: &Context) -> Result<stream::Info, Op
                 )),
                 ..wanted.clone()
             };
-            match tokio::time::timeout(shared.config.timeout, js.create_stream(create)).await {
+            match tokio::time::timeout(timeout, js.create_stream(create)).await {
                 Ok(Ok(s)) => {
                     tracing::info!(stream = %wanted.name, "nats stream created");
                     s.cached_info().clone()
                 }
+                // Another replica may have just created it: the next round finds it.
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "creating the nats stream failed");
-                    return Err(None);
+                    return Err(Failed::Retry(format!(
+                        "creating the stream `{}` failed: {e}",
+                        wanted.name
+                    )));
                 }
-                Err(_) => return Err(None),
+                Err(_) => return Err(timed_out()),
             }
         }
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "nats stream lookup failed");
-            return Err(None);
-        }
+        Ok(Err(e)) => return Err(Failed::Retry(e.to_string())),
     };
     if epoch_of(&info).is_none() {
-        return Err(Some(format!(
+        return Err(Failed::Fatal(format!(
             "the nats stream `{}` was not made by hookcast: its description lacks `{EPOCH_PREFIX}<number>`, which event ids start with; let hookcast create the stream, or set that description (any number from 1)",
             wanted.name
         )));
     }
     let differs = differences(&info.config, &wanted);
     if !differs.is_empty() {
-        return Err(Some(format!(
+        return Err(Failed::Fatal(format!(
             "the nats stream `{}` exists with other settings ({}); hookcast does not change a stream: edit it (nats stream edit) or hookcast's config to match",
             wanted.name,
             differs.join("; ")
@@ -882,66 +878,45 @@ async fn ensure_stream(shared: &Shared, js: &Context) -> Result<stream::Info, Op
     Ok(info)
 }
 
+/// The stream settings hookcast checks, each with the key it comes from.
+const SETTINGS: [&str; 10] = [
+    "subjects",
+    "max_msgs (broker.max_msgs)",
+    "max_bytes (broker.max_bytes)",
+    "max_msgs_per_subject",
+    "max_age (sse.history_ttl)",
+    "duplicate_window (dedupe.window)",
+    "replicas (broker.replicas)",
+    "storage",
+    "retention",
+    "discard",
+];
+
+/// A stream's values of [`SETTINGS`], as they are compared and reported.
+fn settings(c: &stream::Config) -> [String; 10] {
+    let unlimited = |n: i64| if n <= 0 { -1 } else { n }.to_string();
+    [
+        format!("{:?}", c.subjects),
+        unlimited(c.max_messages),
+        unlimited(c.max_bytes),
+        unlimited(c.max_messages_per_subject),
+        format!("{:?}", c.max_age),
+        format!("{:?}", c.duplicate_window),
+        c.num_replicas.max(1).to_string(),
+        format!("{:?}", c.storage),
+        format!("{:?}", c.retention),
+        format!("{:?}", c.discard),
+    ]
+}
+
 /// What an existing stream's settings differ in from what hookcast wants.
 fn differences(have: &stream::Config, want: &stream::Config) -> Vec<String> {
-    let unlimited = |n: i64| if n <= 0 { -1 } else { n };
-    let mut out = Vec::new();
-    let mut differ = |what: &str, have: String, want: String| {
-        if have != want {
-            out.push(format!("{what} is {have}, hookcast wants {want}"));
-        }
-    };
-    differ(
-        "subjects",
-        format!("{:?}", have.subjects),
-        format!("{:?}", want.subjects),
-    );
-    differ(
-        "max_msgs (broker.max_msgs)",
-        unlimited(have.max_messages).to_string(),
-        unlimited(want.max_messages).to_string(),
-    );
-    differ(
-        "max_bytes (broker.max_bytes)",
-        unlimited(have.max_bytes).to_string(),
-        unlimited(want.max_bytes).to_string(),
-    );
-    differ(
-        "max_msgs_per_subject",
-        unlimited(have.max_messages_per_subject).to_string(),
-        unlimited(want.max_messages_per_subject).to_string(),
-    );
-    differ(
-        "max_age (sse.history_ttl)",
-        format!("{:?}", have.max_age),
-        format!("{:?}", want.max_age),
-    );
-    differ(
-        "duplicate_window (dedupe.window)",
-        format!("{:?}", have.duplicate_window),
-        format!("{:?}", want.duplicate_window),
-    );
-    differ(
-        "replicas (broker.replicas)",
-        have.num_replicas.max(1).to_string(),
-        want.num_replicas.max(1).to_string(),
-    );
-    differ(
-        "storage",
-        format!("{:?}", have.storage),
-        format!("{:?}", want.storage),
-    );
-    differ(
-        "retention",
-        format!("{:?}", have.retention),
-        format!("{:?}", want.retention),
-    );
-    differ(
-        "discard",
-        format!("{:?}", have.discard),
-        format!("{:?}", want.discard),
-    );
-    out
+    SETTINGS
+        .iter()
+        .zip(settings(have).into_iter().zip(settings(want)))
+        .filter(|(_, (h, w))| h != w)
+        .map(|(what, (h, w))| format!("{what} is {h}, hookcast wants {w}"))
+        .collect()
 }
 
 async fn connect(c: &config::NatsBroker) -> Result<Context, String> {
@@ -980,14 +955,14 @@ async fn read(shared: Weak<Shared>, hub: Arc<Hub>) {
             let js = s.js.get().expect("set above").clone();
             let info = match ensure_stream(&s, &js).await {
                 Ok(info) => info,
-                Err(Some(fatal)) => {
+                Err(Failed::Fatal(fatal)) => {
                     tracing::error!("{fatal}");
                     *hub::lock(&s.fatal) = Some(fatal);
                     s.fatal_set.notify_waiters();
                     std::future::pending::<()>().await;
                     unreachable!()
                 }
-                Err(None) => return Err("nats unreachable".to_owned()),
+                Err(Failed::Retry(why)) => return Err(why),
             };
             let epoch = epoch_of(&info).expect("ensure_stream checked it");
             s.epoch.store(epoch, Ordering::Relaxed);
@@ -1090,10 +1065,10 @@ async fn read(shared: Weak<Shared>, hub: Arc<Hub>) {
         drop(s);
         if let Err(e) = result {
             if !down_logged {
-                tracing::warn!(error = %e, "nats unreachable; webhooks get 503 until it returns, retrying");
+                tracing::warn!(error = %e, "nats not usable; webhooks get 503 until it is, retrying");
                 down_logged = true;
             } else {
-                tracing::debug!(error = %e, "nats still unreachable");
+                tracing::debug!(error = %e, "nats still not usable");
             }
         }
         tokio::time::sleep(

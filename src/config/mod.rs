@@ -99,8 +99,9 @@ pub struct NatsBroker {
     /// Events the stream keeps across all topics (oldest dropped first); also
     /// bounds what one replay reads.
     pub max_msgs: usize,
-    /// Bytes the stream keeps across all topics (oldest dropped first).
-    pub max_bytes: u64,
+    /// Bytes the stream keeps across all topics (oldest dropped first); none by
+    /// default, since JetStream reserves this much storage on its servers up front.
+    pub max_bytes: Option<u64>,
 }
 
 impl NatsBroker {
@@ -108,7 +109,6 @@ impl NatsBroker {
     pub const DEFAULT_SUBJECT_PREFIX: &str = "hookcast";
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
     pub const DEFAULT_MAX_MSGS: usize = 100_000;
-    pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 }
 
 /// Where proxied requests go: plain HTTP to one host.
@@ -708,11 +708,9 @@ impl Checker<'_> {
                         NatsBroker::DEFAULT_MAX_MSGS,
                         "",
                     ),
-                    max_bytes: self.size(
-                        "broker.max_bytes",
-                        raw.max_bytes,
-                        NatsBroker::DEFAULT_MAX_BYTES,
-                    ),
+                    max_bytes: raw
+                        .max_bytes
+                        .map(|v| self.size("broker.max_bytes", Some(v), 0)),
                 })
             }
             _ => Broker::Memory,
