@@ -56,7 +56,8 @@ until redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; do sleep 0.05; done
 NATS_PORT=$(free_port)
 NATS_PID=
 nats_fresh() { # a nats-server with an empty store
-    if [ -n "$NATS_PID" ]; then stop "$NATS_PID"; fi
+    # SIGKILL: a nats-server here has been seen to sit through SIGTERM.
+    if [ -n "$NATS_PID" ]; then kill -KILL "$NATS_PID" 2>/dev/null || true; wait "$NATS_PID" 2>/dev/null || true; fi
     rm -rf "$WORK/nats"
     nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
     NATS_PID=$!

@@ -579,9 +579,12 @@ impl Shared {
                     .messages();
                 let mut batch = self.within(what, batch).await?;
                 let mut got = 0;
-                while let Some(m) = self
-                    .within(what, async { Ok::<_, String>(batch.next().await) })
-                    .await?
+                // The batch itself ends after `expires`; waiting longer than that for
+                // its next message means NATS went silent.
+                let silent = self.config.timeout + CLOCK_MARGIN;
+                while let Some(m) = tokio::time::timeout(silent, batch.next())
+                    .await
+                    .map_err(|_| Unavailable)?
                 {
                     let m = m.map_err(|e| {
                         tracing::warn!(what, error = %e, "nats read failed");

@@ -151,9 +151,32 @@ impl BrokerServer {
         }
     }
 
-    /// SIGSTOP: the server keeps its connections but answers nothing.
+    /// SIGSTOP: the server keeps its connections but answers nothing. Returns
+    /// once every thread of it is stopped (a busy machine may take a moment).
     pub fn pause(&self) {
         self.signal("-STOP");
+        let pid = self.child.as_ref().expect("running").id();
+        let stopped = || {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .map(|tasks| {
+                    tasks.flatten().all(|t| {
+                        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+                            // The state follows the parenthesised command name.
+                            stat.rsplit_once(") ")
+                                .is_some_and(|(_, rest)| rest.starts_with('T'))
+                        })
+                    })
+                })
+                .unwrap_or(true)
+        };
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while !stopped() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// SIGCONT: it runs again, and first handles what it was sent meanwhile.
