@@ -26,6 +26,7 @@ pub(super) struct Root {
     pub(super) broker: Option<Broker>,
     pub(super) demo: Option<S<bool>>,
     pub(super) routes: Option<Vec<Route>>,
+    pub(super) streams: Option<Vec<super::streams::RawStream>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +82,7 @@ pub(super) struct Limits {
 pub(super) struct Cors {
     pub(super) allow_origins: Option<S<Vec<S<String>>>>,
     pub(super) allow_credentials: Option<S<bool>>,
+    pub(super) allow_headers: Option<Vec<S<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,7 +192,7 @@ pub(super) struct Match {
 pub(super) struct Publish {
     pub(super) topic: S<OneOrMany>,
     pub(super) event: Option<S<String>>,
-    pub(super) data: Option<S<String>>,
+    pub(super) data: Option<S<crate::data::RawData>>,
     pub(super) dedupe: Option<S<String>>,
 }
 

@@ -38,7 +38,8 @@ pub enum Rejection {
         topic: String,
         error: topic::TopicError,
     },
-    InvalidEvent,
+    /// The rendered event name: with a line break or NUL, or reserved (`hookcast.*`).
+    InvalidEvent(String),
     Signature(verify::Failure),
     /// The broker could not store the event.
     BrokerUnavailable,
@@ -67,7 +68,9 @@ impl Rejection {
                 let (status, code) = match error {
                     RenderError::InvalidJson => (S::BAD_REQUEST, "invalid_json"),
                     RenderError::BodyNotUtf8 => (S::UNPROCESSABLE_ENTITY, "body_not_utf8"),
-                    RenderError::Unresolved(_) => (S::UNPROCESSABLE_ENTITY, "unresolved_template"),
+                    RenderError::Unresolved(_) | RenderError::NotInIdentity(_) => {
+                        (S::UNPROCESSABLE_ENTITY, "unresolved_template")
+                    }
                 };
                 reply::error(
                     status,
@@ -80,10 +83,16 @@ impl Rejection {
                 "invalid_topic",
                 format!("The rendered topic {topic:?} is not valid: {error}."),
             ),
-            Rejection::InvalidEvent => reply::error(
+            Rejection::InvalidEvent(name) => reply::error(
                 S::UNPROCESSABLE_ENTITY,
                 "invalid_event",
-                "The rendered event name contains a line break or NUL.",
+                if sse::is_reserved_event(&name) {
+                    format!(
+                        "The rendered event name {name:?} is reserved: names starting with `hookcast.` are hookcast's own."
+                    )
+                } else {
+                    "The rendered event name contains a line break or NUL.".to_owned()
+                },
             ),
             Rejection::BrokerUnavailable => {
                 let mut resp = reply::error(
@@ -243,6 +252,7 @@ async fn handle_routed(
                 body: &body,
                 json: json.as_ref(),
                 response: None,
+                identity: None,
             };
             match render(&route, &input) {
                 Ok(event) => match app.broker.publish(event).await {
@@ -318,10 +328,15 @@ pub fn render(route: &Route, input: &Input<'_>) -> Result<NewEvent, Rejection> {
         Some(t) => Some(field("event", t)?).filter(|e| !e.is_empty()),
         None => None,
     };
-    if event.as_deref().is_some_and(|e| !sse::is_field_safe(e)) {
-        return Err(Rejection::InvalidEvent);
+    if let Some(e) = &event
+        && (!sse::is_field_safe(e) || sse::is_reserved_event(e))
+    {
+        return Err(Rejection::InvalidEvent(e.clone()));
     }
-    let data = field("data", &p.data)?;
+    let data = p.data.render(input).map_err(|error| Rejection::Render {
+        field: "data",
+        error,
+    })?;
     let dedupe = match &p.dedupe {
         Some(t) => Some((route.name.clone(), field("dedupe", t)?)),
         None => None,
