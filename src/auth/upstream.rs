@@ -147,8 +147,11 @@ impl Forward {
         for f in filters {
             query.append_pair("topic", f.as_str());
         }
-        uri.push(if uri.contains('?') { '&' } else { '?' });
-        uri.push_str(&query.finish());
+        let query = query.finish();
+        if !query.is_empty() {
+            uri.push(if uri.contains('?') { '&' } else { '?' });
+            uri.push_str(&query);
+        }
         uri
     }
 
