@@ -589,3 +589,47 @@ async fn a_slow_subscriber_on_a_stream_route_is_cut() {
     );
     app.app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_reload_adds_a_stream_route_and_open_streams_stay() {
+    let dir = std::env::temp_dir().join(format!("hookcast-streams-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("hookcast.yaml");
+    let first = yaml(
+        "streams:\n  - name: m\n    path: /matches\n    topics: [\"org.{header:org-id}.matches\"]\n",
+    );
+    std::fs::write(&file, &first).unwrap();
+    let app = AdminApp::spawn_file(&file).await;
+    let mut kept = open(&app.app, "/matches", &[("org-id", "7")]).await;
+    app.app
+        .get("/me", &[])
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
+
+    let tmp = dir.join("hookcast.yaml.tmp");
+    std::fs::write(
+        &tmp,
+        format!("{first}  - name: me\n    path: /me\n    topics: [\"user.{{query:id}}\"]\n"),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    app.reload.notify_one();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut me = loop {
+        let s = open_stream(app.app.addr, "/me?id=42", &[]).await;
+        if s.status == StatusCode::OK {
+            break s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new stream route never came"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    publish(&app.app, "/hooks/user/42", "new route").await;
+    publish(&app.app, "/hooks/org/7", "old stream").await;
+    assert_eq!(me.next_event().await.data, "new route");
+    assert_eq!(kept.next_event().await.data, "old stream");
+    app.app.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
