@@ -72,7 +72,7 @@ impl App {
     }
 
     fn with_broker(config: Config, hub: Arc<Hub>, broker: Broker) -> Self {
-        let demo_page = config.demo.then(|| demo::page(&config.sse.path));
+        let demo_page = config.demo.then(|| demo::page(&config));
         let upstream = config.upstream.as_ref().map(Upstream::new);
         let auth = Authorizer::new(&config.subscribers);
         let ip_slots = config.limits.max_subscribers_per_ip.map(IpSlots::new);

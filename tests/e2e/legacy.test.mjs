@@ -5,15 +5,17 @@
 //   new EventSourcePolyfill("/matches", {headers: {"x-access-token": …, "org-id": …}})
 //   new EventSourcePolyfill("/api/subscribe", {headers: {Authorization: token}, withCredentials: true})
 // hookcast serves both as stream routes, asking the application's /api/me who the
-// subscriber is.
+// subscriber is. Last, the demo page lists the stream routes and opens one.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { createServer } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { start, check, PATIENCE_MS } from './support/hookcast.mjs';
 import { launch, POLYFILL } from './support/browser.mjs';
+import { rows, waitForRow, waitForState } from './support/demo.mjs';
 
 /** Who each token is, as the application's /api/me answers. */
 const USERS = { 'tok-ann': { id: 1, name: 'ann' }, 'tok-bob': { id: 2, name: 'bob' } };
@@ -172,4 +174,51 @@ test('two users on /api/subscribe each receive only their own feed, and a wrong 
   assert.deepEqual(s.messages, []);
   assert.equal(s.opens, 0);
   assert.equal(s.errors[0], 401);
+});
+
+// The demo page lists the configured stream routes and opens one, with a token
+// sent as access_token under subscribers.auth: jwt.
+const SECRET = 'e2e-secret-that-is-long-enough-for-hs256';
+const JWT_STREAMS = `
+subscribers:
+  auth: jwt
+  jwt: { secret_env: HOOKCAST_JWT_SECRET, algorithms: [HS256] }
+streams:
+  - name: mine
+    path: /me
+    topics: ["user.{claim:/sub}"]
+  - name: feed
+    path: "/feeds/{room}"
+    topics: ["demo.{path:room}"]
+routes:
+  - name: user
+    match: { path: "/hooks/users/{id}" }
+    publish: { topic: "user.{path:id}" }
+`;
+
+function jwt(claims) {
+  const part = (obj) => Buffer.from(JSON.stringify(obj)).toString('base64url');
+  const signing = `${part({ alg: 'HS256', typ: 'JWT' })}.${part(claims)}`;
+  return `${signing}.${createHmac('sha256', SECRET).update(signing).digest('base64url')}`;
+}
+
+test('the demo page lists the stream routes and opens one with a token', { skip: check(JWT_STREAMS, { HOOKCAST_JWT_SECRET: SECRET }).ok ? undefined : 'stream routes not supported' }, async (t) => {
+  const hookcast = await start(JWT_STREAMS, { HOOKCAST_JWT_SECRET: SECRET });
+  t.after(() => hookcast.stop());
+  const context = await browser.newContext();
+  t.after(() => context.close());
+  const page = await context.newPage();
+  await page.goto(hookcast.url('/_hookcast/'));
+  const options = await page.$$eval('[data-testid=stream] option', (os) => os.map((o) => o.value));
+  assert.deepEqual(options, ['', '/me', '/feeds/{room}']);
+
+  await page.getByTestId('stream').selectOption('/me');
+  const now = Math.floor(Date.now() / 1000);
+  await page.getByTestId('token').fill(jwt({ sub: '42', exp: now + 600 }));
+  await page.getByTestId('connect').click();
+  await waitForState(page, 'open');
+  await hookcast.publish('/hooks/users/41', 'not mine');
+  const id = await hookcast.publish('/hooks/users/42', 'mine');
+  await waitForRow(page, id);
+  assert.deepEqual((await rows(page)).map((r) => r.data), ['mine']);
 });
