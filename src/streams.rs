@@ -90,17 +90,11 @@ pub async fn resolve(
         identity,
     };
     let mut filters = Vec::with_capacity(route.topics.len());
-    let mut chosen = Vec::new();
-    for t in route.topics.iter().filter(|t| !t.uses_identity()) {
-        let filter = match render(t, &input(None)) {
-            Ok(f) => f,
-            Err(refusal) => return Resolved::Refused(refusal.into_response()),
-        };
-        if !t.identity_only() {
-            chosen.push(filter.clone());
-        }
-        filters.push(filter);
-    }
+    // The topics the request chose come first: the auth call is told of them.
+    let chosen = match render_some(&route.topics, false, &input(None), &mut filters) {
+        Ok(chosen) => chosen,
+        Err(refusal) => return Resolved::Refused(refusal.into_response()),
+    };
     let (until, identity) = match auth
         .decide(&parts.headers, parts.uri.query(), &chosen)
         .await
@@ -110,17 +104,10 @@ pub async fn resolve(
         Decision::TryLater => return Resolved::TryLater,
     };
     let identity: Option<&Value> = identity.as_deref();
-    let mut mixed = Vec::new();
-    for t in route.topics.iter().filter(|t| t.uses_identity()) {
-        let filter = match render(t, &input(identity)) {
-            Ok(f) => f,
-            Err(refusal) => return Resolved::Refused(refusal.into_response()),
-        };
-        if !t.identity_only() {
-            mixed.push(filter.clone());
-        }
-        filters.push(filter);
-    }
+    let mixed = match render_some(&route.topics, true, &input(identity), &mut filters) {
+        Ok(mixed) => mixed,
+        Err(refusal) => return Resolved::Refused(refusal.into_response()),
+    };
     // Part identity, part request: the identity must cover what the request chose.
     if !mixed.is_empty()
         && let Some(resp) = auth.uncovered(identity, &mixed)
@@ -169,6 +156,25 @@ impl Refusal {
             ),
         }
     }
+}
+
+/// Renders the topics that use the identity (or those that do not) into
+/// `filters`; returns those of them the request chose, at least in part.
+fn render_some(
+    topics: &[Template],
+    identity: bool,
+    input: &Input<'_>,
+    filters: &mut Vec<Filter>,
+) -> Result<Vec<Filter>, Refusal> {
+    let mut chosen = Vec::new();
+    for t in topics.iter().filter(|t| t.uses_identity() == identity) {
+        let filter = render(t, input)?;
+        if !t.identity_only() {
+            chosen.push(filter.clone());
+        }
+        filters.push(filter);
+    }
+    Ok(chosen)
 }
 
 fn render(t: &Template, input: &Input<'_>) -> Result<Filter, Refusal> {

@@ -120,14 +120,44 @@ async fn start_nginx(bin: PathBuf, hookcast: SocketAddr, app: SocketAddr) -> Ngi
     nginx
 }
 
+/// The application behind nginx: it names the path it was asked.
+async fn app() -> upstream::Upstream {
+    upstream::Upstream::serve(|req: http::Request<hyper::body::Incoming>| async move {
+        http::Response::new(upstream::full(format!("app saw {}", req.uri().path())))
+    })
+    .await
+}
+
+/// Posts each body through nginx and reads it from `stream` before the next is
+/// sent; returns the event ids.
+async fn publish_each(
+    front: SocketAddr,
+    stream: &mut SseStream,
+    path: &str,
+    bodies: &[&str],
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for body in bodies {
+        let r = request(
+            front,
+            Method::POST,
+            path,
+            &[],
+            Bytes::from(body.to_string()),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+        let ev = stream.next_event().await;
+        assert_eq!(ev.data, *body);
+        ids.push(ev.id);
+    }
+    ids
+}
+
 #[tokio::test]
 async fn the_snippet_streams_events_heartbeats_and_replays_and_passes_the_rest() {
     let Some(bin) = nginx_binary() else { return };
-    let app_upstream =
-        upstream::Upstream::serve(|req: http::Request<hyper::body::Incoming>| async move {
-            http::Response::new(upstream::full(format!("app saw {}", req.uri().path())))
-        })
-        .await;
+    let app_upstream = app().await;
     let yaml = config(&format!(
         "upstream:\n  url: \"http://{}\"\n",
         app_upstream.addr
@@ -140,22 +170,13 @@ async fn the_snippet_streams_events_heartbeats_and_replays_and_passes_the_rest()
     let mut stream = open_stream(front, "/events?topic=room.a", &[]).await;
     assert_eq!(stream.status, StatusCode::OK);
     // Each event is read before the next is sent: nothing is held back.
-    let mut ids = Vec::new();
-    for n in 0..3 {
-        let body = format!("event {n}");
-        let r = request(
-            front,
-            Method::POST,
-            "/hooks/a",
-            &[],
-            Bytes::from(body.clone()),
-        )
-        .await;
-        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
-        let ev = stream.next_event().await;
-        assert_eq!(ev.data, body);
-        ids.push(ev.id);
-    }
+    let ids = publish_each(
+        front,
+        &mut stream,
+        "/hooks/a",
+        &["event 0", "event 1", "event 2"],
+    )
+    .await;
     // With nothing to send, heartbeats pass through.
     let heartbeat = loop {
         match stream.next_item_within(Duration::from_secs(5)).await {
@@ -188,11 +209,7 @@ async fn the_snippet_streams_events_heartbeats_and_replays_and_passes_the_rest()
 #[tokio::test]
 async fn a_stream_route_streams_and_replays_through_the_snippet() {
     let Some(bin) = nginx_binary() else { return };
-    let app_upstream =
-        upstream::Upstream::serve(|req: http::Request<hyper::body::Incoming>| async move {
-            http::Response::new(upstream::full(format!("app saw {}", req.uri().path())))
-        })
-        .await;
+    let app_upstream = app().await;
     let yaml = config(&format!(
         "upstream:\n  url: \"http://{}\"\nstreams:\n  - name: matches\n    path: /matches\n    topics: [\"room.{{header:org-id}}\"]\n",
         app_upstream.addr
@@ -203,22 +220,7 @@ async fn a_stream_route_streams_and_replays_through_the_snippet() {
 
     let mut stream = open_stream(front, "/matches", &[("org-id", "7")]).await;
     assert_eq!(stream.status, StatusCode::OK);
-    let mut ids = Vec::new();
-    for n in 0..2 {
-        let body = format!("goal {n}");
-        let r = request(
-            front,
-            Method::POST,
-            "/hooks/7",
-            &[],
-            Bytes::from(body.clone()),
-        )
-        .await;
-        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
-        let ev = stream.next_event().await;
-        assert_eq!(ev.data, body);
-        ids.push(ev.id);
-    }
+    let ids = publish_each(front, &mut stream, "/hooks/7", &["goal 0", "goal 1"]).await;
     drop(stream);
     let mut resumed = open_stream(
         front,
