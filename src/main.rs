@@ -12,6 +12,8 @@ hookcast — turns webhooks into Server-Sent Events
 Usage:
   hookcast [--config FILE]          run
   hookcast check [--config FILE]    check the configuration and exit
+  hookcast route [--config FILE] --path PATH [--method M] [-H 'Name: value']... [--body TEXT|@FILE] [--verify]
+                                    which route a request takes and what it publishes (dry run)
   hookcast --version | --help
 
 FILE defaults to $HOOKCAST_CONFIG, then hookcast.yaml.
@@ -58,6 +60,9 @@ fn parse_args() -> Result<Command, String> {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("route") {
+        return hookcast::dryrun::run(std::env::args().skip(2));
+    }
     let command = match parse_args() {
         Ok(c) => c,
         Err(msg) => {

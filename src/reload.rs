@@ -182,6 +182,10 @@ fn keep_restart_settings(old: &Config, new: &mut Config) {
         restart.push("limits.max_connections");
         new.limits.max_connections = old.limits.max_connections;
     }
+    if new.inspect.deliveries != old.inspect.deliveries {
+        restart.push("inspect.deliveries");
+        new.inspect.deliveries = old.inspect.deliveries;
+    }
     if new.broker != old.broker {
         restart.push("broker");
         new.broker = old.broker.clone();

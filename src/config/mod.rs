@@ -3,6 +3,7 @@
 //! [`load`] reads and deserializes the file ([`raw`]), then checks every value and
 //! builds a [`Config`]. Every problem is reported as `FILE:LINE:COL: message`.
 
+mod inspect;
 mod raw;
 mod security;
 mod units;
@@ -26,6 +27,7 @@ use crate::template::{Part, Template};
 use crate::topic;
 use crate::verify::{self, Encoding, Scheme, Secret, Verifier};
 
+pub use inspect::Inspect;
 pub(crate) use units::{parse_duration, parse_size};
 
 /// A checked configuration.
@@ -47,6 +49,8 @@ pub struct Config {
     /// Where events are stored and shared: this process, or Redis.
     pub broker: Broker,
     pub demo: bool,
+    /// The delivery log the admin listener shows.
+    pub inspect: Inspect,
     pub router: Router,
     /// Every `secret_file` read, watched for changes like the config file.
     pub secret_files: Vec<PathBuf>,
@@ -184,6 +188,7 @@ impl Default for Config {
             },
             broker: Broker::Memory,
             demo: false,
+            inspect: Inspect::default(),
             router: Router::default(),
             secret_files: Vec::new(),
         }
@@ -459,6 +464,7 @@ impl Checker<'_> {
         let log = self.log(raw.log.unwrap_or_default(), d.log);
         let broker = self.broker(raw.broker.unwrap_or_default());
         let demo = raw.demo.map_or(d.demo, |v| v.value);
+        let inspect = self.inspect(raw.inspect.unwrap_or_default());
         let router = self.routes(raw.routes.unwrap_or_default(), &sse.path, raw_has_upstream);
         Config {
             listen,
@@ -473,6 +479,7 @@ impl Checker<'_> {
             log,
             broker,
             demo,
+            inspect,
             router,
             secret_files: std::mem::take(&mut self.secret_files),
         }
