@@ -31,7 +31,7 @@ pub async fn answer<B>(live: &Live, req: &Request<B>) -> Option<Response<Body>> 
     let method = req.method();
     let resp = match path {
         "/" => only_get(method).unwrap_or_else(page),
-        "/status" => only_get(method).unwrap_or_else(|| status(&live.load())),
+        "/status" => only_get(method).unwrap_or_else(|| status(live)),
         "/deliveries" => only_get(method)
             .unwrap_or_else(|| with_log(live, |app, log| list(app, log, req.uri().query()))),
         "/deliveries/stream" => only_get(method).unwrap_or_else(|| with_log(live, tail)),
@@ -220,7 +220,8 @@ fn tail(app: &App, log: &Arc<Deliveries>) -> Response<Body> {
 }
 
 /// `/status`: the routes, the busiest topics and the open streams.
-fn status(app: &App) -> Response<Body> {
+fn status(live: &Live) -> Response<Body> {
+    let app = live.load();
     let routes: Vec<Value> = app
         .config
         .router
@@ -244,6 +245,7 @@ fn status(app: &App) -> Response<Body> {
             "sse_path": app.config.sse.path,
             "routes": routes,
             "subscribers": hub.subscriber_count(),
+            "connections": live.connections.load(std::sync::atomic::Ordering::Relaxed),
             "topic_count": hub.topic_count(),
             "topics": hub.topics(200),
             "ready": app.ready(),
