@@ -303,15 +303,8 @@ fn parse(
         }
     }
     let uri = path.ok_or("--path is required")?;
-    let file = file
-        .or_else(|| {
-            std::env::var("HOOKCAST_CONFIG")
-                .ok()
-                .filter(|s| !s.is_empty())
-        })
-        .unwrap_or_else(|| "hookcast.yaml".into());
     Ok(Some((
-        PathBuf::from(file),
+        config::path_or_default(file),
         DryRequest {
             method,
             uri,

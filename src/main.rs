@@ -44,14 +44,7 @@ fn parse_args() -> Result<Command, String> {
             other => return Err(format!("unexpected argument `{other}`")),
         }
     }
-    let file = file
-        .or_else(|| {
-            std::env::var("HOOKCAST_CONFIG")
-                .ok()
-                .filter(|s| !s.is_empty())
-        })
-        .unwrap_or_else(|| "hookcast.yaml".into());
-    let file = PathBuf::from(file);
+    let file = config::path_or_default(file);
     Ok(if check {
         Command::Check(file)
     } else {

@@ -19,29 +19,20 @@ fn sign(secret: &str, body: &str) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The standard routes (`named`, `plain` on `/hooks/{room}`), then `signed` on
+/// `/signed` with a GitHub signature, an admin listener and `inspect`.
 fn yaml(secret: &SecretFile, inspect: &str) -> String {
-    format!(
-        r#"
-admin: {{ listen: "127.0.0.1:0" }}
-{inspect}
-routes:
-  - name: signed
-    match: {{ path: /hooks/signed }}
+    // Continues the `routes:` list of support::config, then adds top-level keys.
+    support::config(&format!(
+        r#"  - name: signed
+    match: {{ path: /signed }}
     verify: {{ scheme: github, secret_file: {} }}
     publish: {{ topic: signed }}
-  - name: named
-    match:
-      path: "/hooks/{{room}}"
-      headers: {{ X-Event: "*" }}
-    publish:
-      topic: "room.{{path:room}}"
-      event: "{{header:X-Event}}"
-  - name: plain
-    match: {{ path: "/hooks/{{room}}" }}
-    publish: {{ topic: "room.{{path:room}}" }}
+admin: {{ listen: "127.0.0.1:0" }}
+{inspect}
 "#,
         secret.path()
-    )
+    ))
 }
 
 async fn deliveries(app: &AdminApp, query: &str) -> Vec<Value> {
@@ -66,7 +57,7 @@ async fn each_webhook_is_logged_newest_first_with_route_event_and_signature_resu
     let r = app
         .app
         .post(
-            "/hooks/signed",
+            "/signed",
             &[("x-hub-signature-256", &sign(SECRET, body))],
             body,
         )
@@ -75,7 +66,7 @@ async fn each_webhook_is_logged_newest_first_with_route_event_and_signature_resu
     let forged = sign("wrong", body);
     let r = app
         .app
-        .post("/hooks/signed", &[("x-hub-signature-256", &forged)], body)
+        .post("/signed", &[("x-hub-signature-256", &forged)], body)
         .await;
     r.assert_error(StatusCode::UNAUTHORIZED, "signature_invalid");
 
@@ -214,7 +205,7 @@ async fn filters_select_by_route_and_status() {
     let app = AdminApp::spawn(&yaml(&secret, "")).await;
     app.app.publish("/hooks/a", "1").await;
     app.app.post("/hooks/a", &[("x-event", "ping")], "2").await;
-    app.app.post("/hooks/signed", &[], "3").await;
+    app.app.post("/signed", &[], "3").await;
     app.app.post("/hooks/a/b/c", &[], "4").await;
 
     let routes =
@@ -294,7 +285,7 @@ async fn the_live_tail_streams_each_new_delivery() {
         "text/event-stream; charset=utf-8"
     );
     let id = app.app.publish("/hooks/lobby", "hi").await;
-    app.app.post("/hooks/signed", &[], "x").await;
+    app.app.post("/signed", &[], "x").await;
     let first = tail.next_event().await;
     assert_eq!(first.event, "delivery");
     let d: Value = serde_json::from_str(&first.data).unwrap();

@@ -246,6 +246,18 @@ impl std::error::Error for Error {
     }
 }
 
+/// The config file named on the command line, else `$HOOKCAST_CONFIG`, else `hookcast.yaml`.
+pub fn path_or_default(named: Option<String>) -> PathBuf {
+    let file = named
+        .or_else(|| {
+            std::env::var("HOOKCAST_CONFIG")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "hookcast.yaml".into());
+    PathBuf::from(file)
+}
+
 /// Reads and checks the file at `path`.
 pub fn load(path: &Path) -> Result<Config, Error> {
     let file = path.display().to_string();

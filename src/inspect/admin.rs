@@ -91,21 +91,12 @@ fn log_off() -> Response<Body> {
 }
 
 fn page() -> Response<Body> {
-    let mut resp = Response::new(reply::full(Bytes::from_static(PAGE.as_bytes())));
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // Nothing but the page's own inline code and this listener: it may show bodies.
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; frame-ancestors 'none'",
-        ),
+    let mut resp = reply::html(
+        Bytes::from_static(PAGE.as_bytes()),
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; frame-ancestors 'none'",
     );
-    h.insert(
+    resp.headers_mut().insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );

@@ -365,12 +365,11 @@ fn build(
     let Inspect {
         bodies, body_bytes, ..
     } = config.inspect;
-    let sensitive = sensitive_headers(config);
     let mut headers = Vec::new();
     let mut header_bytes = 0;
     let mut headers_cut = false;
     for (name, value) in &seen.headers {
-        let shown = if sensitive.iter().any(|s| s == name.as_str()) {
+        let shown = if is_sensitive(config, name.as_str()) {
             REDACTED.to_owned()
         } else {
             String::from_utf8_lossy(value.as_bytes()).into_owned()
@@ -433,18 +432,14 @@ fn build(
     }
 }
 
-/// The fixed list plus every header a configured scheme reads a secret from.
-fn sensitive_headers(config: &Config) -> Vec<String> {
-    let mut names: Vec<String> = SENSITIVE.iter().map(|s| (*s).to_owned()).collect();
-    for route in config.router.routes() {
-        if let Some(v) = &route.verify
-            && let Scheme::HmacSha256 { header, .. } | Scheme::Token { header } = v.scheme()
-            && !names.iter().any(|n| n == header.as_str())
-        {
-            names.push(header.as_str().to_owned());
-        }
-    }
-    names
+/// Whether a header is in the fixed list or is one a configured scheme reads a secret from.
+fn is_sensitive(config: &Config, name: &str) -> bool {
+    SENSITIVE.contains(&name)
+        || config.router.routes().iter().any(|route| {
+            route.verify.as_ref().is_some_and(|v| {
+                matches!(v.scheme(), Scheme::HmacSha256 { header, .. } | Scheme::Token { header } if header == name)
+            })
+        })
 }
 
 #[cfg(test)]
