@@ -3,6 +3,7 @@
 //! `inspect:` config errors.
 
 mod support;
+mod upstream;
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
@@ -405,6 +406,83 @@ async fn without_kept_bodies_nothing_can_be_redelivered() {
             .unwrap()
             .contains("inspect.bodies")
     );
+}
+
+#[tokio::test]
+async fn forward_mode_and_duplicates_are_logged_with_what_they_published() {
+    let app_server =
+        upstream::Upstream::serve(|req: http::Request<hyper::body::Incoming>| async move {
+            let status = if req.uri().path() == "/api/refuse" {
+                409
+            } else {
+                201
+            };
+            let mut resp = http::Response::new(upstream::full(r#"{"id":42}"#));
+            *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+            resp
+        })
+        .await;
+    let yaml = upstream::config(
+        app_server.addr,
+        r#"
+admin: { listen: "127.0.0.1:0" }
+routes:
+  - name: comments
+    match: { path: /api/comments, headers: { X-Kind: comment } }
+    mode: forward
+    publish: { topic: comments, data: "{response:/id}" }
+  - name: refuse
+    match: { path: /api/refuse }
+    mode: forward
+    publish: { topic: comments }
+  - name: once
+    match: { path: /hooks/once }
+    publish: { topic: once, dedupe: "{header:X-Id}" }
+"#,
+    );
+    let app = AdminApp::spawn(&yaml).await;
+    let r = app
+        .app
+        .post("/api/comments", &[("x-kind", "comment")], "{}")
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    // No route's conditions hold: the application still answers, and the log says why.
+    let r = app
+        .app
+        .post("/api/comments", &[("x-kind", "other")], "{}")
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = app.app.post("/api/refuse", &[], "{}").await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let first = app.app.post("/hooks/once", &[("x-id", "1")], "a").await;
+    let again = app.app.post("/hooks/once", &[("x-id", "1")], "a").await;
+    assert_eq!(again.status, StatusCode::OK);
+
+    let log = deliveries(&app, "").await;
+    assert_eq!(log.len(), 5, "{log:?}");
+    let (dup, once, refused, passed, forwarded) = (&log[0], &log[1], &log[2], &log[3], &log[4]);
+    assert_eq!(forwarded["route"], "comments");
+    assert_eq!(forwarded["status"], 201);
+    assert_eq!(forwarded["topics"], serde_json::json!(["comments"]));
+    assert!(forwarded["event_id"].is_string());
+    assert_eq!(passed["route"], Value::Null);
+    assert_eq!(passed["passed_to_upstream"], true);
+    assert_eq!(passed["status"], 201);
+    assert_eq!(
+        passed["unmatched"][0]["reason"],
+        "header x-kind is not \"comment\""
+    );
+    assert_eq!(refused["route"], "refuse");
+    assert_eq!(refused["status"], 409);
+    assert!(
+        refused.get("event_id").is_none(),
+        "a refused request publishes nothing"
+    );
+    assert_eq!(once["event_id"], first.json()["id"]);
+    assert!(once.get("duplicate").is_none());
+    assert_eq!(dup["status"], 200);
+    assert_eq!(dup["event_id"], first.json()["id"]);
+    assert_eq!(dup["duplicate"], true);
 }
 
 #[test]
