@@ -145,7 +145,14 @@ pub async fn read_body(parts: &Parts, body: Incoming, limit: u64) -> Result<Byte
 /// it is counted and recorded in the delivery log here, once.
 pub async fn handle(app: &App, req: Request<Incoming>, lookup: Lookup) -> Response<Body> {
     let started = std::time::Instant::now();
-    let seen = app.deliveries.as_ref().map(|_| Seen::of(&req));
+    // Requests no route's path and method select are logged unless they look like page fetches.
+    let logged = matches!(lookup, Lookup::Candidates(_))
+        || !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let seen = app
+        .deliveries
+        .as_ref()
+        .filter(|_| logged)
+        .map(|_| Seen::of(&req));
     let mut outcome = Outcome::default();
     let resp = match lookup {
         Lookup::Candidates(candidates) => {
@@ -160,14 +167,8 @@ pub async fn handle(app: &App, req: Request<Incoming>, lookup: Lookup) -> Respon
             }
             resp
         }
-        lookup => {
-            // Not counted as webhooks; logged unless they look like page fetches.
-            let resp = refused_path(app, req.method(), req.uri().path(), lookup, &mut outcome);
-            if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-                return resp;
-            }
-            resp
-        }
+        // Not counted as webhooks.
+        lookup => refused_path(app, &req, lookup, &mut outcome),
     };
     if let (Some(log), Some(seen)) = (&app.deliveries, seen) {
         let status = resp.status().as_u16();
@@ -183,13 +184,13 @@ pub const UNROUTED: &str = "(none)";
 /// 404 or 405 for a path and method that no route has (no upstream is configured).
 fn refused_path(
     app: &App,
-    method: &Method,
-    path: &str,
+    req: &Request<Incoming>,
     lookup: Lookup,
     outcome: &mut Outcome,
 ) -> Response<Body> {
-    let headers = http::HeaderMap::new();
-    outcome.unmatched = unmatched(&app.config.router, method, path, &headers, None);
+    let path = req.uri().path();
+    let router = &app.config.router;
+    outcome.unmatched = unmatched(router, req.method(), path, req.headers(), None);
     let (code, message, allowed) = match lookup {
         Lookup::WrongMethod(allowed) => (
             "method_not_allowed",

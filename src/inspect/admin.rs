@@ -201,11 +201,11 @@ fn tail(app: &App, log: &Arc<Deliveries>) -> Response<Body> {
         .tail()
         .subscribe(vec![Deliveries::tail_filter()], None, None)
     {
-        Ok(sub) => {
-            subscribe::stream_response(EventStream::new(sub, settings), http::Version::HTTP_11).map(
-                |b| http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(b, Into::into)),
-            )
-        }
+        Ok(sub) => subscribe::Subscribed::Stream(subscribe::stream_response(
+            EventStream::new(sub, settings),
+            http::Version::HTTP_11,
+        ))
+        .into_response(),
         Err(_) => subscribe::try_later(app.config.sse.retry, http::Version::HTTP_11),
     }
 }
