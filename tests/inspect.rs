@@ -390,6 +390,42 @@ routes:
 }
 
 #[tokio::test]
+async fn a_reload_keeps_the_log_applies_bodies_and_leaves_its_size_for_a_restart() {
+    let dir = std::env::temp_dir().join(format!("hookcast-inspect-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("config.yaml");
+    let yaml = |inspect: &str, route: &str| {
+        format!(
+            "admin: {{ listen: \"127.0.0.1:0\" }}\ninspect: {inspect}\nroutes:\n  - {{ name: {route}, match: {{ path: /hooks/a }}, publish: {{ topic: a }} }}\n"
+        )
+    };
+    std::fs::write(&file, yaml("{ deliveries: 2 }", "before")).unwrap();
+    let app = AdminApp::spawn_file(&file).await;
+    app.app.publish("/hooks/a", "kept").await;
+    std::fs::write(&file, yaml("{ deliveries: 5, bodies: true }", "after")).unwrap();
+    app.reload.notify_one();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while app.admin_get("/status").await.json()["routes"][0]["name"] != "after" {
+        assert!(tokio::time::Instant::now() < deadline, "no reload");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let kept = deliveries(&app, "").await;
+    assert_eq!(kept.len(), 1, "the log outlives the reload");
+    assert_eq!(kept[0]["route"], "before");
+    app.app.publish("/hooks/a", "with body").await;
+    app.app.publish("/hooks/a", "third").await;
+    let r = app.admin_get("/deliveries").await.json();
+    assert_eq!(r["capacity"], 2, "inspect.deliveries needs a restart");
+    assert_eq!(r["bodies"], true, "inspect.bodies applies at once");
+    let log = r["deliveries"].as_array().unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0]["body"], "third");
+    assert_eq!(log[1]["body"], "with body");
+    assert_eq!(log[1]["route"], "after");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
 async fn without_kept_bodies_nothing_can_be_redelivered() {
     let secret = SecretFile::new(SECRET);
     let app = AdminApp::spawn(&yaml(&secret, "")).await;
