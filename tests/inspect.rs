@@ -285,6 +285,7 @@ async fn the_live_tail_streams_each_new_delivery() {
         tail.headers["content-type"],
         "text/event-stream; charset=utf-8"
     );
+    let _follower = app.app.subscribe("topic=room.lobby", &[]).await;
     let id = app.app.publish("/hooks/lobby", "hi").await;
     app.app.post("/signed", &[], "x").await;
     let first = tail.next_event().await;
@@ -295,6 +296,40 @@ async fn the_live_tail_streams_each_new_delivery() {
     let second: Value = serde_json::from_str(&tail.next_event().await.data).unwrap();
     assert_eq!(second["code"], "signature_missing");
     assert_eq!(second["verify"]["result"], "signature_missing");
+
+    // What the page shows besides the log.
+    let status = app.admin_get("/status").await.json();
+    let routes: Vec<&str> = status["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(routes, ["named", "plain", "signed"]);
+    assert_eq!(status["routes"][2]["verify"], "github");
+    assert_eq!(status["subscribers"], 1);
+    assert!(status["connections"].as_u64().unwrap() >= 1, "{status}");
+    let lobby = status["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "room.lobby")
+        .cloned()
+        .unwrap();
+    assert_eq!(lobby["subscribers"], 1);
+    assert_eq!(lobby["history"], 1);
+    let page = app.admin_get("/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
+    assert!(
+        page.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    assert!(page.text().contains("deliveries/stream"));
+    let r = admin_post(&app, "/status").await;
+    r.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 }
 
 #[tokio::test]
@@ -555,4 +590,23 @@ fn inspect_config_errors_point_at_the_key() {
     )
     .unwrap();
     assert_eq!(ok.inspect.body_bytes, 64 << 10);
+}
+
+#[tokio::test]
+async fn with_deliveries_0_there_is_no_log() {
+    let secret = SecretFile::new(SECRET);
+    let app = AdminApp::spawn(&yaml(&secret, "inspect: { deliveries: 0 }")).await;
+    app.app.publish("/hooks/a", "x").await;
+    for path in ["/deliveries", "/deliveries/1", "/deliveries/stream"] {
+        app.admin_get(path)
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "deliveries_off");
+    }
+    admin_post(&app, "/deliveries/1/redeliver")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "deliveries_off");
+    assert_eq!(
+        app.admin_get("/status").await.json()["deliveries"],
+        Value::Null
+    );
 }
