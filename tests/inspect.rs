@@ -415,6 +415,24 @@ routes:
         "checked at the time it was received"
     );
     assert_eq!(logged["event_id"], again["id"]);
+    // Not from a page of another origin.
+    let redeliver = format!("/deliveries/{missed_id}/redeliver");
+    let from = |origin: &str| {
+        let headers = [("origin", origin.to_owned())];
+        let redeliver = redeliver.clone();
+        let admin = app.admin;
+        async move {
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            request(admin, Method::POST, &redeliver, &h, Bytes::new()).await
+        }
+    };
+    from("http://evil.example")
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "cross_origin");
+    assert_eq!(
+        from(&format!("http://{}", app.admin)).await.status,
+        StatusCode::ACCEPTED
+    );
     // Only POST.
     let r = app
         .admin_get(&format!("/deliveries/{missed_id}/redeliver"))

@@ -43,6 +43,13 @@ pub async fn answer<B>(live: &Live, req: &Request<B>) -> Option<Response<Body>> 
                     if method != Method::POST {
                         return Some(not_allowed("POST"));
                     }
+                    if !same_origin(req.headers()) {
+                        return Some(reply::error(
+                            StatusCode::FORBIDDEN,
+                            "cross_origin",
+                            "Redelivery is refused to a page of another origin than this listener.",
+                        ));
+                    }
                     let app = live.load();
                     match &app.deliveries {
                         Some(log) => redeliver(&app, log, id).await,
@@ -54,6 +61,20 @@ pub async fn answer<B>(live: &Live, req: &Request<B>) -> Option<Response<Body>> 
         }
     };
     Some(resp)
+}
+
+/// A browser names the page's origin on a POST: one of another origin (a page
+/// the operator happens to have open) must not trigger redeliveries.
+fn same_origin(headers: &http::HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).map(HeaderValue::as_bytes);
+    let authority = origin.to_str().ok().and_then(|o| {
+        o.strip_prefix("http://")
+            .or_else(|| o.strip_prefix("https://"))
+    });
+    matches!((authority, host), (Some(a), Some(h)) if a.as_bytes() == h)
 }
 
 fn only_get(method: &Method) -> Option<Response<Body>> {
