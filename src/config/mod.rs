@@ -738,19 +738,21 @@ impl Checker<'_> {
         Log { format, level }
     }
 
+    /// Reports `v` when `seen` already holds it: "route name `x` is used twice; {why}".
+    fn once(&mut self, seen: &mut HashSet<String>, v: &Spanned<String>, what: &str, why: &str) {
+        if !seen.insert(v.value.clone()) {
+            self.error(
+                &v.referenced,
+                format!("{what} `{}` is used twice; {why}", v.value),
+            );
+        }
+    }
+
     fn routes(&mut self, raw: Vec<raw::Route>, sse_path: &str, has_upstream: bool) -> Router {
         let mut names = HashSet::new();
         let mut routes = Vec::new();
         for r in raw {
-            if !names.insert(r.name.value.clone()) {
-                self.error(
-                    &r.name.referenced,
-                    format!(
-                        "route name `{}` is used twice; names must be unique",
-                        r.name.value
-                    ),
-                );
-            }
+            self.once(&mut names, &r.name, "route name", "names must be unique");
             if let Some(route) = self.route(r, sse_path, has_upstream) {
                 routes.push(route);
             }

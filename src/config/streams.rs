@@ -29,24 +29,13 @@ impl Checker<'_> {
         let mut paths = HashSet::new();
         let mut routes = Vec::new();
         for s in raw {
-            if !names.insert(s.name.value.clone()) {
-                self.error(
-                    &s.name.referenced,
-                    format!(
-                        "stream name `{}` is used twice; names must be unique",
-                        s.name.value
-                    ),
-                );
-            }
-            if !paths.insert(s.path.value.clone()) {
-                self.error(
-                    &s.path.referenced,
-                    format!(
-                        "stream path `{}` is used twice; the first would always win",
-                        s.path.value
-                    ),
-                );
-            }
+            self.once(&mut names, &s.name, "stream name", "names must be unique");
+            self.once(
+                &mut paths,
+                &s.path,
+                "stream path",
+                "the first would always win",
+            );
             if let Some(route) = self.stream(s, sse, auth) {
                 routes.push(route);
             }
