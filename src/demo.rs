@@ -4,17 +4,32 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 
+use crate::config::Config;
 use crate::reply::{self, Body};
 
 const PAGE: &str = include_str!("demo.html");
 
-/// The page with the configured `sse.path` filled in; built once at start.
-pub fn page(sse_path: &str) -> Bytes {
-    let attr = sse_path
-        .replace('&', "&amp;")
+/// The page with the configured `sse.path` and stream routes filled in; built
+/// once per config.
+pub fn page(config: &Config) -> Bytes {
+    let streams: Vec<_> = config
+        .streams
+        .routes()
+        .iter()
+        .map(|r| serde_json::json!({ "name": &*r.name, "path": r.path.as_str() }))
+        .collect();
+    let streams = serde_json::Value::from(streams).to_string();
+    Bytes::from(
+        PAGE.replace("{{SSE_PATH}}", &attribute(&config.sse.path))
+            .replace("{{STREAMS}}", &attribute(&streams)),
+    )
+}
+
+/// Text made safe inside a double-quoted HTML attribute.
+fn attribute(s: &str) -> String {
+    s.replace('&', "&amp;")
         .replace('"', "&quot;")
-        .replace('<', "&lt;");
-    Bytes::from(PAGE.replace("{{SSE_PATH}}", &attr))
+        .replace('<', "&lt;")
 }
 
 /// Answers `/_hookcast` and everything under it.
@@ -43,18 +58,8 @@ pub fn serve(page: Option<&Bytes>, method: &Method, path: &str) -> Response<Body
             .insert(header::LOCATION, HeaderValue::from_static("/_hookcast/"));
         return resp;
     }
-    let mut resp = Response::new(reply::full(page.clone()));
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:",
-        ),
-    );
-    resp
+    reply::html(
+        page.clone(),
+        "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:",
+    )
 }

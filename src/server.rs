@@ -104,7 +104,10 @@ pub async fn serve(
     // Fired when shutdown_grace has passed, to drop the connections still open.
     let kill = Arc::new(Notify::new());
     let direct = Arc::new(OpenCount::default());
-    let all = Arc::new(OpenCount::default());
+    let all = Arc::new(OpenCount {
+        open: live.connections.clone(),
+        none_left: Notify::new(),
+    });
     tracing::info!(addr = %listener.local_addr()?, "listening");
 
     let mut shutdown = std::pin::pin!(shutdown);
@@ -214,9 +217,11 @@ impl Conn {
     /// Event streams over HTTP/1.x are served by [`direct`]; everything else by hyper.
     async fn serve(self, mut stream: TcpStream) {
         let sniffed = {
-            // Scoped: a stream keeps its task for hours; this copy need not stay.
-            let sse_path = self.live.load().config.sse.path.clone();
-            tokio::time::timeout(self.header_timeout, direct::sniff(&mut stream, &sse_path)).await
+            // Scoped: a stream keeps its task for hours; this config need not stay.
+            let app = self.live.load();
+            let is_stream =
+                |path: &str| path == app.config.sse.path || app.config.streams.serves(path);
+            tokio::time::timeout(self.header_timeout, direct::sniff(&mut stream, &is_stream)).await
         };
         match sniffed {
             Ok(Ok(Sniffed::Stream(mut req))) => {
@@ -286,7 +291,7 @@ impl Drop for AbortOnDrop {
 /// Open connections served by [`direct`], so the drain can wait for them.
 #[derive(Debug, Default)]
 struct OpenCount {
-    open: AtomicUsize,
+    open: Arc<AtomicUsize>,
     none_left: Notify,
 }
 

@@ -17,10 +17,12 @@ use crate::broker::Broker;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::ingest::{self, route::Lookup};
+use crate::inspect::Deliveries;
 use crate::limits::{self, IpSlots};
 use crate::proxy::Upstream;
 use crate::reply::{self, Body};
 use crate::server::{ClientAddr, ConnectionCut};
+use crate::streams::{self, Resolved};
 use crate::subscribe::{self, Subscribed};
 use crate::{cors, demo};
 
@@ -41,6 +43,8 @@ pub struct App {
     pub auth: Authorizer,
     /// Streams per client address, when `limits.max_subscribers_per_ip` is set.
     pub ip_slots: Option<IpSlots>,
+    /// The delivery log, when the admin listener can show it; kept across reloads.
+    pub deliveries: Option<Arc<Deliveries>>,
 }
 
 impl App {
@@ -48,6 +52,7 @@ impl App {
     /// broker and the per-address stream counts carry over, the rest is built anew.
     pub fn reloaded(config: Config, old: &App) -> Self {
         let mut app = App::with_broker(config, old.hub.clone(), old.broker.clone());
+        app.deliveries = old.deliveries.clone();
         if let (Some(new), Some(old)) = (&mut app.ip_slots, &old.ip_slots) {
             *new = old.with_max(
                 app.config
@@ -71,10 +76,11 @@ impl App {
     }
 
     fn with_broker(config: Config, hub: Arc<Hub>, broker: Broker) -> Self {
-        let demo_page = config.demo.then(|| demo::page(&config.sse.path));
+        let demo_page = config.demo.then(|| demo::page(&config));
         let upstream = config.upstream.as_ref().map(Upstream::new);
         let auth = Authorizer::new(&config.subscribers);
         let ip_slots = config.limits.max_subscribers_per_ip.map(IpSlots::new);
+        let deliveries = Deliveries::for_config(&config);
         App {
             config,
             hub,
@@ -83,6 +89,7 @@ impl App {
             upstream,
             auth,
             ip_slots,
+            deliveries,
         }
     }
 }
@@ -126,23 +133,33 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
         }
         return subscribe(app, &parts).await.into_response();
     }
+    if app.config.streams.serves(path) {
+        // Other methods go on to the routes and the upstream (README "In front of an existing app").
+        if req.method() == Method::GET {
+            let (parts, _) = req.into_parts();
+            return subscribe(app, &parts).await.into_response();
+        }
+        if req.method() == Method::OPTIONS
+            && let Some(c) = &app.config.cors
+            && req
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            return c.preflight(req.headers());
+        }
+    }
     if path == "/_hookcast" || path.starts_with("/_hookcast/") {
         return demo::serve(app.demo_page.as_ref(), req.method(), path);
     }
-    match app.config.router.lookup(req.method(), path) {
-        Lookup::Candidates(candidates) => ingest::handle(app, req, candidates).await,
-        _ if app.upstream.is_some() => pass(app, streamed(req)).await,
-        Lookup::WrongMethod(allowed) => method_not_allowed(&allowed),
-        Lookup::NoRoute => reply::error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("Nothing is served at {path}, and no upstream is configured."),
-        ),
+    let lookup = app.config.router.lookup(req.method(), path);
+    if app.upstream.is_some() && !matches!(lookup, Lookup::Candidates(_)) {
+        return pass(app, streamed(req)).await;
     }
+    ingest::handle(app, req, lookup).await
 }
 
-/// `GET {sse.path}`, from hyper or from [`crate::direct`]: parse, take a
-/// per-address slot, authorize, open; with CORS headers when configured.
+/// `GET {sse.path}` or a stream route, from hyper or from [`crate::direct`]:
+/// parse, take a per-address slot, authorize, open; with CORS headers when configured.
 pub async fn subscribe(app: &App, parts: &Parts) -> Subscribed {
     let mut answer = stream(app, parts).await;
     if let Some(c) = &app.config.cors {
@@ -159,11 +176,20 @@ async fn stream(app: &App, parts: &Parts) -> Subscribed {
     if parts.method != Method::GET {
         return Subscribed::Other(method_not_allowed(&[Method::GET, Method::OPTIONS]));
     }
-    let sub = match subscribe::parse(
-        parts.uri.query(),
-        &parts.headers,
-        app.config.sse.max_topics_per_subscriber,
-    ) {
+    let route = app.config.streams.lookup(parts.uri.path());
+    let asked = match &route {
+        // A stream route chooses its topics itself: `topic=` is not read there.
+        Some(_) => Ok(subscribe::Request {
+            filters: Vec::new(),
+            last_event_id: subscribe::last_event_id(parts.uri.query(), &parts.headers),
+        }),
+        None => subscribe::parse(
+            parts.uri.query(),
+            &parts.headers,
+            app.config.sse.max_topics_per_subscriber,
+        ),
+    };
+    let mut sub = match asked {
         Ok(sub) => sub,
         Err(bad) => return Subscribed::Other(bad.into_response()),
     };
@@ -189,20 +215,32 @@ async fn stream(app: &App, parts: &Parts) -> Subscribed {
         }
         _ => None,
     };
-    match app
-        .auth
-        .decide(&parts.headers, parts.uri.query(), &sub.filters)
-        .await
-    {
-        Decision::Allow { until } => {
+    let resolved = match route {
+        Some((route, params)) => streams::resolve(&app.auth, route, &params, parts).await,
+        None => match app
+            .auth
+            .decide(&parts.headers, parts.uri.query(), &sub.filters)
+            .await
+        {
+            Decision::Allow { until, .. } => Resolved::Open {
+                filters: std::mem::take(&mut sub.filters),
+                until,
+            },
+            Decision::Refuse(resp) => Resolved::Refused(resp),
+            Decision::TryLater => Resolved::TryLater,
+        },
+    };
+    match resolved {
+        Resolved::Open { filters, until } => {
+            sub.filters = filters;
             let cut = parts.extensions.get::<ConnectionCut>().cloned();
             match subscribe::open(&app.broker, &app.config, sub, parts.version, cut, until).await {
                 Subscribed::Stream(resp) => Subscribed::Stream(resp.map(|s| s.holding(slot))),
                 other => other,
             }
         }
-        Decision::Refuse(resp) => Subscribed::Other(resp),
-        Decision::TryLater => {
+        Resolved::Refused(resp) => Subscribed::Other(resp),
+        Resolved::TryLater => {
             tracing::info!(reason = "auth_unavailable", "subscriber told to try later");
             app.hub
                 .metrics()
@@ -236,16 +274,26 @@ pub(crate) fn streamed(req: Request<Incoming>) -> Request<Body> {
     req.map(|b| b.map_err(Into::into).boxed())
 }
 
-fn method_not_allowed(allowed: &[Method]) -> Response<Body> {
-    let list = allowed
+/// The sentence of a 405.
+pub(crate) fn accepts_only(allowed: &[Method]) -> String {
+    format!("This path accepts only {}.", allow_list(allowed))
+}
+
+fn allow_list(allowed: &[Method]) -> String {
+    allowed
         .iter()
         .map(Method::as_str)
         .collect::<Vec<_>>()
-        .join(", ");
+        .join(", ")
+}
+
+/// 405 with an `Allow` header.
+pub(crate) fn method_not_allowed(allowed: &[Method]) -> Response<Body> {
+    let list = allow_list(allowed);
     let mut resp = reply::error(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        format!("This path accepts only {list}."),
+        accepts_only(allowed),
     );
     if let Ok(v) = HeaderValue::from_str(&list) {
         resp.headers_mut().insert(header::ALLOW, v);
