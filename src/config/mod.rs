@@ -49,7 +49,7 @@ pub struct Config {
     pub cors: Option<Cors>,
     pub subscribers: auth::Mode,
     pub log: Log,
-    /// Where events are stored and shared: this process, or Redis.
+    /// Where events are stored and shared: this process, Redis or NATS JetStream.
     pub broker: Broker,
     pub demo: bool,
     /// The delivery log the admin listener shows.
