@@ -165,12 +165,13 @@ fn keep_restart_settings(old: &Config, new: &mut Config) {
     if hub::Limits::from_config(new) != hub::Limits::from_config(old) {
         // The hub's history and queues are sized at start.
         restart.push(
-            "sse.history, history_ttl, history_bytes, subscriber_queue, max_subscribers, dedupe",
+            "sse.history, history_ttl, history_bytes, subscriber_queue, subscriber_queue_bytes, max_subscribers, dedupe",
         );
         new.sse.history = old.sse.history;
         new.sse.history_ttl = old.sse.history_ttl;
         new.sse.history_bytes = old.sse.history_bytes;
         new.sse.subscriber_queue = old.sse.subscriber_queue;
+        new.sse.subscriber_queue_bytes = old.sse.subscriber_queue_bytes;
         new.sse.max_subscribers = old.sse.max_subscribers;
         new.dedupe = old.dedupe.clone();
     }

@@ -1,6 +1,7 @@
 //! Where a publish goes: the in-memory hub alone (default), or Redis Streams
 //! shared by every replica, with the hub as each replica's local fan-out.
 
+pub mod health;
 mod redis;
 
 use std::fmt;
@@ -16,11 +17,23 @@ pub use self::redis::check_url as check_redis_url;
 
 /// The broker could not store an event (or read history): nothing was acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Unavailable;
+pub enum Unavailable {
+    /// Nothing was stored, and nothing will be: the broker was unreachable, refused,
+    /// or did not answer before the publish's deadline (see [`health`]).
+    NotStored,
+    /// The connection broke while the publish was in flight: the broker may have
+    /// stored it before. A route with `dedupe` makes the sender's retry safe.
+    Unknown,
+}
 
 impl fmt::Display for Unavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the broker is unavailable")
+        match self {
+            Unavailable::NotStored => f.write_str("the broker is unavailable"),
+            Unavailable::Unknown => {
+                f.write_str("the connection to the broker broke during the publish")
+            }
+        }
     }
 }
 
@@ -78,7 +91,8 @@ impl Broker {
     }
 
     /// Whether the broker can take events: always for memory; for Redis, while
-    /// this replica's reader is connected.
+    /// this replica's reader is connected and Redis answered within
+    /// `broker.timeout` (see [`health`]).
     pub fn ready(&self) -> bool {
         self.redis.as_ref().is_none_or(|r| r.ready())
     }

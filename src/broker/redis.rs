@@ -15,7 +15,10 @@
 //! - `dedupe:<len>:<route>:<key>`: idempotency keys, `SET NX`-like inside the script.
 //!
 //! A publish is one Lua script, so the feed entry, the topic entries, the trims
-//! and the dedupe key are written together or not at all.
+//! and the dedupe key are written together or not at all. It carries a deadline
+//! on Redis's clock and stores nothing once `TIME` has passed it, so a publish
+//! answered 503 (Redis paused or stalled past `broker.timeout`) is never stored
+//! later (see [`super::health`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +31,7 @@ use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, Script, Value};
 use tokio::sync::Notify;
 
 use super::Unavailable;
+use super::health::{self, Health};
 use crate::config;
 use crate::hub::parse_stream_id as parse_id;
 use crate::hub::{
@@ -47,7 +51,13 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 const PUBLISH: &str = r"
 -- KEYS: feed, since, topics, dedupe, then (stream, meta) per topic
 -- ARGV: feed_length, history, ttl_ms, history_bytes, window_ms, topics joined by
---       spaces, has_event, event, data, has_dedupe, then one topic name per topic
+--       spaces, has_event, event, data, has_dedupe, deadline_ms, then one topic
+--       name per topic
+-- Past its deadline hookcast has answered 503 (or is about to): store nothing.
+local now = redis.call('TIME')
+if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[11]) then
+  return {2, ''}
+end
 if ARGV[10] == '1' then
   local seen = redis.call('GET', KEYS[4])
   if seen then return {1, seen} end
@@ -87,7 +97,7 @@ for i = 1, (#KEYS - 4) / 2 do
   -- An idle topic's events all pass history_ttl; Redis then drops its keys.
   redis.call('PEXPIRE', k, ttl)
   redis.call('PEXPIRE', m, ttl)
-  redis.call('ZADD', KEYS[3], ms, ARGV[10 + i])
+  redis.call('ZADD', KEYS[3], ms, ARGV[11 + i])
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (ms - ttl))
 if ARGV[10] == '1' then
@@ -157,7 +167,9 @@ pub(super) struct Shared {
     history_bytes: u64,
     dedupe_window: Duration,
     connected: AtomicBool,
-    reader: Mutex<Option<tokio::task::AbortHandle>>,
+    health: Health,
+    /// The reader and the pinger.
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -165,6 +177,7 @@ impl std::fmt::Debug for Shared {
         f.debug_struct("redis::Shared")
             .field("prefix", &self.keys.prefix)
             .field("connected", &self.connected)
+            .field("health", &self.health)
             .finish_non_exhaustive()
     }
 }
@@ -178,9 +191,11 @@ impl Shared {
     ) -> Arc<Shared> {
         // The URL was checked with the config; a failure here is a bug.
         let client = Client::open(c.url.as_str()).expect("broker.url was checked");
+        let health = Health::new(c.timeout);
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(c.timeout))
-            .set_response_timeout(Some(c.timeout))
+            // A publish is waited for past broker.timeout by the clock margin.
+            .set_response_timeout(Some(health.wait_limit()))
             .set_number_of_retries(1)
             .set_max_delay(BACKOFF_MAX);
         let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
@@ -197,21 +212,33 @@ impl Shared {
             history_bytes: sse.history_bytes,
             dedupe_window: dedupe.window,
             connected: AtomicBool::new(false),
-            reader: Mutex::new(None),
+            health,
+            tasks: Mutex::new(Vec::new()),
         });
-        let task = tokio::spawn(read(Arc::downgrade(&shared), hub));
-        *hub::lock(&shared.reader) = Some(task.abort_handle());
+        let reader = tokio::spawn(read(Arc::downgrade(&shared), hub));
+        let pinger = tokio::spawn(ping(Arc::downgrade(&shared)));
+        *hub::lock(&shared.tasks) = vec![reader.abort_handle(), pinger.abort_handle()];
         shared
     }
 
     pub(super) fn ready(&self) -> bool {
-        self.connected.load(Ordering::Relaxed)
+        self.connected.load(Ordering::Relaxed) && self.health.healthy()
     }
 
     pub(super) fn stop(&self) {
-        if let Some(task) = hub::lock(&self.reader).take() {
+        for task in hub::lock(&self.tasks).drain(..) {
             task.abort();
         }
+    }
+
+    /// Reads Redis's clock on the publishing connection: an answer counts for
+    /// readiness and dates the publish deadlines.
+    async fn time(&self) -> redis::RedisResult<()> {
+        let mut conn = self.manager.clone();
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
+        self.health
+            .calibrate(secs * 1000 + micros / 1000, std::time::Instant::now());
+        Ok(())
     }
 
     async fn within<T>(
@@ -219,11 +246,33 @@ impl Shared {
         what: &'static str,
         f: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Unavailable> {
-        match tokio::time::timeout(self.timeout, f).await {
-            Ok(Ok(v)) => Ok(v),
+        self.within_for(what, self.timeout, f).await
+    }
+
+    /// [`Shared::within`] with a limit of its own. Any answer, an error reply
+    /// included, shows Redis is responsive.
+    async fn within_for<T>(
+        &self,
+        what: &'static str,
+        limit: Duration,
+        f: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Unavailable> {
+        match tokio::time::timeout(limit, f).await {
+            Ok(Ok(v)) => {
+                self.health.answered();
+                Ok(v)
+            }
             Ok(Err(e)) => {
                 tracing::warn!(what, error = %e, "redis command failed");
-                Err(Unavailable)
+                if !e.is_io_error() {
+                    // An error reply: Redis answered (a script is refused before
+                    // it writes: OOM, NOSCRIPT, a wrong argument).
+                    self.health.answered();
+                } else if !e.is_connection_refusal() && !e.is_timeout() {
+                    // Perhaps sent, perhaps run, and then the connection broke.
+                    return Err(Unavailable::Unknown);
+                }
+                Err(Unavailable::NotStored)
             }
             Err(_) => {
                 tracing::warn!(
@@ -231,12 +280,21 @@ impl Shared {
                     timeout_ms = self.timeout.as_millis() as u64,
                     "redis command timed out"
                 );
-                Err(Unavailable)
+                Err(Unavailable::NotStored)
             }
         }
     }
 
     pub(super) async fn publish(&self, new: NewEvent) -> Result<Published, Unavailable> {
+        let started = std::time::Instant::now();
+        if self.health.deadline(started).is_none() {
+            // No clock sample yet (the pinger has not been answered): take one.
+            self.within("time", self.time()).await?;
+        }
+        let deadline = self
+            .health
+            .deadline(started)
+            .ok_or(Unavailable::NotStored)?;
         let k = &self.keys;
         let joined = new.topics.join(" ");
         let mut inv = self.script.prepare_invoke();
@@ -258,14 +316,23 @@ impl Shared {
             .arg(if new.event.is_some() { "1" } else { "0" })
             .arg(new.event.as_deref().unwrap_or_default())
             .arg(&new.data)
-            .arg(if new.dedupe.is_some() { "1" } else { "0" });
+            .arg(if new.dedupe.is_some() { "1" } else { "0" })
+            .arg(deadline);
         for t in &new.topics {
             inv.arg(t);
         }
         let mut conn = self.manager.clone();
-        let (dup, value): (u8, String) =
-            self.within("publish", inv.invoke_async(&mut conn)).await?;
-        if dup == 1 {
+        // Waited for until the deadline plus the clock margin, counted from the
+        // start: after that, Redis refuses to run it.
+        let left = self.health.wait_limit().saturating_sub(started.elapsed());
+        let (status, value): (u8, String) = self
+            .within_for("publish", left, inv.invoke_async(&mut conn))
+            .await?;
+        if status == 2 {
+            tracing::warn!("redis ran a publish after its deadline and stored nothing");
+            return Err(Unavailable::NotStored);
+        }
+        if status == 1 {
             // Stored as `<id> <topic> <topic>…`.
             let mut parts = value.split(' ');
             let id = parts.next().unwrap_or_default();
@@ -521,6 +588,22 @@ async fn read(shared: std::sync::Weak<Shared>, hub: Arc<Hub>) {
         )
         .await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Pings Redis on the publishing connection, so that readiness follows whether
+/// Redis answers, and the publish deadlines follow its clock.
+async fn ping(shared: std::sync::Weak<Shared>) {
+    let Some(every) = shared.upgrade().map(|s| health::ping_every(s.timeout)) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(s) = shared.upgrade() else { return };
+        // Failures show as staleness; the reader logs Redis being down.
+        let _ = tokio::time::timeout(s.timeout, s.time()).await;
     }
 }
 

@@ -8,6 +8,7 @@ fn limits() -> Limits {
         history_ttl: Duration::from_secs(3600),
         history_bytes: 1 << 20,
         subscriber_queue: 1000,
+        subscriber_queue_bytes: 1 << 20,
         max_subscribers: 1000,
         dedupe_window: Duration::from_secs(60),
         dedupe_max_keys: 100,

@@ -41,7 +41,7 @@ pub enum Rejection {
     InvalidEvent,
     Signature(verify::Failure),
     /// The broker could not store the event.
-    BrokerUnavailable,
+    BrokerUnavailable(Unavailable),
 }
 
 impl Rejection {
@@ -85,12 +85,16 @@ impl Rejection {
                 "invalid_event",
                 "The rendered event name contains a line break or NUL.",
             ),
-            Rejection::BrokerUnavailable => {
-                let mut resp = reply::error(
-                    S::SERVICE_UNAVAILABLE,
-                    "broker_unavailable",
-                    "The event could not be stored because the broker is unreachable; nothing was published. Retry later.",
-                );
+            Rejection::BrokerUnavailable(why) => {
+                let message = match why {
+                    Unavailable::NotStored => {
+                        "The event could not be stored because the broker is unreachable or did not answer in time; nothing was published, and nothing will be. Retry later."
+                    }
+                    Unavailable::Unknown => {
+                        "The connection to the broker broke while the event was being stored, so the outcome is unknown: it may have been published. Retry later."
+                    }
+                };
+                let mut resp = reply::error(S::SERVICE_UNAVAILABLE, "broker_unavailable", message);
                 resp.headers_mut().insert(
                     http::header::RETRY_AFTER,
                     http::HeaderValue::from_static("5"),
@@ -257,7 +261,7 @@ async fn handle_routed(
                         );
                         accepted(&published)
                     }
-                    Err(Unavailable) => rejected(Rejection::BrokerUnavailable),
+                    Err(why) => rejected(Rejection::BrokerUnavailable(why)),
                 },
                 Err(rejection) => rejected(rejection),
             }
