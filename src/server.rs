@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tracing::Instrument;
 
+use crate::accept::Acceptor;
 use crate::admin;
 use crate::config::Config;
 use crate::direct::{self, Prefixed, Sniffed};
@@ -108,17 +109,10 @@ pub async fn serve(
     tracing::info!(addr = %listener.local_addr()?, "listening");
 
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut acceptor = Acceptor::new("public");
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Usually EMFILE: wait for connections to close instead of spinning.
-                    tracing::error!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            },
+            conn = acceptor.accept(&listener) => conn,
             () = &mut shutdown => break,
         };
         let permit = match permits.as_ref().map(|p| p.clone().try_acquire_owned()) {
