@@ -192,6 +192,36 @@ fn overflow_closes_only_the_slow_subscriber() {
 }
 
 #[test]
+fn a_queue_over_its_bytes_is_cut_and_counted_once() {
+    let hub = Hub::new(Limits {
+        subscriber_queue_bytes: 3000,
+        ..limits()
+    });
+    let mut slow = hub.subscribe(filters(&["a"]), None, None).unwrap();
+    let mut fast = hub.subscribe(filters(&["a"]), None, None).unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    // One event larger than the bound is queued alone, not cut.
+    hub.publish(event(&["a"], &"x".repeat(5000)));
+    assert_eq!(drain(&mut slow).len(), 1);
+    assert_eq!(drain(&mut fast).len(), 1);
+    // Three of about 1 KiB overflow 3000 bytes: the third cuts the one not reading.
+    for _ in 0..3 {
+        hub.publish(event(&["a"], &"y".repeat(1000)));
+        assert_eq!(drain(&mut fast).len(), 1);
+    }
+    assert!(matches!(
+        slow.poll_recv(&mut cx),
+        Poll::Ready(Recv::Closed(Close::Slow))
+    ));
+    hub.publish(event(&["a"], "later"));
+    let text = hub.metrics().render(hub.subscriber_count());
+    assert!(
+        text.contains("hookcast_subscribers_dropped_total{reason=\"slow\"} 1\n"),
+        "{text}"
+    );
+}
+
+#[test]
 fn capacity_and_shutdown_refuse_new_subscribers() {
     let hub = Hub::new(Limits {
         max_subscribers: 1,

@@ -324,6 +324,31 @@ impl SseStream {
     }
 }
 
+/// Opens a stream once a replica's reader has reached Redis: before that, a
+/// replica answers "try later" (a retry hint, then the end of the stream).
+pub async fn subscribe_ready(app: &TestApp, query: &str, headers: &[(&str, &str)]) -> SseStream {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mut s = open_stream(app.addr, &format!("/events?{query}"), headers).await;
+        assert_eq!(s.status, StatusCode::OK);
+        assert!(matches!(
+            s.next_item_within(PATIENCE).await,
+            Some(Item::Retry(_))
+        ));
+        match s.next_item_within(PATIENCE).await {
+            Some(Item::Comment(c)) if c == "hookcast" => return s,
+            other => {
+                assert!(s.ended, "a try-later stream ends: {other:?}");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "replica never ready"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// The standard config used by most tests; `extra` is appended at the top level.
 pub fn config(extra: &str) -> String {
     format!(
@@ -475,6 +500,26 @@ impl RedisServer {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Freezes it (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Thaws it (SIGCONT): it runs what it received meanwhile.
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("redis-server runs").id();
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} {pid}");
     }
 
     pub fn kill(&mut self) {
