@@ -68,7 +68,7 @@ fn publish_steadily(
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         while !stop.load(Ordering::SeqCst) {
             tick.tick().await;
-            let addr = if seq % 2 == 0 { a } else { b };
+            let addr = if seq.is_multiple_of(2) { a } else { b };
             pending.push(tokio::spawn(async move {
                 let r = request(
                     addr,
@@ -659,7 +659,7 @@ async fn connection_churn_with_resets_leaves_nothing_behind() {
         }
         assert_eq!(h.post("/hooks/a", "tick").await, StatusCode::ACCEPTED);
         for (i, s) in streams.into_iter().enumerate() {
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 // A reset, as from a client that crashed or a NAT that forgot it.
                 s.set_zero_linger().unwrap();
             }
