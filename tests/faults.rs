@@ -190,44 +190,99 @@ async fn wait_ready(app: &AdminApp, want: StatusCode, what: &str) -> Duration {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redis_paused_past_the_timeout_publishes_nothing_it_refused() {
-    let redis = RedisServer::start().await;
-    let a = AdminApp::spawn(&redis_yaml(&redis)).await;
-    let b = TestApp::spawn(&redis_yaml(&redis)).await;
-    let mut at_a = subscribe_ready(&a.app, "topic=faults.room", &[]).await;
-    let mut at_b = subscribe_ready(&b, "topic=faults.room", &[]).await;
-    wait_ready(&a, StatusCode::OK, "ready before the pause").await;
+/// Two replicas on one Redis (`a` with an admin listener), each with a stream open.
+struct Replicas {
+    a: AdminApp,
+    b: TestApp,
+    at_a: SseStream,
+    at_b: SseStream,
+}
 
+impl Replicas {
+    async fn start(redis: &RedisServer) -> Replicas {
+        let a = AdminApp::spawn(&redis_yaml(redis)).await;
+        let b = TestApp::spawn(&redis_yaml(redis)).await;
+        let at_a = subscribe_ready(&a.app, "topic=faults.room", &[]).await;
+        let at_b = subscribe_ready(&b, "topic=faults.room", &[]).await;
+        wait_ready(&a, StatusCode::OK, "ready before the fault").await;
+        Replicas { a, b, at_a, at_b }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// SIGSTOP, then SIGCONT.
+    Pause,
+    /// SIGKILL, then a new empty redis-server on the same port.
+    Kill,
+}
+
+/// What a steady flow of webhooks met around a fault.
+struct Outcome {
+    answers: Vec<Answer>,
+    refused: usize,
+    not_ready_after: Duration,
+    ready_after: Duration,
+}
+
+/// Runs `fault` for `hold` under a steady flow of webhooks (from half a second
+/// before to half a second after), then publishes `end`. `/readyz` must turn 503
+/// during the fault and 200 after it.
+async fn under_fault(
+    redis: &mut RedisServer,
+    r: &Replicas,
+    fault: Fault,
+    hold: Duration,
+) -> Outcome {
     let stop = Arc::new(AtomicBool::new(false));
-    let publishing = publish_steadily(a.app.addr, b.addr, stop.clone());
+    let publishing = publish_steadily(r.a.app.addr, r.b.addr, stop.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // Paused three times broker.timeout, as a stalled Redis would be.
-    redis.pause();
-    let paused = tokio::time::Instant::now();
+    let began = tokio::time::Instant::now();
+    match fault {
+        Fault::Pause => redis.pause(),
+        Fault::Kill => redis.kill(),
+    }
     let not_ready_after = wait_ready(
-        &a,
+        &r.a,
         StatusCode::SERVICE_UNAVAILABLE,
-        "readyz 503 while paused",
+        "readyz 503 during the fault",
     )
     .await;
-    tokio::time::sleep_until(paused + Duration::from_millis(1500)).await;
-    redis.resume();
-    let ready_after = wait_ready(&a, StatusCode::OK, "readyz 200 once Redis answers").await;
+    tokio::time::sleep_until(began + hold).await;
+    let ended = tokio::time::Instant::now();
+    match fault {
+        Fault::Pause => redis.resume(),
+        Fault::Kill => redis.restart().await,
+    }
+    wait_ready(&r.a, StatusCode::OK, "readyz 200 once Redis answers").await;
+    let ready_after = ended.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::SeqCst);
     let answers = publishing.await.unwrap();
-
     let refused = answers
         .iter()
         .filter(|a| a.status != StatusCode::ACCEPTED)
         .count();
-    assert!(refused > 0, "the pause refused webhooks");
-    publish_end(&a.app).await;
-    let got_a = read_through_end(&mut at_a).await;
-    let got_b = read_through_end(&mut at_b).await;
-    let unknown = check_delivery("replica a", &answers, &got_a);
-    check_delivery("replica b", &answers, &got_b);
+    assert!(refused > 0, "{fault:?}: webhooks were refused");
+    publish_end(&r.a.app).await;
+    Outcome {
+        answers,
+        refused,
+        not_ready_after,
+        ready_after,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_paused_past_the_timeout_publishes_nothing_it_refused() {
+    let mut redis = RedisServer::start().await;
+    let mut r = Replicas::start(&redis).await;
+    // Paused three times broker.timeout, as a stalled Redis would be.
+    let o = under_fault(&mut redis, &r, Fault::Pause, Duration::from_millis(1500)).await;
+    let got_a = read_through_end(&mut r.at_a).await;
+    let got_b = read_through_end(&mut r.at_b).await;
+    let unknown = check_delivery("replica a", &o.answers, &got_a);
+    check_delivery("replica b", &o.answers, &got_b);
     assert_eq!(
         unknown, 0,
         "a pause breaks no connection: every 503 is certain"
@@ -238,51 +293,29 @@ async fn redis_paused_past_the_timeout_publishes_nothing_it_refused() {
     );
     eprintln!(
         "faults: redis paused 1.5 s (broker.timeout 500ms): {} webhooks, {} answered 202 and delivered once in order at both replicas, {} answered 503 and none of them published; readyz 503 after {} ms of pause, 200 again {} ms after SIGCONT",
-        answers.len(),
-        answers.len() - refused,
-        refused,
-        not_ready_after.as_millis(),
-        ready_after.as_millis(),
+        o.answers.len(),
+        o.answers.len() - o.refused,
+        o.refused,
+        o.not_ready_after.as_millis(),
+        o.ready_after.as_millis(),
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_killed_and_restarted() {
     let mut redis = RedisServer::start().await;
-    let a = AdminApp::spawn(&redis_yaml(&redis)).await;
-    let b = TestApp::spawn(&redis_yaml(&redis)).await;
-    let mut at_b = subscribe_ready(&b, "topic=faults.room", &[]).await;
-    wait_ready(&a, StatusCode::OK, "ready before the kill").await;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let publishing = publish_steadily(a.app.addr, b.addr, stop.clone());
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    redis.kill();
-    let not_ready_after =
-        wait_ready(&a, StatusCode::SERVICE_UNAVAILABLE, "readyz 503 while down").await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    redis.restart().await;
-    let ready_after = wait_ready(&a, StatusCode::OK, "readyz 200 once Redis is back").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::SeqCst);
-    let answers = publishing.await.unwrap();
-
-    let refused = answers
-        .iter()
-        .filter(|a| a.status != StatusCode::ACCEPTED)
-        .count();
-    assert!(refused > 0, "webhooks were refused while Redis was down");
-    publish_end(&a.app).await;
-    let got = read_through_end(&mut at_b).await;
-    let unknown = check_delivery("replica b", &answers, &got);
+    let mut r = Replicas::start(&redis).await;
+    let o = under_fault(&mut redis, &r, Fault::Kill, Duration::from_millis(1000)).await;
+    let got = read_through_end(&mut r.at_b).await;
+    let unknown = check_delivery("replica b", &o.answers, &got);
     eprintln!(
         "faults: redis killed for 1 s and restarted empty: {} webhooks, {} answered 202 and delivered once in order, {} answered 503 ({} of them with the outcome unknown: the connection broke mid-publish); readyz 503 after {} ms, 200 again {} ms after the restart",
-        answers.len(),
-        answers.len() - refused,
-        refused,
+        o.answers.len(),
+        o.answers.len() - o.refused,
+        o.refused,
         unknown,
-        not_ready_after.as_millis(),
-        ready_after.as_millis(),
+        o.not_ready_after.as_millis(),
+        o.ready_after.as_millis(),
     );
 }
 
