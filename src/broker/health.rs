@@ -21,6 +21,11 @@
 //! A broker kind whose server stamps a store time can follow the same design:
 //! carry the deadline with the event, and let the store refuse (or every reader
 //! ignore) an event stored after it.
+//!
+//! When the connection breaks with a publish in flight, the deadline also makes
+//! the outcome knowable: once it and the margin have passed, the publish can no
+//! longer be stored, so a receipt written with it (Redis: `receipt:<token>`)
+//! either exists or never will.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};

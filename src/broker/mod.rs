@@ -21,8 +21,9 @@ pub enum Unavailable {
     /// Nothing was stored, and nothing will be: the broker was unreachable, refused,
     /// or did not answer before the publish's deadline (see [`health`]).
     NotStored,
-    /// The connection broke while the publish was in flight: the broker may have
-    /// stored it before. A route with `dedupe` makes the sender's retry safe.
+    /// The connection broke while the publish was in flight, and the broker could
+    /// not tell afterwards whether it had stored it (it was still unreachable, or
+    /// lost its data meanwhile). A route with `dedupe` makes the sender's retry safe.
     Unknown,
 }
 

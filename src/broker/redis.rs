@@ -13,6 +13,8 @@
 //! - `since`: the first id written to this Redis's data set; older ids are unknown
 //!   (they come from a Redis that lost its data).
 //! - `dedupe:<len>:<route>:<key>`: idempotency keys, `SET NX`-like inside the script.
+//! - `receipt:<token>`: the id a publish got, kept for a few `broker.timeout`s, so a
+//!   publisher whose connection broke before the answer can ask whether it ran.
 //!
 //! A publish is one Lua script, so the feed entry, the topic entries, the trims
 //! and the dedupe key are written together or not at all. It carries a deadline
@@ -49,10 +51,10 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 const PUBLISH: &str = r"
--- KEYS: feed, since, topics, dedupe, then (stream, meta) per topic
+-- KEYS: feed, since, topics, dedupe, receipt, then (stream, meta) per topic
 -- ARGV: feed_length, history, ttl_ms, history_bytes, window_ms, topics joined by
---       spaces, has_event, event, data, has_dedupe, deadline_ms, then one topic
---       name per topic
+--       spaces, has_event, event, data, has_dedupe, deadline_ms, receipt_ms, then
+--       one topic name per topic
 -- Past its deadline hookcast has answered 503 (or is about to): store nothing.
 local now = redis.call('TIME')
 if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[11]) then
@@ -70,14 +72,16 @@ if ARGV[7] == '1' then
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(feed))
 redis.call('SET', KEYS[2], id, 'NX')
+-- Read back by a publisher whose connection broke before the answer came.
+redis.call('SET', KEYS[5], id, 'PX', ARGV[12])
 local ms = tonumber(string.match(id, '^%d+'))
 local history = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
 local max_bytes = tonumber(ARGV[4])
 local len = string.len(ARGV[9])
-for i = 1, (#KEYS - 4) / 2 do
-  local k = KEYS[3 + 2 * i]
-  local m = KEYS[4 + 2 * i]
+for i = 1, (#KEYS - 5) / 2 do
+  local k = KEYS[4 + 2 * i]
+  local m = KEYS[5 + 2 * i]
   redis.call('XADD', k, id, unpack(entry))
   local bytes = redis.call('HINCRBY', m, 'bytes', len)
   local n = redis.call('XLEN', k)
@@ -97,7 +101,7 @@ for i = 1, (#KEYS - 4) / 2 do
   -- An idle topic's events all pass history_ttl; Redis then drops its keys.
   redis.call('PEXPIRE', k, ttl)
   redis.call('PEXPIRE', m, ttl)
-  redis.call('ZADD', KEYS[3], ms, ARGV[11 + i])
+  redis.call('ZADD', KEYS[3], ms, ARGV[12 + i])
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (ms - ttl))
 if ARGV[10] == '1' then
@@ -146,6 +150,10 @@ impl Keys {
 
     fn meta(&self, name: &str) -> String {
         format!("{}meta:{name}", self.prefix)
+    }
+
+    fn receipt(&self, token: u64) -> String {
+        format!("{}receipt:{token:016x}", self.prefix)
     }
 
     fn dedupe(&self, route: &str, key: &str) -> String {
@@ -303,6 +311,8 @@ impl Shared {
             Some((route, key)) => inv.key(k.dedupe(route, key)),
             None => inv.key(format!("{}dedupe", k.prefix)),
         };
+        let receipt = k.receipt(fastrand::u64(..));
+        inv.key(&receipt);
         for t in &new.topics {
             inv.key(k.topic(t)).key(k.meta(t));
         }
@@ -317,7 +327,9 @@ impl Shared {
             .arg(new.event.as_deref().unwrap_or_default())
             .arg(&new.data)
             .arg(if new.dedupe.is_some() { "1" } else { "0" })
-            .arg(deadline);
+            .arg(deadline)
+            // Long enough to be read after the deadline and the margin.
+            .arg(ms(self.timeout * 3 + Duration::from_secs(1)));
         for t in &new.topics {
             inv.arg(t);
         }
@@ -325,9 +337,13 @@ impl Shared {
         // Waited for until the deadline plus the clock margin, counted from the
         // start: after that, Redis refuses to run it.
         let left = self.health.wait_limit().saturating_sub(started.elapsed());
-        let (status, value): (u8, String) = self
+        let (status, value): (u8, String) = match self
             .within_for("publish", left, inv.invoke_async(&mut conn))
-            .await?;
+            .await
+        {
+            Err(Unavailable::Unknown) => (0, self.settle(&receipt, started, deadline).await?),
+            other => other?,
+        };
         if status == 2 {
             tracing::warn!("redis ran a publish after its deadline and stored nothing");
             return Err(Unavailable::NotStored);
@@ -347,6 +363,40 @@ impl Shared {
             topics: new.topics,
             duplicate: false,
         })
+    }
+
+    /// The connection broke with a publish in flight. Once its deadline and the
+    /// clock margin have passed, Redis can no longer run it, so whether it ran is
+    /// settled: its receipt holds its id, or it never ran. Only the data set that
+    /// received the publish can say "never": one that began after the publish
+    /// started (a Redis restarted without its data) cannot.
+    async fn settle(
+        &self,
+        receipt: &str,
+        started: std::time::Instant,
+        deadline: u64,
+    ) -> Result<String, Unavailable> {
+        tokio::time::sleep_until((started + self.health.wait_limit()).into()).await;
+        let mut conn = self.manager.clone();
+        let (since, id): (Option<String>, Option<String>) = self
+            .within(
+                "settle",
+                redis::pipe()
+                    .get(&self.keys.since)
+                    .get(receipt)
+                    .query_async(&mut conn),
+            )
+            .await
+            .map_err(|_| Unavailable::Unknown)?;
+        if let Some(id) = id {
+            tracing::info!("the connection to redis broke during a publish that was stored");
+            return Ok(id);
+        }
+        let start_ms = deadline.saturating_sub(self.timeout.as_millis() as u64);
+        match since.as_deref().and_then(parse_id) {
+            Some((ms, _)) if ms < start_ms => Err(Unavailable::NotStored),
+            _ => Err(Unavailable::Unknown),
+        }
     }
 
     /// Subscribes at this replica's reader position, then reads what the client
