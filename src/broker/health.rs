@@ -27,8 +27,8 @@
 //! longer be stored, so a receipt written with it (Redis: `receipt:<token>`)
 //! either exists or never will.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crate::hub::lock;
@@ -111,6 +111,23 @@ impl Health {
 /// answered within any `broker.timeout` window, at most once a second.
 pub fn ping_every(timeout: Duration) -> Duration {
     (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// A broker's pinger: runs `ping` every [`ping_every`] for as long as `owner`
+/// lives, each bounded by `timeout`. The ping records its answer itself
+/// ([`Health::answered`], [`Health::calibrate`]); a failure shows as silence.
+pub async fn keep_pinging<T, F, Fut>(owner: Weak<T>, timeout: Duration, ping: F)
+where
+    F: Fn(Arc<T>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(ping_every(timeout));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(owner) = owner.upgrade() else { return };
+        let _ = tokio::time::timeout(timeout, ping(owner)).await;
+    }
 }
 
 #[cfg(test)]

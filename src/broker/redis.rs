@@ -224,7 +224,15 @@ impl Shared {
             tasks: Mutex::new(Vec::new()),
         });
         let reader = tokio::spawn(read(Arc::downgrade(&shared), hub));
-        let pinger = tokio::spawn(ping(Arc::downgrade(&shared)));
+        // On the publishing connection, so that readiness follows whether Redis
+        // answers there, and the publish deadlines follow its clock.
+        let pinger = tokio::spawn(health::keep_pinging(
+            Arc::downgrade(&shared),
+            c.timeout,
+            |s: Arc<Shared>| async move {
+                let _ = s.time().await;
+            },
+        ));
         *hub::lock(&shared.tasks) = vec![reader.abort_handle(), pinger.abort_handle()];
         shared
     }
@@ -638,22 +646,6 @@ async fn read(shared: std::sync::Weak<Shared>, hub: Arc<Hub>) {
         )
         .await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
-    }
-}
-
-/// Pings Redis on the publishing connection, so that readiness follows whether
-/// Redis answers, and the publish deadlines follow its clock.
-async fn ping(shared: std::sync::Weak<Shared>) {
-    let Some(every) = shared.upgrade().map(|s| health::ping_every(s.timeout)) else {
-        return;
-    };
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(s) = shared.upgrade() else { return };
-        // Failures show as staleness; the reader logs Redis being down.
-        let _ = tokio::time::timeout(s.timeout, s.time()).await;
     }
 }
 

@@ -465,6 +465,8 @@ impl AdminApp {
 pub struct RedisServer {
     pub port: u16,
     child: Option<std::process::Child>,
+    /// With persistence: the directory of its append-only file, kept across restarts.
+    dir: Option<std::path::PathBuf>,
 }
 
 impl RedisServer {
@@ -474,7 +476,24 @@ impl RedisServer {
             .local_addr()
             .unwrap()
             .port();
-        let mut r = RedisServer { port, child: None };
+        let mut r = RedisServer {
+            port,
+            child: None,
+            dir: None,
+        };
+        r.restart().await;
+        r
+    }
+
+    /// One that writes every command to its append-only file before answering
+    /// (`appendfsync always`), so a restart after a kill loses nothing acknowledged.
+    pub async fn start_persistent() -> RedisServer {
+        let mut r = RedisServer::start().await;
+        r.kill();
+        let dir =
+            std::env::temp_dir().join(format!("hookcast-redis-{}-{}", std::process::id(), r.port));
+        std::fs::create_dir_all(&dir).unwrap();
+        r.dir = Some(dir);
         r.restart().await;
         r
     }
@@ -485,9 +504,23 @@ impl RedisServer {
 
     /// Starts it (again) on the same port, empty, and waits until it accepts connections.
     pub async fn restart(&mut self) {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+        let mut cmd = std::process::Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"]);
+        match &self.dir {
+            None => cmd.args(["--save", "", "--appendonly", "no"]),
+            Some(dir) => cmd
+                .args([
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "always",
+                ])
+                .arg("--dir")
+                .arg(dir),
+        };
+        let child = cmd
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server is installed (apt-get install redis-server)");
@@ -533,5 +566,8 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
