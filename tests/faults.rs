@@ -34,7 +34,7 @@ sse:
 broker:
   kind: redis
   url: "{url}"
-  timeout: 500ms
+  timeout: 1s
 routes:
   - name: faults
     match:
@@ -135,9 +135,29 @@ fn redis_id(id: &str) -> (u64, u64) {
     (ms.parse().unwrap(), seq.parse().unwrap())
 }
 
-/// Every accepted webhook is on the stream once, in id order; none refused as
-/// "not stored" is. Returns how many refused ones said the outcome is unknown.
-fn check_delivery(name: &str, answers: &[Answer], got: &[(String, String)]) -> usize {
+/// How the 503s of a run were worded.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Refusals {
+    /// "Nothing was published, and nothing will be."
+    certain: usize,
+    /// Redis stopped answering.
+    stalled: usize,
+    /// Of those, stored by Redis in the instant before it froze.
+    stalled_stored_before: usize,
+    /// The connection broke and Redis could not be asked.
+    unknown: usize,
+}
+
+/// Every accepted webhook is on the stream once, in id order. None refused as
+/// "not stored" is; one refused because Redis stopped answering is only if
+/// Redis stored it before `froze_at` (ms since the epoch), its answer frozen
+/// with it: nothing Redis ran later is.
+fn check_delivery(
+    name: &str,
+    answers: &[Answer],
+    got: &[(String, String)],
+    froze_at: u64,
+) -> Refusals {
     let accepted: HashSet<u64> = answers
         .iter()
         .filter(|a| a.status == StatusCode::ACCEPTED)
@@ -150,19 +170,31 @@ fn check_delivery(name: &str, answers: &[Answer], got: &[(String, String)]) -> u
             "{name}: ids in order: {w:?}"
         );
     }
-    for (_, data) in got {
+    let mut stored_at = BTreeMap::new();
+    for (id, data) in got {
         let seq: u64 = data.parse().unwrap();
         assert!(seen.insert(seq), "{name}: webhook {seq} delivered twice");
+        stored_at.insert(seq, redis_id(id).0);
     }
     let missing: Vec<_> = accepted.difference(&seen).collect();
     assert!(
         missing.is_empty(),
         "{name}: accepted but never delivered: {missing:?}"
     );
-    let mut unknown = 0;
+    let mut r = Refusals::default();
     for a in answers.iter().filter(|a| a.status != StatusCode::ACCEPTED) {
         if a.message.contains("outcome is unknown") {
-            unknown += 1;
+            r.unknown += 1;
+        } else if a.message.contains("stopped answering") {
+            r.stalled += 1;
+            if let Some(&at) = stored_at.get(&a.seq) {
+                assert!(
+                    at <= froze_at,
+                    "{name}: webhook {} was answered 503 and stored at {at}, after Redis froze at {froze_at}",
+                    a.seq
+                );
+                r.stalled_stored_before += 1;
+            }
         } else {
             assert!(
                 a.message.contains("nothing will be"),
@@ -174,9 +206,17 @@ fn check_delivery(name: &str, answers: &[Answer], got: &[(String, String)]) -> u
                 "{name}: webhook {} was answered 503 (not stored) and published anyway",
                 a.seq
             );
+            r.certain += 1;
         }
     }
-    unknown
+    r
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 async fn wait_ready(app: &AdminApp, want: StatusCode, what: &str) -> Duration {
@@ -221,6 +261,8 @@ enum Fault {
 struct Outcome {
     answers: Vec<Answer>,
     refused: usize,
+    /// When Redis was frozen or killed (ms since the epoch; the signal was sent).
+    froze_at: u64,
     not_ready_after: Duration,
     ready_after: Duration,
 }
@@ -242,6 +284,7 @@ async fn under_fault(
         Fault::Pause => redis.pause(),
         Fault::Kill => redis.kill(),
     }
+    let froze_at = epoch_ms();
     let not_ready_after = wait_ready(
         &r.a,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -268,6 +311,7 @@ async fn under_fault(
     Outcome {
         answers,
         refused,
+        froze_at,
         not_ready_after,
         ready_after,
     }
@@ -278,24 +322,28 @@ async fn redis_paused_past_the_timeout_publishes_nothing_it_refused() {
     let mut redis = RedisServer::start().await;
     let mut r = Replicas::start(&redis).await;
     // Paused three times broker.timeout, as a stalled Redis would be.
-    let o = under_fault(&mut redis, &r, Fault::Pause, Duration::from_millis(1500)).await;
+    let o = under_fault(&mut redis, &r, Fault::Pause, Duration::from_secs(3)).await;
     let got_a = read_through_end(&mut r.at_a).await;
     let got_b = read_through_end(&mut r.at_b).await;
-    let unknown = check_delivery("replica a", &o.answers, &got_a);
-    check_delivery("replica b", &o.answers, &got_b);
-    assert_eq!(
-        unknown, 0,
-        "a pause breaks no connection: every 503 is certain"
+    let refusals = check_delivery("replica a", &o.answers, &got_a, o.froze_at);
+    check_delivery("replica b", &o.answers, &got_b, o.froze_at);
+    assert_eq!(refusals.unknown, 0, "a pause breaks no connection");
+    assert!(
+        refusals.stalled > 0,
+        "webhooks sent during the pause: {refusals:?}"
     );
     assert_eq!(
         got_a, got_b,
         "both replicas deliver the same events in one order"
     );
     eprintln!(
-        "faults: redis paused 1.5 s (broker.timeout 500ms): {} webhooks, {} answered 202 and delivered once in order at both replicas, {} answered 503 and none of them published; readyz 503 after {} ms of pause, 200 again {} ms after SIGCONT",
+        "faults: redis paused 3 s (broker.timeout 1s): {} webhooks, {} answered 202 and delivered once in order at both replicas; {} answered 503 ({} as stalled, {} as not stored), none of them stored after Redis froze ({} stored in the instant before, their answers frozen); readyz 503 after {} ms of pause, 200 again {} ms after SIGCONT",
         o.answers.len(),
         o.answers.len() - o.refused,
         o.refused,
+        refusals.stalled,
+        refusals.certain,
+        refusals.stalled_stored_before,
         o.not_ready_after.as_millis(),
         o.ready_after.as_millis(),
     );
@@ -309,13 +357,15 @@ async fn redis_killed_and_restarted_from_its_append_only_file() {
     let mut r = Replicas::start(&redis).await;
     let o = under_fault(&mut redis, &r, Fault::Kill, Duration::from_millis(1000)).await;
     let got = read_through_end(&mut r.at_b).await;
-    let unknown = check_delivery("replica b", &o.answers, &got);
+    let refusals = check_delivery("replica b", &o.answers, &got, o.froze_at);
     eprintln!(
-        "faults: redis (appendfsync always) killed for 1 s and restarted: {} webhooks, {} answered 202 and delivered once in order, {} answered 503 ({} of them with the outcome unknown: the connection broke mid-publish); readyz 503 after {} ms, 200 again {} ms after the restart",
+        "faults: redis (appendfsync always) killed for 1 s and restarted: {} webhooks, {} answered 202 and delivered once in order, {} answered 503 ({} not stored, {} stalled, {} with the outcome unknown: the connection broke mid-publish), none of them stored after the kill; readyz 503 after {} ms, 200 again {} ms after the restart",
         o.answers.len(),
         o.answers.len() - o.refused,
         o.refused,
-        unknown,
+        refusals.certain,
+        refusals.stalled,
+        refusals.unknown,
         o.not_ready_after.as_millis(),
         o.ready_after.as_millis(),
     );

@@ -12,20 +12,24 @@
 //! server's socket buffer and run later. So each publish carries a deadline on
 //! the server's own clock, and the server refuses to store it past that deadline
 //! (Redis: the publish script compares it with `TIME`). The deadline is the
-//! publish's start plus `broker.timeout`, translated to server time with the
-//! latest ping: `server_ms + (now - received)`, where `server_ms` was read by the
-//! server before the ping's answer was received, so the estimate is never ahead
-//! of the server's clock. hookcast waits [`CLOCK_MARGIN`] more before it answers
-//! 503: by then the server's clock has passed the deadline (unless it stepped
-//! back by more than the margin), so a late run of the publish stores nothing.
-//! A broker kind whose server stamps a store time can follow the same design:
-//! carry the deadline with the event, and let the store refuse (or every reader
-//! ignore) an event stored after it.
+//! publish's start plus half of `broker.timeout` ([`Health::run_limit`]),
+//! translated to server time with the latest ping: `server_ms + (now -
+//! received)`, where `server_ms` was read by the server before the ping's answer
+//! was received, so the estimate is never ahead of the server's clock.
 //!
-//! When the connection breaks with a publish in flight, the deadline also makes
-//! the outcome knowable: once it and the margin have passed, the publish can no
-//! longer be stored, so a receipt written with it (Redis: `receipt:<token>`)
-//! either exists or never will.
+//! The answer is waited for until the deadline plus [`CLOCK_MARGIN`]: by then
+//! the server's clock has passed the deadline (unless it stepped back by more
+//! than the margin), so the publish can no longer be stored, and whether it was
+//! is settled for good by a receipt the publish writes (Redis:
+//! `receipt:<token>`). When no answer came, or the connection broke, the
+//! receipt is asked for in the other half of `broker.timeout`: found, the
+//! webhook is accepted after all; absent, it was never stored and never will be.
+//! Only a server that answers neither (frozen, or cut off) leaves the outcome
+//! open, and hookcast answers 503 at `broker.timeout` plus the margin.
+//!
+//! A broker kind whose server stamps a store time can follow the same design:
+//! carry the deadline with the event, let the store refuse (or every reader
+//! ignore) an event stored after it, and keep a receipt to ask for.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -95,13 +99,26 @@ impl Health {
     /// or `None` before the first [`Health::calibrate`].
     pub fn deadline(&self, started: Instant) -> Option<u64> {
         let sample = (*lock(&self.clock))?;
-        let at = started + self.timeout;
+        let at = started + self.run_limit();
         let ahead = at.saturating_duration_since(sample.received).as_millis() as u64;
         let behind = sample.received.saturating_duration_since(at).as_millis() as u64;
         Some((sample.server_ms + ahead).saturating_sub(behind))
     }
 
-    /// How long a publish is waited for: until its deadline plus [`CLOCK_MARGIN`].
+    /// How long after its start a publish may still be stored: half of
+    /// `broker.timeout`, so the other half is left to ask for its receipt.
+    pub fn run_limit(&self) -> Duration {
+        self.timeout / 2
+    }
+
+    /// How long a publish's answer is waited for: until its deadline plus
+    /// [`CLOCK_MARGIN`]. After that it can no longer be stored.
+    pub fn answer_limit(&self) -> Duration {
+        self.run_limit() + CLOCK_MARGIN
+    }
+
+    /// How long a publish takes at most, receipt included: `broker.timeout`
+    /// plus [`CLOCK_MARGIN`].
     pub fn wait_limit(&self) -> Duration {
         self.timeout + CLOCK_MARGIN
     }
@@ -147,8 +164,8 @@ mod tests {
     }
 
     #[test]
-    fn deadline_is_the_timeout_on_the_server_clock() {
-        let h = Health::new(Duration::from_secs(2));
+    fn deadline_is_half_the_timeout_on_the_server_clock() {
+        let h = Health::new(Duration::from_secs(4));
         let now = Instant::now();
         assert_eq!(h.deadline(now), None, "no clock sample yet");
         h.calibrate(1_000_000, now);

@@ -343,15 +343,44 @@ impl Shared {
         }
         let mut conn = self.manager.clone();
         // Waited for until the deadline plus the clock margin, counted from the
-        // start: after that, Redis refuses to run it.
-        let left = self.health.wait_limit().saturating_sub(started.elapsed());
-        let (status, value): (u8, String) = match self
-            .within_for("publish", left, inv.invoke_async(&mut conn))
-            .await
-        {
-            Err(Unavailable::Unknown) => (0, self.settle(&receipt, started, deadline).await?),
-            other => other?,
-        };
+        // start: after that, Redis refuses to run it, and its receipt tells.
+        let left = self.health.answer_limit().saturating_sub(started.elapsed());
+        let (status, value): (u8, String) =
+            match tokio::time::timeout(left, inv.invoke_async(&mut conn)).await {
+                Ok(Ok(v)) => {
+                    self.health.answered();
+                    v
+                }
+                Ok(Err(e)) if !e.is_io_error() => {
+                    // An error reply: Redis answered, and ran nothing (a script
+                    // is refused before it writes: OOM, a wrong argument).
+                    self.health.answered();
+                    tracing::warn!(error = %e, "redis refused a publish");
+                    return Err(Unavailable::NotStored);
+                }
+                Ok(Err(e)) if e.is_connection_refusal() => {
+                    tracing::warn!(error = %e, "redis refused the connection");
+                    return Err(Unavailable::NotStored);
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "the connection to redis broke during a publish");
+                    (
+                        0,
+                        self.settle(&receipt, started, deadline, Unavailable::Unknown)
+                            .await?,
+                    )
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        wait_ms = left.as_millis() as u64,
+                        "redis did not answer a publish in time"
+                    );
+                    // Silent Redis: frozen, so it never ran it, or ran it in the
+                    // instant before it froze and froze with the answer.
+                    let silent = Unavailable::Stalled;
+                    (0, self.settle(&receipt, started, deadline, silent).await?)
+                }
+            };
         if status == 2 {
             tracing::warn!("redis ran a publish after its deadline and stored nothing");
             return Err(Unavailable::NotStored);
@@ -373,34 +402,38 @@ impl Shared {
         })
     }
 
-    /// The connection broke with a publish in flight. Once its deadline and the
-    /// clock margin have passed, Redis can no longer run it, so whether it ran is
-    /// settled: its receipt holds its id, or it never ran. Only the data set that
-    /// received the publish can say "never": one that began after the publish
-    /// started (a Redis restarted without its data) cannot.
+    /// A publish's answer did not come, or its connection broke. Once its
+    /// deadline and the clock margin have passed, Redis can no longer run it, so
+    /// whether it ran is settled: its receipt holds its id, or it never ran. Only
+    /// the data set that received the publish can say "never": one that began
+    /// after the publish started (a Redis restarted without its data) cannot.
+    /// Redis not answering within the rest of `broker.timeout` gives `silent`.
     async fn settle(
         &self,
         receipt: &str,
         started: std::time::Instant,
         deadline: u64,
+        silent: Unavailable,
     ) -> Result<String, Unavailable> {
-        tokio::time::sleep_until((started + self.health.wait_limit()).into()).await;
+        tokio::time::sleep_until((started + self.health.answer_limit()).into()).await;
+        let left = self.health.wait_limit().saturating_sub(started.elapsed());
         let mut conn = self.manager.clone();
         let (since, id): (Option<String>, Option<String>) = self
-            .within(
+            .within_for(
                 "settle",
+                left,
                 redis::pipe()
                     .get(&self.keys.since)
                     .get(receipt)
                     .query_async(&mut conn),
             )
             .await
-            .map_err(|_| Unavailable::Unknown)?;
+            .map_err(|_| silent)?;
         if let Some(id) = id {
-            tracing::info!("the connection to redis broke during a publish that was stored");
+            tracing::info!("redis had stored the publish whose answer did not come");
             return Ok(id);
         }
-        let start_ms = deadline.saturating_sub(self.timeout.as_millis() as u64);
+        let start_ms = deadline.saturating_sub(self.health.run_limit().as_millis() as u64);
         match since.as_deref().and_then(parse_id) {
             Some((ms, _)) if ms < start_ms => Err(Unavailable::NotStored),
             _ => Err(Unavailable::Unknown),
