@@ -267,6 +267,24 @@ struct Outcome {
     ready_after: Duration,
 }
 
+impl Outcome {
+    /// The figures the README's "Guarantees" section quotes.
+    fn summary(&self, r: &Refusals) -> String {
+        format!(
+            "{} webhooks, {} answered 202 and delivered once in order; {} answered 503 ({} \"nothing will be\", {} \"stopped answering\" of which {} stored in the instant before the fault, {} \"outcome unknown\"), none stored after the fault; readyz 503 after {} ms, 200 again {} ms after recovery",
+            self.answers.len(),
+            self.answers.len() - self.refused,
+            self.refused,
+            r.certain,
+            r.stalled,
+            r.stalled_stored_before,
+            r.unknown,
+            self.not_ready_after.as_millis(),
+            self.ready_after.as_millis(),
+        )
+    }
+}
+
 /// Runs `fault` for `hold` under a steady flow of webhooks (from half a second
 /// before to half a second after), then publishes `end`. `/readyz` must turn 503
 /// during the fault and 200 after it.
@@ -337,15 +355,8 @@ async fn redis_paused_past_the_timeout_publishes_nothing_it_refused() {
         "both replicas deliver the same events in one order"
     );
     eprintln!(
-        "faults: redis paused 3 s (broker.timeout 1s): {} webhooks, {} answered 202 and delivered once in order at both replicas; {} answered 503 ({} as stalled, {} as not stored), none of them stored after Redis froze ({} stored in the instant before, their answers frozen); readyz 503 after {} ms of pause, 200 again {} ms after SIGCONT",
-        o.answers.len(),
-        o.answers.len() - o.refused,
-        o.refused,
-        refusals.stalled,
-        refusals.certain,
-        refusals.stalled_stored_before,
-        o.not_ready_after.as_millis(),
-        o.ready_after.as_millis(),
+        "faults: redis paused 3 s (broker.timeout 1s), two replicas delivering the same events in one order: {}",
+        o.summary(&refusals)
     );
 }
 
@@ -359,15 +370,8 @@ async fn redis_killed_and_restarted_from_its_append_only_file() {
     let got = read_through_end(&mut r.at_b).await;
     let refusals = check_delivery("replica b", &o.answers, &got, o.froze_at);
     eprintln!(
-        "faults: redis (appendfsync always) killed for 1 s and restarted: {} webhooks, {} answered 202 and delivered once in order, {} answered 503 ({} not stored, {} stalled, {} with the outcome unknown: the connection broke mid-publish), none of them stored after the kill; readyz 503 after {} ms, 200 again {} ms after the restart",
-        o.answers.len(),
-        o.answers.len() - o.refused,
-        o.refused,
-        refusals.certain,
-        refusals.stalled,
-        refusals.unknown,
-        o.not_ready_after.as_millis(),
-        o.ready_after.as_millis(),
+        "faults: redis (appendfsync always) killed for 1 s and restarted: {}",
+        o.summary(&refusals)
     );
 }
 
