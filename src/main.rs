@@ -12,6 +12,8 @@ hookcast — turns webhooks into Server-Sent Events
 Usage:
   hookcast [--config FILE]          run
   hookcast check [--config FILE]    check the configuration and exit
+  hookcast route [--config FILE] --path PATH [--method M] [-H 'Name: value']... [--body TEXT|@FILE] [--verify]
+                                    which route a request takes and what it publishes (dry run)
   hookcast --version | --help
 
 FILE defaults to $HOOKCAST_CONFIG, then hookcast.yaml.
@@ -42,14 +44,7 @@ fn parse_args() -> Result<Command, String> {
             other => return Err(format!("unexpected argument `{other}`")),
         }
     }
-    let file = file
-        .or_else(|| {
-            std::env::var("HOOKCAST_CONFIG")
-                .ok()
-                .filter(|s| !s.is_empty())
-        })
-        .unwrap_or_else(|| "hookcast.yaml".into());
-    let file = PathBuf::from(file);
+    let file = config::path_or_default(file);
     Ok(if check {
         Command::Check(file)
     } else {
@@ -58,6 +53,9 @@ fn parse_args() -> Result<Command, String> {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("route") {
+        return hookcast::dryrun::run(std::env::args().skip(2));
+    }
     let command = match parse_args() {
         Ok(c) => c,
         Err(msg) => {

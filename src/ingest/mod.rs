@@ -8,13 +8,14 @@ pub mod route;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::broker::Unavailable;
 use crate::hub::{NewEvent, Published};
+use crate::inspect::{Outcome, Seen};
 use crate::proxy::{self, body::Prefix, body::read_prefix};
 use crate::reply::{self, Body};
 use crate::service::{self, App};
@@ -22,7 +23,7 @@ use crate::sse;
 use crate::template::{Input, RenderError, Template};
 use crate::topic;
 use crate::verify;
-use route::{Candidate, Mode, Route};
+use route::{Candidate, Lookup, Mode, Route, Router, Unmet};
 
 /// A webhook that could not be accepted; each maps to one status and code.
 #[derive(Debug)]
@@ -45,23 +46,25 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    pub fn into_response(self) -> Response<Body> {
+    /// Status, API code and one sentence: what the client is answered.
+    pub fn describe(&self) -> (StatusCode, &'static str, String) {
         use StatusCode as S;
         match self {
-            Rejection::BodyTooLarge(limit) => reply::error(
+            Rejection::BodyTooLarge(limit) => (
                 S::PAYLOAD_TOO_LARGE,
                 "body_too_large",
                 format!("The request body is larger than limits.max_body ({limit} bytes)."),
             ),
-            Rejection::BodyUnreadable => reply::error(
+            Rejection::BodyUnreadable => (
                 S::BAD_REQUEST,
                 "body_unreadable",
-                "The request body could not be read to its end.",
+                "The request body could not be read to its end.".into(),
             ),
-            Rejection::NoMatch => reply::error(
+            Rejection::NoMatch => (
                 S::NOT_FOUND,
                 "not_found",
-                "No route matches this request's headers or body, and no upstream is configured.",
+                "No route matches this request's headers or body, and no upstream is configured."
+                    .into(),
             ),
             Rejection::Render { field, error } => {
                 let (status, code) = match error {
@@ -69,24 +72,22 @@ impl Rejection {
                     RenderError::BodyNotUtf8 => (S::UNPROCESSABLE_ENTITY, "body_not_utf8"),
                     RenderError::Unresolved(_) => (S::UNPROCESSABLE_ENTITY, "unresolved_template"),
                 };
-                reply::error(
-                    status,
-                    code,
-                    format!("Cannot build publish.{field}: {error}."),
-                )
+                (status, code, format!("Cannot build publish.{field}: {error}."))
             }
-            Rejection::InvalidTopic { topic, error } => reply::error(
+            Rejection::InvalidTopic { topic, error } => (
                 S::UNPROCESSABLE_ENTITY,
                 "invalid_topic",
                 format!("The rendered topic {topic:?} is not valid: {error}."),
             ),
-            Rejection::InvalidEvent => reply::error(
+            Rejection::InvalidEvent => (
                 S::UNPROCESSABLE_ENTITY,
                 "invalid_event",
-                "The rendered event name contains a line break or NUL.",
+                "The rendered event name contains a line break or NUL.".into(),
             ),
-            Rejection::BrokerUnavailable(why) => {
-                let message = match why {
+            Rejection::BrokerUnavailable(why) => (
+                S::SERVICE_UNAVAILABLE,
+                "broker_unavailable",
+                match why {
                     Unavailable::NotStored => {
                         "The event could not be stored because the broker is unreachable or did not answer in time; nothing was published, and nothing will be. Retry later."
                     }
@@ -96,16 +97,11 @@ impl Rejection {
                     Unavailable::Unknown => {
                         "The connection to the broker broke while the event was being stored, so the outcome is unknown: it may have been published. Retry later."
                     }
-                };
-                let mut resp = reply::error(S::SERVICE_UNAVAILABLE, "broker_unavailable", message);
-                resp.headers_mut().insert(
-                    http::header::RETRY_AFTER,
-                    http::HeaderValue::from_static("5"),
-                );
-                resp
-            }
+                }
+                .into(),
+            ),
             Rejection::Signature(failure) => {
-                let message = match &failure {
+                let message = match failure {
                     verify::Failure::Missing(h) => {
                         format!("The {h} header is missing, so this webhook cannot be verified.")
                     }
@@ -116,9 +112,21 @@ impl Rejection {
                         "The signed timestamp is too far from the current time; the webhook may be a replay.".to_owned()
                     }
                 };
-                reply::error(S::UNAUTHORIZED, failure.code(), message)
+                (S::UNAUTHORIZED, failure.code(), message)
             }
         }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let (status, code, message) = self.describe();
+        let mut resp = reply::error(status, code, message);
+        if matches!(self, Rejection::BrokerUnavailable(_)) {
+            resp.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("5"),
+            );
+        }
+        resp
     }
 }
 
@@ -141,22 +149,42 @@ pub async fn read_body(parts: &Parts, body: Incoming, limit: u64) -> Result<Byte
     }
 }
 
-/// A request whose path and method match routes: read the body if a candidate
+/// A request the route table selected (`lookup`): read the body if a candidate
 /// needs it, pick the first route whose conditions hold, and publish it (publish
-/// mode) or pass it to the upstream (forward mode, or no route holds).
-pub async fn handle(
-    app: &App,
-    req: Request<Incoming>,
-    candidates: Vec<Candidate>,
-) -> Response<Body> {
-    let mut counted = Counted::Unrouted;
-    let resp = handle_routed(app, req, candidates, &mut counted).await;
-    let route = match &counted {
-        Counted::Route(name) => name,
-        Counted::Unrouted => UNROUTED,
-        Counted::NotWebhook => return resp,
+/// mode) or pass it to the upstream (forward mode, or no route holds). Without an
+/// upstream, a path or method no route has is answered 404 or 405 here. What came of
+/// it is counted and recorded in the delivery log here, once.
+pub async fn handle(app: &App, req: Request<Incoming>, lookup: Lookup) -> Response<Body> {
+    let started = std::time::Instant::now();
+    // Requests no route's path and method select are logged unless they look like page fetches.
+    let logged = matches!(lookup, Lookup::Candidates(_))
+        || !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let seen = app
+        .deliveries
+        .as_ref()
+        .filter(|_| logged)
+        .map(|_| Seen::of(&req));
+    let mut outcome = Outcome::default();
+    let resp = match lookup {
+        Lookup::Candidates(candidates) => {
+            let resp = handle_routed(app, req, candidates, &mut outcome).await;
+            let route = match (&outcome.route, outcome.passed) {
+                (_, true) => None,
+                (Some(name), false) => Some(&**name),
+                (None, false) => Some(UNROUTED),
+            };
+            if let Some(route) = route {
+                app.hub.metrics().webhook(route, resp.status().as_str());
+            }
+            resp
+        }
+        // Not counted as webhooks.
+        lookup => refused_path(app, &req, lookup, &mut outcome),
     };
-    app.hub.metrics().webhook(route, resp.status().as_str());
+    if let (Some(log), Some(seen)) = (&app.deliveries, seen) {
+        let status = resp.status().as_u16();
+        log.record(&app.config, seen, outcome, status, started.elapsed());
+    }
     resp
 }
 
@@ -164,19 +192,53 @@ pub async fn handle(
 /// large or unreadable, no route's conditions hold).
 pub const UNROUTED: &str = "(none)";
 
-/// Which `hookcast_webhooks_total` series a request counts in.
-enum Counted {
-    Route(std::sync::Arc<str>),
-    Unrouted,
-    /// No route holds and the request went to the upstream: a proxied request.
-    NotWebhook,
+/// 404 or 405 for a path and method that no route has (no upstream is configured).
+fn refused_path(
+    app: &App,
+    req: &Request<Incoming>,
+    lookup: Lookup,
+    outcome: &mut Outcome,
+) -> Response<Body> {
+    let path = req.uri().path();
+    let router = &app.config.router;
+    outcome.unmatched = unmatched(router, req.method(), path, req.headers(), None);
+    let (code, message, allowed) = match lookup {
+        Lookup::WrongMethod(allowed) => (
+            "method_not_allowed",
+            service::accepts_only(&allowed),
+            Some(allowed),
+        ),
+        _ => (
+            "not_found",
+            format!("Nothing is served at {path}, and no upstream is configured."),
+            None,
+        ),
+    };
+    outcome.error = Some((code, message.clone()));
+    match allowed {
+        Some(allowed) => service::method_not_allowed(&allowed),
+        None => reply::error(StatusCode::NOT_FOUND, code, message),
+    }
+}
+
+fn unmatched(
+    router: &Router,
+    method: &Method,
+    path: &str,
+    headers: &http::HeaderMap,
+    json: Option<&Value>,
+) -> Vec<(std::sync::Arc<str>, Unmet)> {
+    router
+        .explain(method, path, headers, json)
+        .filter_map(|(r, unmet)| Some((r.name.clone(), unmet?)))
+        .collect()
 }
 
 async fn handle_routed(
     app: &App,
     req: Request<Incoming>,
     candidates: Vec<Candidate>,
-    counted: &mut Counted,
+    outcome: &mut Outcome,
 ) -> Response<Body> {
     let limit = app.config.limits.max_body;
     let (parts, body) = req.into_parts();
@@ -191,11 +253,18 @@ async fn handle_routed(
         let req = service::streamed(Request::from_parts(parts, body));
         return match chosen {
             Some(route) => {
-                *counted = Counted::Route(route.0.name.clone());
-                forward::forward(app, req, route, Bytes::new()).await
+                outcome.route = Some(route.0.name.clone());
+                forward::forward(app, req, route, Bytes::new(), outcome).await
             }
             None => {
-                *counted = Counted::NotWebhook;
+                outcome.unmatched = unmatched(
+                    &app.config.router,
+                    req.method(),
+                    req.uri().path(),
+                    req.headers(),
+                    None,
+                );
+                outcome.passed = true;
                 service::pass(app, req).await
             }
         };
@@ -214,94 +283,148 @@ async fn handle_routed(
                 if let [(route, _)] = &candidates[..] {
                     app.hub.metrics().webhook(&route.name, "publish_failed");
                 }
-                *counted = Counted::NotWebhook;
+                outcome.passed = true;
+                outcome.publish_failed = Some("the request body is over limits.max_body");
                 return service::pass(app, Request::from_parts(parts, replay.boxed())).await;
             }
-            Prefix::Broken(_) => return rejected(Rejection::BodyUnreadable),
+            Prefix::Broken(_) => return rejected(outcome, Rejection::BodyUnreadable),
         }
     } else {
         match read_body(&parts, body, limit).await {
             Ok(bytes) => bytes,
-            Err(rejection) => return rejected(rejection),
+            Err(rejection) => return rejected(outcome, rejection),
         }
     };
+    outcome.body = Some(body.clone());
+    let received = Received {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        body: &body,
+        verify_at: Some(unix_now()),
+    };
+    match decide(&app.config.router, candidates, &received, outcome) {
+        Decision::Publish(route, event) => match app.broker.publish(event).await {
+            Ok(published) => {
+                if !published.duplicate {
+                    app.hub.metrics().published(&route.name);
+                }
+                tracing::debug!(
+                    id = &*published.id,
+                    duplicate = published.duplicate,
+                    "published"
+                );
+                let resp = accepted(&published);
+                outcome.published = Some(published);
+                resp
+            }
+            Err(why) => rejected(outcome, Rejection::BrokerUnavailable(why)),
+        },
+        Decision::Forward(route) => {
+            let req = Request::from_parts(parts, reply::full(body.clone()));
+            forward::forward(app, req, route, body, outcome).await
+        }
+        Decision::NoMatch if app.upstream.is_some() => {
+            outcome.passed = true;
+            service::pass(app, Request::from_parts(parts, reply::full(body))).await
+        }
+        Decision::NoMatch => rejected(outcome, Rejection::NoMatch),
+        Decision::Refused(rejection) => rejected(outcome, rejection),
+    }
+}
+
+fn rejected(outcome: &mut Outcome, rejection: Rejection) -> Response<Body> {
+    tracing::info!(?rejection, "webhook rejected");
+    let (_, code, message) = rejection.describe();
+    outcome.error = Some((code, message));
+    rejection.into_response()
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A webhook whose body has been read, as [`decide`] looks at it.
+#[derive(Debug, Clone, Copy)]
+pub struct Received<'a> {
+    pub method: &'a Method,
+    pub uri: &'a http::Uri,
+    pub headers: &'a http::HeaderMap,
+    pub body: &'a Bytes,
+    /// When signatures are checked (seconds since the Unix epoch); `None` skips them.
+    pub verify_at: Option<i64>,
+}
+
+/// What a webhook comes to before anything is published.
+#[derive(Debug)]
+pub enum Decision {
+    /// A publish-mode route took it; this is its event.
+    Publish(std::sync::Arc<Route>, NewEvent),
+    /// A forward-mode route took it: the upstream answers.
+    Forward(Candidate),
+    /// No candidate's headers or JSON conditions hold.
+    NoMatch,
+    Refused(Rejection),
+}
+
+/// Picks the first candidate whose conditions hold, checks its signature and
+/// renders its event: the one decision shared by the webhook path, redelivery and
+/// `hookcast route`. Fills in the route, the signature result and, when no route
+/// holds, why each route did not.
+pub fn decide(
+    router: &Router,
+    candidates: Vec<Candidate>,
+    req: &Received<'_>,
+    outcome: &mut Outcome,
+) -> Decision {
     let json: Option<Value> = if candidates.iter().any(|(r, _)| r.needs_json()) {
-        serde_json::from_slice(&body).ok()
+        serde_json::from_slice(req.body).ok()
     } else {
         None
     };
     let chosen = candidates
         .into_iter()
-        .find(|(r, _)| r.accepts(&parts.headers, json.as_ref()));
-    if let Some((route, _)) = &chosen {
-        *counted = Counted::Route(route.name.clone());
-    }
-    if let Some((route, _)) = &chosen
-        && let Err(rejection) = check_signature(route, &parts, &body)
-    {
-        return rejected(rejection);
-    }
-    match chosen {
-        Some((route, params)) if route.mode == Mode::Publish => {
-            let input = Input {
-                path_params: &params,
-                query: parts.uri.query(),
-                headers: &parts.headers,
-                body: &body,
-                json: json.as_ref(),
-                response: None,
-            };
-            match render(&route, &input) {
-                Ok(event) => match app.broker.publish(event).await {
-                    Ok(published) => {
-                        if !published.duplicate {
-                            app.hub.metrics().published(&route.name);
-                        }
-                        tracing::debug!(
-                            id = &*published.id,
-                            duplicate = published.duplicate,
-                            "published"
-                        );
-                        accepted(&published)
-                    }
-                    Err(why) => rejected(Rejection::BrokerUnavailable(why)),
-                },
-                Err(rejection) => rejected(rejection),
+        .find(|(r, _)| r.accepts(req.headers, json.as_ref()));
+    let Some((route, params)) = chosen else {
+        let path = req.uri.path();
+        outcome.unmatched = unmatched(router, req.method, path, req.headers, json.as_ref());
+        return Decision::NoMatch;
+    };
+    outcome.route = Some(route.name.clone());
+    if let (Some(verifier), Some(now)) = (&route.verify, req.verify_at) {
+        let checked = verifier.verify(&verify::Request {
+            headers: req.headers,
+            path_and_query: req.uri.path_and_query().map_or("/", |p| p.as_str()),
+            body: req.body,
+            now,
+        });
+        let scheme = verifier.scheme().name();
+        match checked {
+            Ok(()) => outcome.verify = Some((scheme, "ok")),
+            Err(failure) => {
+                outcome.verify = Some((scheme, failure.code()));
+                return Decision::Refused(Rejection::Signature(failure));
             }
         }
-        Some(route) => {
-            let req = Request::from_parts(parts, reply::full(body.clone()));
-            forward::forward(app, req, route, body).await
-        }
-        None if app.upstream.is_some() => {
-            *counted = Counted::NotWebhook;
-            service::pass(app, Request::from_parts(parts, reply::full(body))).await
-        }
-        None => rejected(Rejection::NoMatch),
     }
-}
-
-fn rejected(rejection: Rejection) -> Response<Body> {
-    tracing::info!(?rejection, "webhook rejected");
-    rejection.into_response()
-}
-
-/// A route's `verify:` over the raw body, when it has one.
-fn check_signature(route: &Route, parts: &Parts, body: &Bytes) -> Result<(), Rejection> {
-    let Some(verifier) = &route.verify else {
-        return Ok(());
+    if route.mode == Mode::Forward {
+        return Decision::Forward((route, params));
+    }
+    let input = Input {
+        path_params: &params,
+        query: req.uri.query(),
+        headers: req.headers,
+        body: req.body,
+        json: json.as_ref(),
+        response: None,
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    verifier
-        .verify(&verify::Request {
-            headers: &parts.headers,
-            path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
-            body,
-            now,
-        })
-        .map_err(Rejection::Signature)
+    match render(&route, &input) {
+        Ok(event) => Decision::Publish(route, event),
+        Err(rejection) => Decision::Refused(rejection),
+    }
 }
 
 /// Renders a matched route's templates into an event; checks topics and event name.
