@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tracing::Instrument;
 
+use crate::accept::Acceptor;
 use crate::admin;
 use crate::config::Config;
 use crate::direct::{self, Prefixed, Sniffed};
@@ -113,17 +114,10 @@ pub async fn serve(
     let mut shutdown = std::pin::pin!(shutdown);
     let broker = live.load().broker.clone();
     let mut fatal = std::pin::pin!(broker.fatal());
+    let mut acceptor = Acceptor::new("public");
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Usually EMFILE: wait for connections to close instead of spinning.
-                    tracing::error!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            },
+            conn = acceptor.accept(&listener) => conn,
             () = &mut shutdown => break,
             why = &mut fatal => {
                 collector.abort();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use support::broker::{BrokerServer, Kind, free_port};
-use support::{AdminApp, Item, PATIENCE, SseStream, TestApp, open_stream};
+use support::{AdminApp, Item, PATIENCE, TestApp, open_stream, subscribe_ready};
 
 /// Runs each named test (an `async fn(Kind)`) once per broker.
 macro_rules! for_each_broker {
@@ -37,25 +37,8 @@ for_each_broker!(
     broker_down_refuses_webhooks_keeps_streams_and_recovers,
     readiness_follows_the_broker,
     a_reader_cut_off_resumes_after_its_last_id,
+    a_stalled_broker_refuses_and_never_publishes_what_it_refused,
 );
-
-mod nats_only {
-    #[tokio::test]
-    async fn a_stalled_broker_refuses_and_never_publishes_what_it_refused() {
-        super::a_stalled_broker_refuses_and_never_publishes_what_it_refused(super::Kind::Nats).await
-    }
-}
-
-mod redis_pending {
-    /// The Redis broker runs a publish it was sent while stalled once it wakes
-    /// up; the publish deadline that prevents it is another branch's work.
-    #[tokio::test]
-    #[ignore = "needs the Redis publish deadline (README \"Scale out\")"]
-    async fn a_stalled_broker_refuses_and_never_publishes_what_it_refused() {
-        super::a_stalled_broker_refuses_and_never_publishes_what_it_refused(super::Kind::Redis)
-            .await
-    }
-}
 
 fn yaml(broker: &BrokerServer, extra: &str) -> String {
     format!(
@@ -86,10 +69,6 @@ broker:
 {extra}"#,
         broker = broker.broker_yaml(&broker.url(), "500ms")
     )
-}
-
-async fn subscribe_ready(app: &TestApp, query: &str, headers: &[(&str, &str)]) -> SseStream {
-    support::broker::subscribe_ready(app, query, headers, PATIENCE).await
 }
 
 /// Starts a replica and waits until its reader follows the broker.

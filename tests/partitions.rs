@@ -21,11 +21,7 @@ use support::{Item, SseStream, TestApp};
 /// partition come back on their own retransmission schedule.
 const HEAL_PATIENCE: Duration = Duration::from_secs(30);
 
-/// Fails on this branch, and rightly: the Redis broker's publishes refused with
-/// 503 during the partition sit in the cut-off connection and are stored when
-/// it heals. The publish deadline that prevents it is another branch's work.
 #[tokio::test]
-#[ignore = "needs the Redis publish deadline (README \"Scale out\")"]
 async fn redis_a_replica_cut_off_acknowledges_nothing_and_catches_up() {
     partition(Kind::Redis).await;
 }
@@ -162,7 +158,7 @@ broker:
 }
 
 async fn subscribe_ready(app: &TestApp, headers: &[(&str, &str)]) -> SseStream {
-    support::broker::subscribe_ready(app, "topic=room.x", headers, HEAL_PATIENCE).await
+    support::subscribe_ready(app, "topic=room.x", headers).await
 }
 
 /// Posts once; the id if acknowledged (202), else asserts the refusal is a 503.

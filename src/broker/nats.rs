@@ -347,7 +347,7 @@ impl Shared {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 tracing::warn!(what, error = %e, "nats request failed");
-                Err(Unavailable)
+                Err(Unavailable::NotStored)
             }
             Err(_) => {
                 tracing::warn!(
@@ -355,14 +355,14 @@ impl Shared {
                     timeout_ms = self.config.timeout.as_millis() as u64,
                     "nats request timed out"
                 );
-                Err(Unavailable)
+                Err(Unavailable::NotStored)
             }
         }
     }
 
     pub(super) async fn publish(&self, new: NewEvent) -> Result<Published, Unavailable> {
         let (Some(js), Some(epoch)) = (self.js.get(), self.epoch()) else {
-            return Err(Unavailable);
+            return Err(Unavailable::NotStored);
         };
         let mut msg_id = new
             .dedupe
@@ -403,7 +403,7 @@ impl Shared {
                 duplicate: true,
             });
         }
-        Err(Unavailable)
+        Err(Unavailable::NotStored)
     }
 
     /// Publishes one message and waits for JetStream's ack, under the deadline
@@ -468,7 +468,7 @@ impl Shared {
                 loop {
                     match self.find(js, &subject, sent, &token).await {
                         Ok(Some(seq)) => return Ok(Ack::New(seq)),
-                        Ok(None) => return Err(Unavailable),
+                        Ok(None) => return Err(Unavailable::NotStored),
                         Err(_) if tokio::time::Instant::now() < give_up => {
                             tokio::time::sleep(BACKOFF_MIN).await;
                         }
@@ -476,7 +476,7 @@ impl Shared {
                             tracing::error!(
                                 "a nats publish answered 503 could not be looked up; if JetStream stored it in time it will be delivered"
                             );
-                            return Err(Unavailable);
+                            return Err(Unavailable::Unknown);
                         }
                     }
                 }
@@ -486,7 +486,7 @@ impl Shared {
             return Ok(Ack::Duplicate(ack.sequence));
         }
         if late && !matches!(self.get(js, ack.sequence).await?, Some(Got::Accepted(_))) {
-            return Err(Unavailable);
+            return Err(Unavailable::NotStored);
         }
         Ok(Ack::New(ack.sequence))
     }
@@ -503,7 +503,7 @@ impl Shared {
     ) -> Result<Option<u64>, Unavailable> {
         let since = sent.saturating_sub(CLOCK_MARGIN.as_millis() as u64);
         let start_time = DateTime::from_unix_timestamp_nanos(i128::from(since) * 1_000_000)
-            .map_err(|_| Unavailable)?;
+            .map_err(|_| Unavailable::NotStored)?;
         let stream = self
             .within("find", js.get_stream_no_info(&self.config.stream))
             .await?;
@@ -584,11 +584,11 @@ impl Shared {
                 let silent = self.config.timeout + CLOCK_MARGIN;
                 while let Some(m) = tokio::time::timeout(silent, batch.next())
                     .await
-                    .map_err(|_| Unavailable)?
+                    .map_err(|_| Unavailable::NotStored)?
                 {
                     let m = m.map_err(|e| {
                         tracing::warn!(what, error = %e, "nats read failed");
-                        Unavailable
+                        Unavailable::NotStored
                     })?;
                     let Ok(info) = m.info() else { continue };
                     got += 1;
@@ -640,9 +640,9 @@ impl Shared {
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "nats get failed");
-                Err(Unavailable)
+                Err(Unavailable::NotStored)
             }
-            Err(_) => Err(Unavailable),
+            Err(_) => Err(Unavailable::NotStored),
         }
     }
 

@@ -152,6 +152,8 @@ pub struct Sse {
     pub history_ttl: Duration,
     pub history_bytes: u64,
     pub subscriber_queue: usize,
+    /// Bytes of queued events per subscriber before it is cut as slow.
+    pub subscriber_queue_bytes: u64,
     pub max_subscribers: usize,
     pub max_topics_per_subscriber: usize,
     pub max_stream_duration: Option<Duration>,
@@ -201,6 +203,7 @@ impl Default for Config {
                 history_ttl: Duration::from_secs(3600),
                 history_bytes: 16 << 20,
                 subscriber_queue: 1024,
+                subscriber_queue_bytes: 8 << 20,
                 max_subscribers: 100_000,
                 max_topics_per_subscriber: 32,
                 max_stream_duration: None,
@@ -821,6 +824,11 @@ impl Checker<'_> {
                 raw.subscriber_queue,
                 d.subscriber_queue,
                 "",
+            ),
+            subscriber_queue_bytes: self.size(
+                "sse.subscriber_queue_bytes",
+                raw.subscriber_queue_bytes,
+                d.subscriber_queue_bytes,
             ),
             max_subscribers: self.count(
                 "sse.max_subscribers",

@@ -56,6 +56,7 @@ pub(super) struct Sse {
     pub(super) history_ttl: Option<S<String>>,
     pub(super) history_bytes: Option<S<String>>,
     pub(super) subscriber_queue: Option<S<u64>>,
+    pub(super) subscriber_queue_bytes: Option<S<String>>,
     pub(super) max_subscribers: Option<S<u64>>,
     pub(super) max_topics_per_subscriber: Option<S<u64>>,
     pub(super) max_stream_duration: Option<S<String>>,

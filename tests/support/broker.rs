@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use http::StatusCode;
-
-use super::{Item, PATIENCE, SseStream, TestApp, open_stream};
+use super::PATIENCE;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -213,35 +211,5 @@ impl Drop for BrokerServer {
         // SIGKILL ends a stopped process too.
         self.kill();
         let _ = std::fs::remove_dir_all(&self.store);
-    }
-}
-
-/// Opens a stream once the replica's reader has reached the broker: before that, a
-/// replica answers "try later" (a retry hint, then the end of the stream).
-pub async fn subscribe_ready(
-    app: &TestApp,
-    query: &str,
-    headers: &[(&str, &str)],
-    patience: Duration,
-) -> SseStream {
-    let deadline = tokio::time::Instant::now() + patience;
-    loop {
-        let mut s = open_stream(app.addr, &format!("/events?{query}"), headers).await;
-        assert_eq!(s.status, StatusCode::OK);
-        assert!(matches!(
-            s.next_item_within(patience).await,
-            Some(Item::Retry(_))
-        ));
-        match s.next_item_within(patience).await {
-            Some(Item::Comment(c)) if c == "hookcast" => return s,
-            other => {
-                assert!(s.ended, "a try-later stream ends: {other:?}");
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "replica never ready"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
     }
 }
