@@ -196,8 +196,25 @@ fn a_duration_with_an_unknown_unit_is_an_error_at_the_value() {
 }
 
 #[test]
-fn a_fractional_size_is_an_error_at_the_value() {
-    assert_error("limits:\n  max_body: 1.5MiB\n", 2, 13, &["limits.max_body"]);
+fn a_size_that_is_not_whole_bytes_is_an_error_at_the_value() {
+    assert_error(
+        "limits:\n  max_body: 0.1KiB\n",
+        2,
+        13,
+        &["limits.max_body", "whole number of bytes"],
+    );
+}
+
+#[test]
+fn compound_and_fractional_durations_and_kubernetes_sizes_are_accepted() {
+    let c = load_ok(
+        "shutdown_grace: 1.5s\ndedupe:\n  window: 1h30m\nsse:\n  history_ttl: 1d\n  history_bytes: 1Mi\nlimits:\n  max_body: 1.5KiB\n",
+    );
+    assert_eq!(c.shutdown_grace, Duration::from_millis(1500));
+    assert_eq!(c.dedupe.window, Duration::from_secs(5400));
+    assert_eq!(c.sse.history_ttl, Duration::from_secs(86_400));
+    assert_eq!(c.sse.history_bytes, 1 << 20);
+    assert_eq!(c.limits.max_body, 1536);
 }
 
 #[test]
