@@ -48,7 +48,16 @@ impl Drop for TempFile {
 /// A `hookcast` command with a clean environment for the variables it reads.
 fn hookcast() -> Command {
     let mut c = Command::new(BIN);
-    c.env_remove("HOOKCAST_CONFIG").env_remove("RUST_LOG");
+    for var in [
+        "HOOKCAST_CONFIG",
+        "HOOKCAST_LISTEN",
+        "HOOKCAST_ADMIN_LISTEN",
+        "HOOKCAST_LOG_LEVEL",
+        "HOOKCAST_LOG_FORMAT",
+        "RUST_LOG",
+    ] {
+        c.env_remove(var);
+    }
     c.stdin(Stdio::null());
     c
 }
@@ -268,6 +277,67 @@ fn check_uses_hookcast_config_when_config_is_absent() {
     assert_eq!(text(&out.stdout), "ok: 1 route\n");
 }
 
+#[test]
+fn options_may_come_before_the_subcommand() {
+    let f = TempFile::new("before", THREE_ROUTES);
+    let mut cmd = hookcast();
+    cmd.args(["--config", &f.name(), "check"]);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ok: 3 routes\n");
+}
+
+#[test]
+fn a_missing_default_config_names_where_it_looked_and_the_example() {
+    let dir = std::env::temp_dir().join(format!("hookcast-cli-{}-empty-dir", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for args in [&["check"][..], &[][..]] {
+        let mut cmd = hookcast();
+        cmd.args(args).current_dir(&dir);
+        let out = run(cmd);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("no configuration file at hookcast.yaml"),
+            "{err}"
+        );
+        assert!(
+            err.contains("neither --config nor $HOOKCAST_CONFIG is set"),
+            "{err}"
+        );
+        assert!(err.contains("config.example.yaml"), "{err}");
+    }
+    // Named by the variable: the message says so.
+    let mut cmd = hookcast();
+    cmd.arg("check")
+        .current_dir(&dir)
+        .env("HOOKCAST_CONFIG", "elsewhere.yaml");
+    let err = text(&run(cmd).stderr);
+    assert!(
+        err.contains("elsewhere.yaml (from $HOOKCAST_CONFIG)"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir(&dir);
+}
+
+#[test]
+fn a_bad_override_is_a_usage_error_naming_the_option() {
+    let f = TempFile::new("bad-override", ONE_ROUTE);
+    for (var, value, option) in [
+        ("HOOKCAST_LISTEN", "nowhere", "--listen"),
+        ("HOOKCAST_ADMIN_LISTEN", "127.0.0.1", "--admin-listen"),
+        ("HOOKCAST_LOG_LEVEL", "loud", "--log-level"),
+        ("HOOKCAST_LOG_FORMAT", "xml", "--log-format"),
+    ] {
+        let mut cmd = hookcast();
+        cmd.args(["check", "--config", &f.name()]).env(var, value);
+        let out = run(cmd);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}: {err}");
+        assert!(err.contains(option) && err.contains(value), "{var}: {err}");
+    }
+}
+
 // ---------------------------------------------------------------- usage
 
 #[test]
@@ -290,7 +360,54 @@ fn help_exits_0_with_usage() {
     assert_eq!(out.status.code(), Some(0));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("hookcast check"), "{stdout}");
+    assert!(stdout.contains("hookcast route"), "{stdout}");
     assert!(stdout.contains("--config"), "{stdout}");
+    for var in [
+        "HOOKCAST_CONFIG",
+        "HOOKCAST_LISTEN",
+        "HOOKCAST_ADMIN_LISTEN",
+        "HOOKCAST_LOG_LEVEL",
+        "HOOKCAST_LOG_FORMAT",
+    ] {
+        assert!(stdout.contains(&format!("[env: {var}=")), "{var}: {stdout}");
+    }
+}
+
+#[test]
+fn route_takes_its_arguments_and_is_not_implemented_yet() {
+    let f = TempFile::new("route", ONE_ROUTE);
+    let mut cmd = hookcast();
+    cmd.args([
+        "route",
+        "--config",
+        &f.name(),
+        "--method",
+        "POST",
+        "--path",
+        "/hooks/a",
+        "-H",
+        "X-A: 1",
+        "--body",
+        "{}",
+        "--verify",
+    ]);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not implemented"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Its own arguments are checked like any others.
+    let mut cmd = hookcast();
+    cmd.args(["route", "--config", &f.name(), "--path", "/hooks/a"]);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--method"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -662,6 +779,47 @@ fn sighup_reloads_and_a_listen_change_is_logged_as_restart_required() {
     let log = app.stderr();
     assert!(log.contains("draining"), "{log}");
     assert!(log.contains("drained"), "{log}");
+}
+
+#[test]
+fn the_environment_overrides_listen_admin_and_log_format_and_survives_a_reload() {
+    // The file's addresses are taken: only the overrides can be served.
+    let taken = [
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+    ];
+    let [l, a] = taken.each_ref().map(|t| t.local_addr().unwrap());
+    let yaml =
+        format!("listen: \"{l}\"\nadmin:\n  listen: \"{a}\"\nlog:\n  format: text\n{ONE_ROUTE}");
+    let f = TempFile::new("env-overrides", &yaml);
+    let (addr, admin) = (free_addr(), free_addr());
+    let mut cmd = hookcast();
+    cmd.arg("--config")
+        .arg(f.path())
+        .env("HOOKCAST_LISTEN", addr.to_string())
+        .env("HOOKCAST_ADMIN_LISTEN", admin.to_string())
+        .env("HOOKCAST_LOG_FORMAT", "json")
+        .env("HOOKCAST_LOG_LEVEL", "info");
+    let mut app = Running::spawn(cmd);
+    wait_until_accepting(addr, &mut app);
+    let r = http_request(
+        admin,
+        "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let log = wait_for_log(&mut app, "effective configuration");
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string(), "{line}");
+    }
+    // A reload keeps the overrides: no "restart required" for listen.
+    app.signal("-HUP");
+    let log = wait_for_log(&mut app, "configuration reloaded");
+    assert!(!log.contains("restart required"), "{log}");
+    app.signal("-TERM");
+    assert!(app.wait_for(PATIENCE).expect("exits").success());
+    drop(taken);
 }
 
 #[test]

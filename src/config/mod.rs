@@ -241,6 +241,53 @@ impl std::error::Error for Error {
     }
 }
 
+/// Settings given on the command line or in the environment (`--listen` or
+/// `HOOKCAST_LISTEN`, …): they win over the file, at start and at every reload, so a
+/// container image can keep one config file for every environment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    /// Checked with [`parse_log_level`].
+    pub log_level: Option<String>,
+    pub log_format: Option<LogFormat>,
+}
+
+impl Overrides {
+    pub fn apply(&self, c: &mut Config) {
+        if let Some(a) = self.listen {
+            c.listen = a;
+        }
+        if let Some(a) = self.admin_listen {
+            c.admin = Some(a);
+        }
+        if let Some(l) = &self.log_level {
+            c.log.level.clone_from(l);
+        }
+        if let Some(f) = self.log_format {
+            c.log.format = f;
+        }
+    }
+}
+
+/// A `log.level` value: a level (`info`) or a filter (`info,hookcast=debug`).
+pub fn parse_log_level(s: &str) -> Result<String, String> {
+    if is_log_filter(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a level or filter; use error, warn, info, debug or trace"
+        ))
+    }
+}
+
+/// [`load`], then `overrides` on top.
+pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Config, Error> {
+    let mut c = load(path)?;
+    overrides.apply(&mut c);
+    Ok(c)
+}
+
 /// Reads and checks the file at `path`.
 pub fn load(path: &Path) -> Result<Config, Error> {
     let file = path.display().to_string();
@@ -694,14 +741,8 @@ impl Checker<'_> {
         let level = match raw.level {
             None => d.level,
             Some(v) => {
-                if !is_log_filter(&v.value) {
-                    self.error(
-                        &v.referenced,
-                        format!(
-                            "log.level `{}` is not a level or filter; use error, warn, info, debug or trace",
-                            v.value
-                        ),
-                    );
+                if let Err(msg) = parse_log_level(&v.value) {
+                    self.error(&v.referenced, format!("log.level {msg}"));
                 }
                 v.value
             }
