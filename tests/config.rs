@@ -635,3 +635,39 @@ fn a_missing_file_is_a_read_error_naming_it() {
         other => panic!("expected a read error, got {other:?}"),
     }
 }
+
+fn load_with_env(yaml: &str, env: &[(&str, &str)]) -> Result<Config, Error> {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    config::from_yaml_with_env(FILE, yaml, &move |name| {
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.into())
+    })
+}
+
+#[test]
+fn the_redis_url_may_come_from_a_variable_and_is_never_echoed() {
+    let yaml = "broker:\n  kind: redis\n  url_env: REDIS_URL\n";
+    let c = load_with_env(yaml, &[("REDIS_URL", "redis://:pw@redis.example:6379/0")])
+        .unwrap_or_else(|e| panic!("{e}"));
+    match c.broker {
+        config::Broker::Redis(r) => assert_eq!(r.url, "redis://:pw@redis.example:6379/0"),
+        other => panic!("{other:?}"),
+    }
+    let e = load_with_env(yaml, &[]).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!("{FILE}:3:12: broker.url_env: the variable REDIS_URL is not set")
+    );
+    let e = load_with_env(yaml, &[("REDIS_URL", "http://u:s3cret@x")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!("{FILE}:3:12: broker.url_env: ")),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret"), "{e}");
+    let both = "broker:\n  kind: redis\n  url: redis://a\n  url_env: REDIS_URL\n";
+    assert_error(both, 4, 12, &["url or url_env, not both"]);
+}

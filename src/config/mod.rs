@@ -539,12 +539,67 @@ impl Checker<'_> {
         parsed
     }
 
+    /// `broker.url`, or the URL in the variable `broker.url_env` names (a URL with a
+    /// password is a secret: in Kubernetes it comes from a Secret).
+    fn broker_url(
+        &mut self,
+        url: Option<Spanned<String>>,
+        url_env: Option<Spanned<String>>,
+        kind: Option<&Spanned<String>>,
+    ) -> String {
+        // The variable's value is never echoed: it may hold a password.
+        let (key, v, secret) = match (url, url_env) {
+            (Some(_), Some(e)) => {
+                self.error(&e.referenced, "broker: give url or url_env, not both");
+                return String::new();
+            }
+            (None, None) => {
+                if let Some(k) = kind {
+                    self.error(
+                        &k.referenced,
+                        "broker: kind redis needs url (e.g. redis://127.0.0.1:6379/0) or url_env",
+                    );
+                }
+                return String::new();
+            }
+            (Some(u), None) => ("broker.url", u, false),
+            (None, Some(e)) => match (self.env)(&e.value).and_then(|v| v.into_string().ok()) {
+                Some(url) => (
+                    "broker.url_env",
+                    Spanned {
+                        value: url,
+                        referenced: e.referenced,
+                        defined: e.defined,
+                    },
+                    true,
+                ),
+                None => {
+                    self.error(
+                        &e.referenced,
+                        format!("broker.url_env: the variable {} is not set", e.value),
+                    );
+                    return String::new();
+                }
+            },
+        };
+        if let Err(msg) = crate::broker::check_redis_url(&v.value) {
+            let msg = if secret {
+                "the variable holds no usable Redis URL; write redis://[user:password@]host[:port][/db] (no rediss://)".to_owned()
+            } else {
+                msg
+            };
+            self.error(&v.referenced, format!("{key}: {msg}"));
+        }
+        v.value
+    }
+
     fn broker(&mut self, raw: raw::Broker) -> Broker {
         let kind = raw.kind.as_ref().map_or("memory", |k| k.value.as_str());
         match kind {
             "memory" => {
                 for (key, v) in [
                     ("url", &raw.url),
+                    ("url_env", &raw.url_env),
                     ("prefix", &raw.prefix),
                     ("timeout", &raw.timeout),
                 ] {
@@ -564,23 +619,7 @@ impl Checker<'_> {
                 Broker::Memory
             }
             "redis" => {
-                let url = match raw.url {
-                    None => {
-                        if let Some(k) = &raw.kind {
-                            self.error(
-                                &k.referenced,
-                                "broker: kind redis needs url, e.g. redis://127.0.0.1:6379/0",
-                            );
-                        }
-                        String::new()
-                    }
-                    Some(v) => {
-                        if let Err(msg) = crate::broker::check_redis_url(&v.value) {
-                            self.error(&v.referenced, format!("broker.url: {msg}"));
-                        }
-                        v.value
-                    }
-                };
+                let url = self.broker_url(raw.url, raw.url_env, raw.kind.as_ref());
                 let prefix = match raw.prefix {
                     None => RedisBroker::DEFAULT_PREFIX.to_owned(),
                     Some(v)

@@ -151,6 +151,7 @@ impl Names {
 pub(super) struct Broker {
     pub(super) kind: Option<S<String>>,
     pub(super) url: Option<S<String>>,
+    pub(super) url_env: Option<S<String>>,
     pub(super) prefix: Option<S<String>>,
     pub(super) timeout: Option<S<String>>,
     pub(super) feed_length: Option<S<u64>>,
