@@ -837,3 +837,103 @@ fn a_taken_admin_port_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("cannot listen on admin.listen"));
 }
+
+// ---------------------------------------------------------------- the log at info
+
+/// The log lines (text format) that contain `needle`.
+fn lines_with(log: &str, needle: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn at_info_each_webhook_outcome_and_each_stream_closed_by_hookcast_is_one_line() {
+    let addr = free_addr();
+    let yaml = format!(
+        "listen: \"{addr}\"
+shutdown_grace: 5s
+log:
+  level: info
+routes:
+  - name: rooms
+    match:
+      path: \"/hooks/{{room}}\"
+    publish:
+      topic: \"room.{{path:room}}\"
+"
+    );
+    let f = TempFile::new("outcome-log", &yaml);
+    let mut cmd = hookcast();
+    cmd.args(["--config", &f.name()]);
+    let mut app = Running::spawn(cmd);
+    wait_until_accepting(addr, &mut app);
+    let mut sse = RawStream::open(addr, "GET /events?topic=room.a HTTP/1.1\r\nHost: x\r\n\r\n");
+    sse.read_until(PATIENCE, "the prelude", |d| d.body.contains(": hookcast"));
+
+    let body = "{\"card\":\"4111-secret-body\"}";
+    let r = http_request(
+        addr,
+        &format!(
+            "POST /hooks/a HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(r.starts_with("HTTP/1.1 202"), "{r}");
+    let id = r
+        .split("\"id\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    // A refusal: the rendered topic is invalid.
+    let r = http_request(
+        addr,
+        "POST /hooks/a%20b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    );
+    assert!(r.starts_with("HTTP/1.1 422"), "{r}");
+    let log = wait_for_log(&mut app, "code=\"invalid_topic\"");
+    let webhooks = lines_with(&log, " webhook ");
+    assert_eq!(webhooks.len(), 2, "{log}");
+    for (line, want) in webhooks.iter().zip([
+        [
+            "route=\"rooms\"",
+            "status=202",
+            "result=\"published\"",
+            &format!("id=\"{id}\""),
+        ],
+        [
+            "route=\"rooms\"",
+            "status=422",
+            "result=\"refused\"",
+            "code=\"invalid_topic\"",
+        ],
+    ]) {
+        assert!(line.contains(" INFO "), "{line}");
+        assert!(line.contains("elapsed_ms="), "{line}");
+        for w in want {
+            assert!(line.contains(w), "no {w} in {line}");
+        }
+    }
+    assert!(
+        !log.contains("secret-body"),
+        "a body reached the log: {log}"
+    );
+    assert!(
+        !log.contains("InvalidTopic"),
+        "Rust Debug text in the log: {log}"
+    );
+
+    app.signal("-TERM");
+    assert!(app.wait_for(PATIENCE).expect("exits").success());
+    let log = app.stderr();
+    let closed = lines_with(&log, "stream closed by hookcast");
+    assert_eq!(closed.len(), 1, "{log}");
+    assert!(
+        closed[0].contains(" INFO ") && closed[0].contains("reason=\"shutdown\""),
+        "{}",
+        closed[0]
+    );
+}

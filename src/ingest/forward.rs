@@ -6,9 +6,9 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-use super::{Candidate, Rejection, render};
+use super::{Candidate, Outcome, Rejection, render};
+use crate::proxy;
 use crate::proxy::body::{Prefix, Watched, read_prefix};
-use crate::proxy::{self, Outcome};
 use crate::reply::Body;
 use crate::service::{self, App};
 use crate::template::Input;
@@ -20,8 +20,9 @@ pub(super) async fn forward(
     req: Request<Body>,
     route: Candidate,
     body: Bytes,
+    outcome: &mut Outcome,
 ) -> Response<Body> {
-    let resp = forward_and_publish(app, req, route, body).await;
+    let resp = forward_and_publish(app, req, route, body, outcome).await;
     app.hub.metrics().proxied(resp.status().as_u16());
     resp
 }
@@ -31,6 +32,7 @@ async fn forward_and_publish(
     req: Request<Body>,
     (route, params): Candidate,
     body: Bytes,
+    outcome: &mut Outcome,
 ) -> Response<Body> {
     let Some(upstream) = app.upstream.as_ref() else {
         return service::pass(app, req).await;
@@ -63,7 +65,7 @@ async fn forward_and_publish(
         response,
     };
     if !route.reads_response() {
-        publish(app, &route.name, render(&route, &input(None))).await;
+        publish(app, &route.name, render(&route, &input(None)), outcome).await;
         return proxy::reply(resp);
     }
 
@@ -74,9 +76,15 @@ async fn forward_and_publish(
         Prefix::Whole(bytes, replay) => {
             match serde_json::from_slice::<Value>(&bytes) {
                 Ok(answer) => {
-                    publish(app, &route.name, render(&route, &input(Some(&answer)))).await;
+                    let event = render(&route, &input(Some(&answer)));
+                    publish(app, &route.name, event, outcome).await;
                 }
-                Err(_) => failed(app, &route.name, "the upstream's answer is not JSON"),
+                Err(_) => failed(
+                    app,
+                    &route.name,
+                    "the upstream's answer is not JSON",
+                    outcome,
+                ),
             }
             replay.boxed()
         }
@@ -85,6 +93,7 @@ async fn forward_and_publish(
                 app,
                 &route.name,
                 "the upstream's answer is over limits.max_body",
+                outcome,
             );
             Watched::new(replay).boxed()
         }
@@ -93,46 +102,50 @@ async fn forward_and_publish(
                 route = &*route.name,
                 "the upstream broke off its answer; no event published, the client's response is cut"
             );
-            proxy::record(Outcome::BodyAborted);
+            proxy::record(proxy::Outcome::BodyAborted);
             replay.boxed()
         }
     };
     Response::from_parts(head, body)
 }
 
-async fn publish(app: &App, route: &str, event: Result<crate::hub::NewEvent, Rejection>) {
+async fn publish(
+    app: &App,
+    route: &str,
+    event: Result<crate::hub::NewEvent, Rejection>,
+    outcome: &mut Outcome,
+) {
     match event {
         Ok(event) => match app.broker.publish(event).await {
             Ok(published) => {
                 if !published.duplicate {
                     app.hub.metrics().published(route);
                 }
-                tracing::debug!(
-                    id = &*published.id,
-                    duplicate = published.duplicate,
-                    "published"
-                );
+                outcome.published(&published);
             }
-            Err(_) => failed(app, route, "the broker could not store the event"),
+            Err(_) => failed(app, route, "the broker could not store the event", outcome),
         },
         Err(rejection) => {
             tracing::warn!(
                 route,
-                ?rejection,
+                code = rejection.status_code().1,
                 "the upstream accepted the request, but its event could not be built; none published"
             );
-            proxy::record(Outcome::PublishFailed);
+            tracing::debug!(?rejection, "why the event could not be built");
+            proxy::record(proxy::Outcome::PublishFailed);
             app.hub.metrics().webhook(route, "publish_failed");
+            outcome.code = Some("publish_failed");
         }
     }
 }
 
-fn failed(app: &App, route: &str, why: &'static str) {
+fn failed(app: &App, route: &str, why: &'static str, outcome: &mut Outcome) {
     tracing::warn!(
         route,
         why,
         "the upstream accepted the request, but no event was published"
     );
-    proxy::record(Outcome::PublishFailed);
+    proxy::record(proxy::Outcome::PublishFailed);
     app.hub.metrics().webhook(route, "publish_failed");
+    outcome.code = Some("publish_failed");
 }

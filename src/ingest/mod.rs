@@ -45,73 +45,70 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    pub fn into_response(self) -> Response<Body> {
+    /// The HTTP status and API code of this refusal.
+    pub fn status_code(&self) -> (StatusCode, &'static str) {
         use StatusCode as S;
         match self {
-            Rejection::BodyTooLarge(limit) => reply::error(
-                S::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("The request body is larger than limits.max_body ({limit} bytes)."),
-            ),
-            Rejection::BodyUnreadable => reply::error(
-                S::BAD_REQUEST,
-                "body_unreadable",
-                "The request body could not be read to its end.",
-            ),
-            Rejection::NoMatch => reply::error(
-                S::NOT_FOUND,
-                "not_found",
-                "No route matches this request's headers or body, and no upstream is configured.",
-            ),
-            Rejection::Render { field, error } => {
-                let (status, code) = match error {
-                    RenderError::InvalidJson => (S::BAD_REQUEST, "invalid_json"),
-                    RenderError::BodyNotUtf8 => (S::UNPROCESSABLE_ENTITY, "body_not_utf8"),
-                    RenderError::Unresolved(_) => (S::UNPROCESSABLE_ENTITY, "unresolved_template"),
-                };
-                reply::error(
-                    status,
-                    code,
-                    format!("Cannot build publish.{field}: {error}."),
-                )
+            Rejection::BodyTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "body_too_large"),
+            Rejection::BodyUnreadable => (S::BAD_REQUEST, "body_unreadable"),
+            Rejection::NoMatch => (S::NOT_FOUND, "not_found"),
+            Rejection::Render { error, .. } => match error {
+                RenderError::InvalidJson => (S::BAD_REQUEST, "invalid_json"),
+                RenderError::BodyNotUtf8 => (S::UNPROCESSABLE_ENTITY, "body_not_utf8"),
+                RenderError::Unresolved(_) => (S::UNPROCESSABLE_ENTITY, "unresolved_template"),
+            },
+            Rejection::InvalidTopic { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_topic"),
+            Rejection::InvalidEvent => (S::UNPROCESSABLE_ENTITY, "invalid_event"),
+            Rejection::BrokerUnavailable => (S::SERVICE_UNAVAILABLE, "broker_unavailable"),
+            Rejection::Signature(failure) => (S::UNAUTHORIZED, failure.code()),
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let (status, code) = self.status_code();
+        let message = match self {
+            Rejection::BodyTooLarge(limit) => {
+                format!("The request body is larger than limits.max_body ({limit} bytes).")
             }
-            Rejection::InvalidTopic { topic, error } => reply::error(
-                S::UNPROCESSABLE_ENTITY,
-                "invalid_topic",
-                format!("The rendered topic {topic:?} is not valid: {error}."),
-            ),
-            Rejection::InvalidEvent => reply::error(
-                S::UNPROCESSABLE_ENTITY,
-                "invalid_event",
-                "The rendered event name contains a line break or NUL.",
-            ),
+            Rejection::BodyUnreadable => "The request body could not be read to its end.".into(),
+            Rejection::NoMatch => {
+                "No route matches this request's headers or body, and no upstream is configured."
+                    .into()
+            }
+            Rejection::Render { field, error } => {
+                format!("Cannot build publish.{field}: {error}.")
+            }
+            Rejection::InvalidTopic { topic, error } => {
+                format!("The rendered topic {topic:?} is not valid: {error}.")
+            }
+            Rejection::InvalidEvent => {
+                "The rendered event name contains a line break or NUL.".into()
+            }
             Rejection::BrokerUnavailable => {
                 let mut resp = reply::error(
-                    S::SERVICE_UNAVAILABLE,
-                    "broker_unavailable",
+                    status,
+                    code,
                     "The event could not be stored because the broker is unreachable; nothing was published. Retry later.",
                 );
                 resp.headers_mut().insert(
                     http::header::RETRY_AFTER,
                     http::HeaderValue::from_static("5"),
                 );
-                resp
+                return resp;
             }
-            Rejection::Signature(failure) => {
-                let message = match &failure {
-                    verify::Failure::Missing(h) => {
-                        format!("The {h} header is missing, so this webhook cannot be verified.")
-                    }
-                    verify::Failure::Invalid => {
-                        "The webhook signature does not match this route's secret.".to_owned()
-                    }
-                    verify::Failure::TimestampOutOfTolerance => {
-                        "The signed timestamp is too far from the current time; the webhook may be a replay.".to_owned()
-                    }
-                };
-                reply::error(S::UNAUTHORIZED, failure.code(), message)
-            }
-        }
+            Rejection::Signature(failure) => match &failure {
+                verify::Failure::Missing(h) => {
+                    format!("The {h} header is missing, so this webhook cannot be verified.")
+                }
+                verify::Failure::Invalid => {
+                    "The webhook signature does not match this route's secret.".to_owned()
+                }
+                verify::Failure::TimestampOutOfTolerance => {
+                    "The signed timestamp is too far from the current time; the webhook may be a replay.".to_owned()
+                }
+            },
+        };
+        reply::error(status, code, message)
     }
 }
 
@@ -142,14 +139,12 @@ pub async fn handle(
     req: Request<Incoming>,
     candidates: Vec<Candidate>,
 ) -> Response<Body> {
-    let mut counted = Counted::Unrouted;
-    let resp = handle_routed(app, req, candidates, &mut counted).await;
-    let route = match &counted {
-        Counted::Route(name) => name,
-        Counted::Unrouted => UNROUTED,
-        Counted::NotWebhook => return resp,
-    };
-    app.hub.metrics().webhook(route, resp.status().as_str());
+    let started = std::time::Instant::now();
+    let mut outcome = Outcome::default();
+    let resp = handle_routed(app, req, candidates, &mut outcome).await;
+    if !outcome.proxied {
+        outcome.finish(app, resp.status(), started.elapsed());
+    }
     resp
 }
 
@@ -157,19 +152,64 @@ pub async fn handle(
 /// large or unreadable, no route's conditions hold).
 pub const UNROUTED: &str = "(none)";
 
-/// Which `hookcast_webhooks_total` series a request counts in.
-enum Counted {
-    Route(std::sync::Arc<str>),
-    Unrouted,
-    /// No route holds and the request went to the upstream: a proxied request.
-    NotWebhook,
+/// What became of one webhook, for publish and forward mode alike: recorded along
+/// the way, then counted and logged once, in [`handle`].
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The route chosen, once one is.
+    pub route: Option<std::sync::Arc<str>>,
+    /// No route held and the request went to the upstream: a proxied request, not
+    /// a webhook.
+    pub proxied: bool,
+    /// The API code of a refusal, or `publish_failed` (forward mode: the upstream
+    /// accepted, but no event was published).
+    pub code: Option<&'static str>,
+    /// The event's id; for a duplicate, the first delivery's.
+    pub id: Option<std::sync::Arc<str>>,
+    pub duplicate: bool,
+}
+
+impl Outcome {
+    fn refuse(&mut self, rejection: Rejection) -> Response<Body> {
+        tracing::debug!(?rejection, "webhook refused");
+        self.code = Some(rejection.status_code().1);
+        rejection.into_response()
+    }
+
+    fn published(&mut self, p: &Published) {
+        self.id = Some(p.id.clone());
+        self.duplicate = p.duplicate;
+    }
+
+    /// One count and one line at info: route, status, API code, event id and
+    /// elapsed time; never a body, header or secret.
+    fn finish(&self, app: &App, status: StatusCode, elapsed: std::time::Duration) {
+        let route = self.route.as_deref().unwrap_or(UNROUTED);
+        app.hub.metrics().webhook(route, status.as_str());
+        let result = match (self.code, &self.id) {
+            (Some("publish_failed"), _) => "publish_failed",
+            (Some(_), _) => "refused",
+            (None, Some(_)) if self.duplicate => "duplicate",
+            (None, Some(_)) => "published",
+            (None, None) => "forwarded",
+        };
+        tracing::info!(
+            route,
+            status = status.as_u16(),
+            result,
+            code = self.code,
+            id = self.id.as_deref(),
+            elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            "webhook"
+        );
+    }
 }
 
 async fn handle_routed(
     app: &App,
     req: Request<Incoming>,
     candidates: Vec<Candidate>,
-    counted: &mut Counted,
+    outcome: &mut Outcome,
 ) -> Response<Body> {
     let limit = app.config.limits.max_body;
     let (parts, body) = req.into_parts();
@@ -184,11 +224,11 @@ async fn handle_routed(
         let req = service::streamed(Request::from_parts(parts, body));
         return match chosen {
             Some(route) => {
-                *counted = Counted::Route(route.0.name.clone());
-                forward::forward(app, req, route, Bytes::new()).await
+                outcome.route = Some(route.0.name.clone());
+                forward::forward(app, req, route, Bytes::new(), outcome).await
             }
             None => {
-                *counted = Counted::NotWebhook;
+                outcome.proxied = true;
                 service::pass(app, req).await
             }
         };
@@ -207,15 +247,15 @@ async fn handle_routed(
                 if let [(route, _)] = &candidates[..] {
                     app.hub.metrics().webhook(&route.name, "publish_failed");
                 }
-                *counted = Counted::NotWebhook;
+                outcome.proxied = true;
                 return service::pass(app, Request::from_parts(parts, replay.boxed())).await;
             }
-            Prefix::Broken(_) => return rejected(Rejection::BodyUnreadable),
+            Prefix::Broken(_) => return outcome.refuse(Rejection::BodyUnreadable),
         }
     } else {
         match read_body(&parts, body, limit).await {
             Ok(bytes) => bytes,
-            Err(rejection) => return rejected(rejection),
+            Err(rejection) => return outcome.refuse(rejection),
         }
     };
     let json: Option<Value> = if candidates.iter().any(|(r, _)| r.needs_json()) {
@@ -227,12 +267,12 @@ async fn handle_routed(
         .into_iter()
         .find(|(r, _)| r.accepts(&parts.headers, json.as_ref()));
     if let Some((route, _)) = &chosen {
-        *counted = Counted::Route(route.name.clone());
+        outcome.route = Some(route.name.clone());
     }
     if let Some((route, _)) = &chosen
         && let Err(rejection) = check_signature(route, &parts, &body)
     {
-        return rejected(rejection);
+        return outcome.refuse(rejection);
     }
     match chosen {
         Some((route, params)) if route.mode == Mode::Publish => {
@@ -250,33 +290,24 @@ async fn handle_routed(
                         if !published.duplicate {
                             app.hub.metrics().published(&route.name);
                         }
-                        tracing::debug!(
-                            id = &*published.id,
-                            duplicate = published.duplicate,
-                            "published"
-                        );
+                        outcome.published(&published);
                         accepted(&published)
                     }
-                    Err(Unavailable) => rejected(Rejection::BrokerUnavailable),
+                    Err(Unavailable) => outcome.refuse(Rejection::BrokerUnavailable),
                 },
-                Err(rejection) => rejected(rejection),
+                Err(rejection) => outcome.refuse(rejection),
             }
         }
         Some(route) => {
             let req = Request::from_parts(parts, reply::full(body.clone()));
-            forward::forward(app, req, route, body).await
+            forward::forward(app, req, route, body, outcome).await
         }
         None if app.upstream.is_some() => {
-            *counted = Counted::NotWebhook;
+            outcome.proxied = true;
             service::pass(app, Request::from_parts(parts, reply::full(body))).await
         }
-        None => rejected(Rejection::NoMatch),
+        None => outcome.refuse(Rejection::NoMatch),
     }
-}
-
-fn rejected(rejection: Rejection) -> Response<Body> {
-    tracing::info!(?rejection, "webhook rejected");
-    rejection.into_response()
 }
 
 /// A route's `verify:` over the raw body, when it has one.
