@@ -671,3 +671,45 @@ fn the_redis_url_may_come_from_a_variable_and_is_never_echoed() {
     let both = "broker:\n  kind: redis\n  url: redis://a\n  url_env: REDIS_URL\n";
     assert_error(both, 4, 12, &["url or url_env, not both"]);
 }
+
+#[test]
+fn an_error_in_a_list_of_secrets_points_at_the_item() {
+    let yaml = "routes:
+  - name: a
+    match: {path: /hooks/a}
+    verify:
+      scheme: github
+      secret_env: [SET, UNSET]
+    publish: {topic: a}
+";
+    let e = load_with_env(yaml, &[("SET", "s")]).unwrap_err();
+    let Error::Invalid { diagnostics, .. } = e else {
+        panic!("{e}")
+    };
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+    assert_eq!((diagnostics[0].line, diagnostics[0].column), (6, 25));
+    assert!(
+        diagnostics[0].message.contains("`UNSET` is not set"),
+        "{diagnostics:?}"
+    );
+    // A block list, and an item of the wrong type.
+    let yaml = "routes:
+  - name: a
+    match: {path: /hooks/a}
+    verify:
+      scheme: github
+      secret_env:
+        - SET
+        - {x: 1}
+    publish: {topic: a}
+";
+    let e = load_with_env(yaml, &[("SET", "s")]).unwrap_err();
+    let Error::Invalid { diagnostics, .. } = e else {
+        panic!("{e}")
+    };
+    assert_eq!(
+        (diagnostics[0].line, diagnostics[0].column),
+        (8, 11),
+        "{diagnostics:?}"
+    );
+}
