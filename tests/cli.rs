@@ -222,6 +222,8 @@ routes:
   - name: a
     match: {path: /hooks/a}
     publish: {topic: \"orders eu\"}
+log:
+  colour: red
 ";
     let f = TempFile::new("invalid", yaml);
     let mut cmd = hookcast();
@@ -231,7 +233,7 @@ routes:
     assert_eq!(text(&out.stdout), "", "nothing on stdout");
     let err = text(&out.stderr);
     let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 2, "{err}");
+    assert_eq!(lines.len(), 3, "{err}");
     let name = f.name();
     assert!(
         lines[0].starts_with(&format!("{name}:2:14: ")) && lines[0].contains("sse.heartbeat"),
@@ -239,6 +241,10 @@ routes:
     );
     assert!(
         lines[1].starts_with(&format!("{name}:6:22: ")) && lines[1].contains("orders eu"),
+        "{err}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("{name}:8:3: log: unknown field `colour`")),
         "{err}"
     );
 }

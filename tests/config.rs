@@ -136,7 +136,7 @@ fn messages_do_not_repeat_the_location() {
     let e = config::from_yaml(FILE, "sse:\n  heartbeat: 15s\n  bogus: 1\n").unwrap_err();
     let shown = e.to_string();
     assert!(
-        shown.starts_with("test.yaml:3:3: unknown field `bogus`"),
+        shown.starts_with("test.yaml:3:3: sse: unknown field `bogus`"),
         "{shown}"
     );
     assert!(
@@ -712,4 +712,68 @@ fn an_error_in_a_list_of_secrets_points_at_the_item() {
         (8, 11),
         "{diagnostics:?}"
     );
+}
+
+#[test]
+fn every_error_is_reported_in_one_run_each_at_its_place() {
+    let yaml = r#"listen: "127.0.0.1:8080"
+bogus: 1
+sse:
+  heartbeat: 15
+  history: [1]
+  colour: red
+admin: {listen: "127.0.0.1:9901", extra: 2}
+routes:
+  - name: a
+    match: {path: /hooks/a}
+    verify:
+      scheme: github
+      secret_env: [SET, {x: 1}, UNSET]
+    publish: {topic: "bad topic"}
+  - name: b
+    match: {path: /hooks/b, method: [POST]}
+    publish: {topic: b}
+  - name: c
+    match: {path: /hooks/c}
+    verify: {scheme: [1], secret_env: SET}
+    publish: {topic: c}
+"#;
+    let e = load_with_env(yaml, &[("SET", "s")]).unwrap_err();
+    let Error::Invalid { diagnostics, .. } = e else {
+        panic!("{e}")
+    };
+    let want: [(u64, u64, &str); 10] = [
+        (2, 1, "unknown field `bogus`"),
+        (4, 14, "sse.heartbeat: duration `15` needs a unit"),
+        (5, 12, "sse.history: expected"),
+        (6, 3, "sse: unknown field `colour`"),
+        (7, 35, "admin: unknown field `extra`"),
+        (13, 25, "routes[0].verify.secret_env[1]: expected"),
+        (13, 33, "`UNSET` is not set"),
+        (14, 22, "publish.topic `bad topic`"),
+        (16, 37, "routes[1].match.method: expected"),
+        (20, 22, "routes[2].verify.scheme: expected"),
+    ];
+    assert_eq!(diagnostics.len(), want.len(), "{diagnostics:#?}");
+    for (d, (line, column, phrase)) in diagnostics.iter().zip(want) {
+        assert_eq!((d.line, d.column), (line, column), "{d:?}");
+        assert!(d.message.contains(phrase), "{d:?} lacks {phrase:?}");
+    }
+}
+
+#[test]
+fn a_required_key_that_is_really_missing_is_still_reported() {
+    let yaml = "admin: {bogus: 1}\nroutes:\n  - name: a\n    match: {path: /hooks/a}\n    verify: {secret_env: X}\n    publish: {topic: a}\n";
+    let ds = diagnostics(yaml);
+    assert_eq!(ds.len(), 3, "{ds:#?}");
+    let at = |phrase: &str| {
+        let d = ds
+            .iter()
+            .find(|d| d.message.contains(phrase))
+            .unwrap_or_else(|| panic!("no {phrase:?} in {ds:#?}"));
+        (d.line, d.column)
+    };
+    assert_eq!(at("admin: unknown field `bogus`"), (1, 9));
+    assert_eq!(at("admin: missing field `listen`"), (1, 8));
+    assert_eq!(at("routes[0].verify: missing field `scheme`"), (5, 14));
 }

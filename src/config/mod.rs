@@ -1,9 +1,11 @@
 //! Configuration: the YAML file, checked whole before any port is bound.
 //!
-//! [`load`] reads and deserializes the file ([`raw`]), then checks every value and
-//! builds a [`Config`]. Every problem is reported as `FILE:LINE:COL: message`.
+//! [`load`] reads and deserializes the file ([`raw`]; [`recover`] carries on past
+//! unknown keys and wrong types so that all of them are reported), then checks every
+//! value and builds a [`Config`]. Every problem is reported as `FILE:LINE:COL: message`.
 
 mod raw;
+mod recover;
 mod security;
 mod units;
 
@@ -315,11 +317,14 @@ pub fn from_yaml_with_env(
         file: file.to_owned(),
         diagnostics,
     };
-    let root: raw::Root = serde_saphyr::from_str::<Option<raw::Root>>(text)
-        .map_err(|e| invalid(vec![syntax_diagnostic(&e)]))?
-        .unwrap_or_default();
+    // Unknown keys and wrong types, all of them; then the values, of what remains.
+    let (root, structural) = recover::deserialize::<Option<raw::Root>>(text, syntax_diagnostic);
+    let Some(root) = root else {
+        return Err(invalid(structural));
+    };
+    let root = root.unwrap_or_default();
     let mut check = Checker {
-        diagnostics: Vec::new(),
+        diagnostics: structural,
         env,
         dir: Path::new(file)
             .parent()
