@@ -600,6 +600,15 @@ fn defaults_are_the_documented_values() {
     assert_eq!(c.log.level, "info");
     assert!(!c.demo);
     assert_eq!(c.router.len(), 0);
+    // And the rest of the README's defaults table (Configuration).
+    assert_eq!(c.admin, None);
+    assert!(c.upstream.is_none());
+    assert!(c.cors.is_none());
+    assert_eq!(c.limits.max_connections, None);
+    assert_eq!(c.limits.max_subscribers_per_ip, None);
+    assert!(c.limits.trusted_proxies.is_empty());
+    assert_eq!(c.broker, config::Broker::Memory);
+    assert_eq!(c.subscribers.name(), "none");
 }
 
 #[test]
