@@ -45,17 +45,19 @@ impl Drop for TempFile {
     }
 }
 
+/// The variables hookcast reads its options from (besides `RUST_LOG`).
+const VARIABLES: [&str; 5] = [
+    "HOOKCAST_CONFIG",
+    "HOOKCAST_LISTEN",
+    "HOOKCAST_ADMIN_LISTEN",
+    "HOOKCAST_LOG_LEVEL",
+    "HOOKCAST_LOG_FORMAT",
+];
+
 /// A `hookcast` command with a clean environment for the variables it reads.
 fn hookcast() -> Command {
     let mut c = Command::new(BIN);
-    for var in [
-        "HOOKCAST_CONFIG",
-        "HOOKCAST_LISTEN",
-        "HOOKCAST_ADMIN_LISTEN",
-        "HOOKCAST_LOG_LEVEL",
-        "HOOKCAST_LOG_FORMAT",
-        "RUST_LOG",
-    ] {
+    for var in VARIABLES.iter().chain(&["RUST_LOG"]) {
         c.env_remove(var);
     }
     c.stdin(Stdio::null());
@@ -368,13 +370,7 @@ fn help_exits_0_with_usage() {
     assert!(stdout.contains("hookcast check"), "{stdout}");
     assert!(stdout.contains("hookcast route"), "{stdout}");
     assert!(stdout.contains("--config"), "{stdout}");
-    for var in [
-        "HOOKCAST_CONFIG",
-        "HOOKCAST_LISTEN",
-        "HOOKCAST_ADMIN_LISTEN",
-        "HOOKCAST_LOG_LEVEL",
-        "HOOKCAST_LOG_FORMAT",
-    ] {
+    for var in VARIABLES {
         assert!(stdout.contains(&format!("[env: {var}=")), "{var}: {stdout}");
     }
 }
@@ -599,6 +595,17 @@ fn http_request(addr: SocketAddr, request: &str) -> String {
     text(&out)
 }
 
+/// POSTs `body` to `path` on a new connection and returns the whole response.
+fn post(addr: SocketAddr, path: &str, body: &str) -> String {
+    http_request(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
 fn wait_until_accepting(addr: SocketAddr, app: &mut Running) {
     let deadline = Instant::now() + PATIENCE;
     loop {
@@ -617,14 +624,21 @@ fn wait_until_accepting(addr: SocketAddr, app: &mut Running) {
     }
 }
 
-fn graceful_shutdown_on(sig: &str) {
+/// hookcast on a free port with `extra` config and one route (`/hooks/{room}` to
+/// topic `room.{room}`), and a stream on `room.a` that has read its prelude.
+struct Rooms {
+    addr: SocketAddr,
+    app: Running,
+    sse: RawStream,
+    _config: TempFile,
+}
+
+fn rooms_with_a_stream(tag: &str, extra: &str) -> Rooms {
     let addr = free_addr();
     let yaml = format!(
         "listen: \"{addr}\"
 shutdown_grace: 5s
-sse:
-  retry: 1s
-routes:
+{extra}routes:
   - name: rooms
     match:
       path: \"/hooks/{{room}}\"
@@ -632,28 +646,35 @@ routes:
       topic: \"room.{{path:room}}\"
 "
     );
-    let f = TempFile::new("shutdown", &yaml);
+    let config = TempFile::new(tag, &yaml);
     let mut cmd = hookcast();
-    cmd.args(["--config", &f.name()]);
+    cmd.args(["--config", &config.name()]);
     let mut app = Running::spawn(cmd);
     wait_until_accepting(addr, &mut app);
-
-    // Subscribe and wait for the prelude.
     let mut sse = RawStream::open(addr, "GET /events?topic=room.a HTTP/1.1\r\nHost: x\r\n\r\n");
     sse.read_until(PATIENCE, "the prelude", |d| d.body.contains(": hookcast"));
+    Rooms {
+        addr,
+        app,
+        sse,
+        _config: config,
+    }
+}
+
+fn graceful_shutdown_on(sig: &str) {
+    let Rooms {
+        addr,
+        mut app,
+        mut sse,
+        _config,
+    } = rooms_with_a_stream("shutdown", "sse:\n  retry: 1s\n");
     let d = sse.decoded();
     assert!(d.head.starts_with("HTTP/1.1 200"), "{}", d.head);
     assert!(d.body.starts_with("retry: 1000\n"), "{:?}", d.body);
 
     // Publish and see the event arrive.
     let payload = format!("hello-{sig}");
-    let response = http_request(
-        addr,
-        &format!(
-            "POST /hooks/a HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
-            payload.len()
-        ),
-    );
+    let response = post(addr, "/hooks/a", &payload);
     assert!(response.starts_with("HTTP/1.1 202"), "{response}");
     let data_line = format!("data: {payload}\n");
     sse.read_until(PATIENCE, "the event", |d| d.body.contains(&data_line));
@@ -856,36 +877,15 @@ fn lines_with(log: &str, needle: &str) -> Vec<String> {
 
 #[test]
 fn at_info_each_webhook_outcome_and_each_stream_closed_by_hookcast_is_one_line() {
-    let addr = free_addr();
-    let yaml = format!(
-        "listen: \"{addr}\"
-shutdown_grace: 5s
-log:
-  level: info
-routes:
-  - name: rooms
-    match:
-      path: \"/hooks/{{room}}\"
-    publish:
-      topic: \"room.{{path:room}}\"
-"
-    );
-    let f = TempFile::new("outcome-log", &yaml);
-    let mut cmd = hookcast();
-    cmd.args(["--config", &f.name()]);
-    let mut app = Running::spawn(cmd);
-    wait_until_accepting(addr, &mut app);
-    let mut sse = RawStream::open(addr, "GET /events?topic=room.a HTTP/1.1\r\nHost: x\r\n\r\n");
-    sse.read_until(PATIENCE, "the prelude", |d| d.body.contains(": hookcast"));
+    let Rooms {
+        addr,
+        mut app,
+        sse: _sse,
+        _config,
+    } = rooms_with_a_stream("outcome-log", "log:\n  level: info\n");
 
     let body = "{\"card\":\"4111-secret-body\"}";
-    let r = http_request(
-        addr,
-        &format!(
-            "POST /hooks/a HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    );
+    let r = post(addr, "/hooks/a", body);
     assert!(r.starts_with("HTTP/1.1 202"), "{r}");
     let id = r
         .split("\"id\":\"")
@@ -895,10 +895,7 @@ routes:
         .next()
         .unwrap();
     // A refusal: the rendered topic is invalid.
-    let r = http_request(
-        addr,
-        "POST /hooks/a%20b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
-    );
+    let r = post(addr, "/hooks/a%20b", "{}");
     assert!(r.starts_with("HTTP/1.1 422"), "{r}");
     let log = wait_for_log(&mut app, "code=\"invalid_topic\"");
     let webhooks = lines_with(&log, " webhook ");
