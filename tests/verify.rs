@@ -572,9 +572,10 @@ fn secret_env_is_read_from_the_given_environment() {
     let e = hookcast::config::from_yaml_with_env("c.yaml", yaml, &env)
         .unwrap_err()
         .to_string();
+    // At the item, not at the list.
     assert_eq!(
         e,
-        "c.yaml:9:19: route `r`: verify.secret_env: environment variable `B` is not set"
+        "c.yaml:9:23: route `r`: verify.secret_env: environment variable `B` is not set"
     );
     let env = |_: &str| Some(std::ffi::OsString::from("s"));
     assert!(hookcast::config::from_yaml_with_env("c.yaml", yaml, &env).is_ok());
