@@ -1,5 +1,6 @@
-//! The admin listener (SPEC §6): `/healthz`, `/readyz` and `/metrics`, only on
-//! `admin.listen`, which the public listener never serves.
+//! The admin listener: `/healthz`, `/readyz` and `/metrics`, and the operator
+//! page with the delivery log ([`crate::inspect::admin`]), only on `admin.listen`,
+//! which the public listener never serves.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -33,7 +34,13 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>) {
         let live = live.clone();
         let svc = service_fn(move |req| {
             let live = live.clone();
-            async move { Ok::<_, Infallible>(answer(&live, &req)) }
+            async move {
+                let resp = match crate::inspect::admin::answer(&live, &req).await {
+                    Some(resp) => resp,
+                    None => answer(&live, &req),
+                };
+                Ok::<_, Infallible>(resp)
+            }
         });
         tokio::spawn(
             async move {
@@ -82,7 +89,9 @@ fn answer(live: &Live, req: &Request<Incoming>) -> Response<Body> {
         path => reply::error(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("The admin listener serves /healthz, /readyz and /metrics, not {path}."),
+            format!(
+                "The admin listener serves /, /healthz, /readyz, /metrics, /status and /deliveries, not {path}."
+            ),
         ),
     }
 }

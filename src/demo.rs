@@ -43,18 +43,8 @@ pub fn serve(page: Option<&Bytes>, method: &Method, path: &str) -> Response<Body
             .insert(header::LOCATION, HeaderValue::from_static("/_hookcast/"));
         return resp;
     }
-    let mut resp = Response::new(reply::full(page.clone()));
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:",
-        ),
-    );
-    resp
+    reply::html(
+        page.clone(),
+        "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:",
+    )
 }

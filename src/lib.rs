@@ -23,7 +23,9 @@
 //! - [`sse`]: the event-stream encoding and the streaming response body.
 //! - [`reply`]: the response body type and JSON errors.
 //! - [`demo`]: the demo page.
-//! - [`admin`]: the admin listener: `/healthz`, `/readyz`, `/metrics`.
+//! - [`admin`]: the admin listener: `/healthz`, `/readyz`, `/metrics`, and the operator page.
+//! - [`inspect`]: the delivery log: each webhook's route, signature result and event; redelivery.
+//! - [`dryrun`]: `hookcast route`: which route a request would take, and what it would publish.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`reload`]: the swappable config and its reload on SIGHUP or a file change.
 //! - [`shutdown`]: SIGTERM / SIGINT, and SIGHUP for reloads.
@@ -35,8 +37,10 @@ pub mod config;
 pub mod cors;
 pub mod demo;
 pub mod direct;
+pub mod dryrun;
 pub mod hub;
 pub mod ingest;
+pub mod inspect;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;

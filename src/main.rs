@@ -6,10 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::parser::ValueSource;
-use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use hookcast::config::{self, Config, LogFormat, Overrides};
-
-const DEFAULT_CONFIG: &str = "hookcast.yaml";
 
 /// hookcast: turns webhooks into Server-Sent Events.
 #[derive(Debug, Parser)]
@@ -60,28 +58,14 @@ struct Cli {
 enum Command {
     /// Check the configuration and exit, like `nginx -t`: `ok: N routes`, or every error (exit 2)
     Check,
-    /// Dry-run one request through the routes; connects to nothing
-    Route(RouteArgs),
-}
-
-/// The request `hookcast route` runs through the routes.
-#[derive(Debug, Args)]
-struct RouteArgs {
-    /// The request method
-    #[arg(long, value_name = "M")]
-    method: String,
-    /// The request path, with its query
-    #[arg(long, value_name = "P")]
-    path: String,
-    /// A request header, `Name: value` (repeatable)
-    #[arg(short = 'H', long = "header", value_name = "HEADER")]
-    headers: Vec<String>,
-    /// The request body: TEXT, or @FILE for a file's contents
-    #[arg(long, value_name = "@FILE|TEXT")]
-    body: Option<String>,
-    /// Check the signature too
-    #[arg(long)]
-    verify: bool,
+    /// Dry-run one request through the routes: --path P [--method M] [-H 'Name: value']...
+    /// [--body TEXT|@FILE] [--verify] (`hookcast route --help` for more); connects to nothing
+    #[command(disable_help_flag = true)]
+    Route {
+        /// Read by `hookcast route` itself (its one parser lives in `dryrun`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -109,7 +93,7 @@ fn config_file(cli: &Cli, matches: &ArgMatches) -> (PathBuf, String) {
         (Some(f), Some(ValueSource::EnvVariable)) => (f.clone(), "from $HOOKCAST_CONFIG".into()),
         (Some(f), _) => (f.clone(), "from --config".into()),
         (None, _) => (
-            DEFAULT_CONFIG.into(),
+            config::path_or_default(None),
             "the default: neither --config nor $HOOKCAST_CONFIG is set".into(),
         ),
     }
@@ -153,7 +137,16 @@ fn main() -> ExitCode {
             }
             None => ExitCode::from(2),
         },
-        Some(Command::Route(args)) => route(&args),
+        Some(Command::Route { args }) => {
+            // A --config given before `route` comes first, so one after it wins.
+            let named = match matches.value_source("config") {
+                Some(ValueSource::CommandLine) => {
+                    vec!["--config".into(), file.display().to_string()]
+                }
+                _ => Vec::new(),
+            };
+            hookcast::dryrun::run(named.into_iter().chain(args))
+        }
         None => {
             let Some(config) = load(&file, &origin, &overrides) else {
                 return ExitCode::from(2);
@@ -169,12 +162,6 @@ fn main() -> ExitCode {
             serve(config, source)
         }
     }
-}
-
-/// `hookcast route`: its arguments are settled; the dry run itself is still to come.
-fn route(_args: &RouteArgs) -> ExitCode {
-    eprintln!("hookcast route: not implemented");
-    ExitCode::from(2)
 }
 
 fn init_tracing(config: &Config) {

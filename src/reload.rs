@@ -8,7 +8,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -27,6 +27,8 @@ pub struct Live {
     /// Read once per request (and per stream when it opens); never held across `.await`.
     app: RwLock<Arc<App>>,
     draining: AtomicBool,
+    /// Open client connections on the public listener, kept by the accept loop.
+    pub connections: Arc<AtomicUsize>,
 }
 
 impl Live {
@@ -34,6 +36,7 @@ impl Live {
         Arc::new(Live {
             app: RwLock::new(Arc::new(app)),
             draining: AtomicBool::new(false),
+            connections: Arc::default(),
         })
     }
 
@@ -191,6 +194,10 @@ fn keep_restart_settings(old: &Config, new: &mut Config) {
     if new.limits.max_connections != old.limits.max_connections {
         restart.push("limits.max_connections");
         new.limits.max_connections = old.limits.max_connections;
+    }
+    if new.inspect.deliveries != old.inspect.deliveries {
+        restart.push("inspect.deliveries");
+        new.inspect.deliveries = old.inspect.deliveries;
     }
     if new.broker != old.broker {
         restart.push("broker");

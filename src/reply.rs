@@ -28,6 +28,20 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     resp
 }
 
+/// An HTML page under a Content-Security-Policy; never cached by the browser.
+pub fn html(page: Bytes, csp: &'static str) -> Response<Body> {
+    use http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY};
+    let mut resp = Response::new(full(page));
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    resp
+}
+
 /// A JSON error: a stable machine code and one human sentence.
 pub fn error(status: StatusCode, code: &str, message: impl AsRef<str>) -> Response<Body> {
     json(

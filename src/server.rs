@@ -104,7 +104,10 @@ pub async fn serve(
     // Fired when shutdown_grace has passed, to drop the connections still open.
     let kill = Arc::new(Notify::new());
     let direct = Arc::new(OpenCount::default());
-    let all = Arc::new(OpenCount::default());
+    let all = Arc::new(OpenCount {
+        open: live.connections.clone(),
+        none_left: Notify::new(),
+    });
     tracing::info!(addr = %listener.local_addr()?, "listening");
 
     let mut shutdown = std::pin::pin!(shutdown);
@@ -279,7 +282,7 @@ impl Drop for AbortOnDrop {
 /// Open connections served by [`direct`], so the drain can wait for them.
 #[derive(Debug, Default)]
 struct OpenCount {
-    open: AtomicUsize,
+    open: Arc<AtomicUsize>,
     none_left: Notify,
 }
 

@@ -17,6 +17,7 @@ use crate::broker::Broker;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::ingest::{self, route::Lookup};
+use crate::inspect::Deliveries;
 use crate::limits::{self, IpSlots};
 use crate::proxy::Upstream;
 use crate::reply::{self, Body};
@@ -41,6 +42,8 @@ pub struct App {
     pub auth: Authorizer,
     /// Streams per client address, when `limits.max_subscribers_per_ip` is set.
     pub ip_slots: Option<IpSlots>,
+    /// The delivery log, when the admin listener can show it; kept across reloads.
+    pub deliveries: Option<Arc<Deliveries>>,
 }
 
 impl App {
@@ -48,6 +51,7 @@ impl App {
     /// broker and the per-address stream counts carry over, the rest is built anew.
     pub fn reloaded(config: Config, old: &App) -> Self {
         let mut app = App::with_broker(config, old.hub.clone(), old.broker.clone());
+        app.deliveries = old.deliveries.clone();
         if let (Some(new), Some(old)) = (&mut app.ip_slots, &old.ip_slots) {
             *new = old.with_max(
                 app.config
@@ -75,6 +79,7 @@ impl App {
         let upstream = config.upstream.as_ref().map(Upstream::new);
         let auth = Authorizer::new(&config.subscribers);
         let ip_slots = config.limits.max_subscribers_per_ip.map(IpSlots::new);
+        let deliveries = Deliveries::for_config(&config);
         App {
             config,
             hub,
@@ -83,6 +88,7 @@ impl App {
             upstream,
             auth,
             ip_slots,
+            deliveries,
         }
     }
 }
@@ -129,16 +135,11 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     if path == "/_hookcast" || path.starts_with("/_hookcast/") {
         return demo::serve(app.demo_page.as_ref(), req.method(), path);
     }
-    match app.config.router.lookup(req.method(), path) {
-        Lookup::Candidates(candidates) => ingest::handle(app, req, candidates).await,
-        _ if app.upstream.is_some() => pass(app, streamed(req)).await,
-        Lookup::WrongMethod(allowed) => method_not_allowed(&allowed),
-        Lookup::NoRoute => reply::error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("Nothing is served at {path}, and no upstream is configured."),
-        ),
+    let lookup = app.config.router.lookup(req.method(), path);
+    if app.upstream.is_some() && !matches!(lookup, Lookup::Candidates(_)) {
+        return pass(app, streamed(req)).await;
     }
+    ingest::handle(app, req, lookup).await
 }
 
 /// `GET {sse.path}`, from hyper or from [`crate::direct`]: parse, take a
@@ -236,16 +237,26 @@ pub(crate) fn streamed(req: Request<Incoming>) -> Request<Body> {
     req.map(|b| b.map_err(Into::into).boxed())
 }
 
-fn method_not_allowed(allowed: &[Method]) -> Response<Body> {
-    let list = allowed
+/// The sentence of a 405.
+pub(crate) fn accepts_only(allowed: &[Method]) -> String {
+    format!("This path accepts only {}.", allow_list(allowed))
+}
+
+fn allow_list(allowed: &[Method]) -> String {
+    allowed
         .iter()
         .map(Method::as_str)
         .collect::<Vec<_>>()
-        .join(", ");
+        .join(", ")
+}
+
+/// 405 with an `Allow` header.
+pub(crate) fn method_not_allowed(allowed: &[Method]) -> Response<Body> {
+    let list = allow_list(allowed);
     let mut resp = reply::error(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        format!("This path accepts only {list}."),
+        accepts_only(allowed),
     );
     if let Ok(v) = HeaderValue::from_str(&list) {
         resp.headers_mut().insert(header::ALLOW, v);

@@ -166,7 +166,7 @@ pub fn try_later(retry: Duration, version: Version) -> Response<Body> {
     stream_response(reply::chunk(sse::jittered_retry(retry)), version)
 }
 
-fn stream_response<B>(body: B, version: Version) -> Response<B> {
+pub(crate) fn stream_response<B>(body: B, version: Version) -> Response<B> {
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
     h.insert(

@@ -152,6 +152,46 @@ proptest! {
         }
     }
 
+    /// The reasons the delivery log and `hookcast route` give agree with the choice
+    /// the webhook path makes: the first route without a reason is the route taken.
+    #[test]
+    fn explained_reasons_agree_with_the_route_chosen(
+        path in prop_oneof![Just("/h/a".to_owned()), Just("/h/b/c".to_owned()), "/[a-h/]{0,6}"],
+        put in any::<bool>(),
+        kind in prop_oneof![Just(None), Just(Some("x")), Just(Some("y"))],
+        body in prop_oneof![Just(r#"{"t":"a"}"#), Just(r#"{"t":"b"}"#), Just("{"), Just("[]")],
+    ) {
+        let c = config::from_yaml(
+            "p.yaml",
+            r#"routes:
+  - { name: put, match: { path: "/h/{n}", method: PUT }, publish: { topic: t } }
+  - { name: kind-x, match: { path: "/h/{n}", headers: { X-Kind: x } }, publish: { topic: t } }
+  - { name: has-kind, match: { path: "/h/{n}", headers: { X-Kind: "*" }, json: { "/t": "a" } }, publish: { topic: t } }
+  - { name: json-a, match: { path: "/h/{n}", json: { "/t": "a" } }, publish: { topic: t } }
+  - { name: deep, match: { path: "/h/b/c" }, publish: { topic: t } }
+"#,
+        ).unwrap();
+        let method = if put { Method::PUT } else { Method::POST };
+        let mut headers = http::HeaderMap::new();
+        if let Some(k) = kind {
+            headers.insert("x-kind", k.parse().unwrap());
+        }
+        let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
+        let explained = c
+            .router
+            .explain(&method, &path, &headers, json.as_ref())
+            .find(|(_, unmet)| unmet.is_none())
+            .map(|(r, _)| r.name.to_string());
+        let chosen = match c.router.lookup(&method, &path) {
+            Lookup::Candidates(cands) => cands
+                .into_iter()
+                .find(|(r, _)| r.accepts(&headers, json.as_ref()))
+                .map(|(r, _)| r.name.to_string()),
+            _ => None,
+        };
+        prop_assert_eq!(explained, chosen);
+    }
+
     /// Arbitrary text as a config file: an answer, never a panic, and every error
     /// with a 1-based location.
     #[test]

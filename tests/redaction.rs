@@ -1,7 +1,8 @@
 //! No leaks (SPEC §4, issue "no log line holds a secret"): the real binary runs at
 //! debug level with webhook secrets and JWT secrets from the environment, serves
 //! signed webhooks and token-carrying subscriptions (good and bad), shuts down,
-//! and neither its logs nor its config errors hold any secret, token or signature.
+//! and neither its logs, its config errors, nor what its admin listener shows (the
+//! delivery log, its live tail, the operator page) hold any secret, token or signature.
 
 mod support;
 
@@ -66,11 +67,22 @@ async fn wait_listening(addr: SocketAddr) {
     }
 }
 
-async fn run_and_collect_logs(format: &str) -> (String, Vec<String>) {
+/// What a run leaves to read: its logs, and what its admin listener showed (the
+/// delivery log, one delivery, its live tail, the operator page, `/status`).
+struct Run {
+    logs: String,
+    admin: String,
+    secrets: Vec<String>,
+}
+
+async fn run_and_collect_logs(format: &str) -> Run {
     let addr = free_addr();
+    let admin = free_addr();
     let yaml = format!(
         r#"
 listen: "{addr}"
+admin: {{ listen: "{admin}" }}
+inspect: {{ bodies: true }}
 shutdown_grace: 1s
 log:
   format: {format}
@@ -105,6 +117,9 @@ routes:
         .spawn()
         .unwrap();
     wait_listening(addr).await;
+    wait_listening(admin).await;
+    let mut tail = open_stream(admin, "/deliveries/stream", &[]).await;
+    assert_eq!(tail.status, StatusCode::OK);
 
     let good = token(600);
     let expired = token(-600);
@@ -144,6 +159,36 @@ routes:
     )
     .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // A webhook carrying a token in its query and its Authorization header.
+    let r = request(
+        addr,
+        Method::POST,
+        &format!("/hooks/a?access_token={good}"),
+        &[
+            ("X-Hub-Signature-256", &good_sig),
+            ("Authorization", &format!("Bearer {good}")),
+        ],
+        body.into(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    let mut shown = String::new();
+    for _ in 0..3 {
+        shown.push_str(&tail.next_event().await.data);
+    }
+    for path in [
+        "/deliveries",
+        "/deliveries/1",
+        "/deliveries/2",
+        "/",
+        "/status",
+    ] {
+        let r = request(admin, Method::GET, path, &[], bytes::Bytes::new()).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        shown.push_str(&r.text());
+    }
+    assert!(shown.contains("[redacted]"), "{shown}");
+    assert!(shown.contains("signature_invalid"), "{shown}");
     for (path, headers) in [
         (
             format!("/events?topic=room.a&access_token={expired}"),
@@ -180,7 +225,7 @@ routes:
     let logs = std::fs::read_to_string(&log_path).unwrap();
     let _ = std::fs::remove_file(&config);
     let _ = std::fs::remove_file(&log_path);
-    let secrets = vec![
+    let secrets: Vec<String> = vec![
         HOOK_SECRET.to_owned(),
         OLD_HOOK_SECRET.to_owned(),
         JWT_SECRET.to_owned(),
@@ -191,7 +236,11 @@ routes:
         bad_sig[7..].to_owned(),
         "access_token".to_owned(),
     ];
-    (logs, secrets)
+    Run {
+        logs,
+        admin: shown,
+        secrets,
+    }
 }
 
 fn assert_clean(logs: &str, secrets: &[String]) {
@@ -204,7 +253,13 @@ fn assert_clean(logs: &str, secrets: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_at_debug_hold_no_secret_or_token() {
-    let (logs, secrets) = run_and_collect_logs("json").await;
+    let Run {
+        logs,
+        admin,
+        secrets,
+    } = run_and_collect_logs("json").await;
+    // The delivery log, its live tail and the operator page hold none either.
+    assert_clean(&admin, &secrets);
     // The run did log the refusals, so silence is not what passes this test.
     assert!(logs.contains("\"result\":\"refused\""), "{logs}");
     assert!(logs.contains("subscriber refused"), "{logs}");
@@ -231,7 +286,12 @@ async fn json_logs_at_debug_hold_no_secret_or_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_logs_at_debug_hold_no_secret_or_token() {
-    let (logs, secrets) = run_and_collect_logs("text").await;
+    let Run {
+        logs,
+        admin,
+        secrets,
+    } = run_and_collect_logs("text").await;
+    assert_clean(&admin, &secrets);
     assert!(logs.contains("result=\"refused\""), "{logs}");
     assert_clean(&logs, &secrets);
 }

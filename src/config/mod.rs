@@ -4,6 +4,7 @@
 //! unknown keys and wrong types so that all of them are reported), then checks every
 //! value and builds a [`Config`]. Every problem is reported as `FILE:LINE:COL: message`.
 
+mod inspect;
 mod raw;
 mod recover;
 mod security;
@@ -28,6 +29,7 @@ use crate::template::{Part, Template};
 use crate::topic;
 use crate::verify::{self, Encoding, Scheme, Secret, Verifier};
 
+pub use inspect::Inspect;
 pub(crate) use units::{parse_duration, parse_size};
 
 /// A checked configuration.
@@ -49,6 +51,8 @@ pub struct Config {
     /// Where events are stored and shared: this process, or Redis.
     pub broker: Broker,
     pub demo: bool,
+    /// The delivery log the admin listener shows.
+    pub inspect: Inspect,
     pub router: Router,
     /// Every `secret_file` read, watched for changes like the config file.
     pub secret_files: Vec<PathBuf>,
@@ -186,6 +190,7 @@ impl Default for Config {
             },
             broker: Broker::Memory,
             demo: false,
+            inspect: Inspect::default(),
             router: Router::default(),
             secret_files: Vec::new(),
         }
@@ -288,6 +293,18 @@ pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Config, Error> {
     let mut c = load(path)?;
     overrides.apply(&mut c);
     Ok(c)
+}
+
+/// The config file named on the command line, else `$HOOKCAST_CONFIG`, else `hookcast.yaml`.
+pub fn path_or_default(named: Option<String>) -> PathBuf {
+    let file = named
+        .or_else(|| {
+            std::env::var("HOOKCAST_CONFIG")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "hookcast.yaml".into());
+    PathBuf::from(file)
 }
 
 /// Reads and checks the file at `path`.
@@ -511,6 +528,7 @@ impl Checker<'_> {
         let log = self.log(raw.log.unwrap_or_default(), d.log);
         let broker = self.broker(raw.broker.unwrap_or_default());
         let demo = raw.demo.map_or(d.demo, |v| v.value);
+        let inspect = self.inspect(raw.inspect.unwrap_or_default());
         let router = self.routes(raw.routes.unwrap_or_default(), &sse.path, raw_has_upstream);
         Config {
             listen,
@@ -525,6 +543,7 @@ impl Checker<'_> {
             log,
             broker,
             demo,
+            inspect,
             router,
             secret_files: std::mem::take(&mut self.secret_files),
         }

@@ -25,6 +25,7 @@ pub(super) struct Root {
     pub(super) log: Option<Log>,
     pub(super) broker: Option<Broker>,
     pub(super) demo: Option<S<bool>>,
+    pub(super) inspect: Option<super::inspect::Raw>,
     pub(super) routes: Option<Vec<Route>>,
 }
 

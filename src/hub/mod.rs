@@ -558,6 +558,40 @@ impl Hub {
     pub fn topic_count(&self) -> usize {
         lock(&self.state).topics.len()
     }
+
+    /// Up to `limit` topics and patterns with the most subscribers, for the operator page.
+    pub fn topics(&self, limit: usize) -> Vec<TopicInfo> {
+        let guard = lock(&self.state);
+        let topics = guard.topics.iter().map(|(name, t)| TopicInfo {
+            name: name.to_string(),
+            pattern: false,
+            subscribers: t.subscribers.len(),
+            history: t.history.len(),
+            history_bytes: t.history_bytes,
+        });
+        let patterns = guard.patterns.iter().map(|(p, subs)| TopicInfo {
+            name: p.as_str().to_owned(),
+            pattern: true,
+            subscribers: subs.len(),
+            history: 0,
+            history_bytes: 0,
+        });
+        let mut all: Vec<TopicInfo> = topics.chain(patterns).collect();
+        drop(guard);
+        all.sort_unstable_by(|a, b| b.subscribers.cmp(&a.subscribers).then(a.name.cmp(&b.name)));
+        all.truncate(limit);
+        all
+    }
+}
+
+/// A topic (or pattern) as the operator page shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TopicInfo {
+    pub name: String,
+    pub pattern: bool,
+    pub subscribers: usize,
+    pub history: usize,
+    pub history_bytes: u64,
 }
 
 /// One subscriber's place in the hub: events to replay, then its live queue.

@@ -6,7 +6,8 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-use super::{Candidate, Outcome, Rejection, render};
+use super::{Candidate, Rejection, render};
+use crate::inspect::Outcome;
 use crate::proxy;
 use crate::proxy::body::{Prefix, Watched, read_prefix};
 use crate::reply::Body;
@@ -121,25 +122,31 @@ async fn publish(
                 if !published.duplicate {
                     app.hub.metrics().published(route);
                 }
-                outcome.published(&published);
+                tracing::debug!(
+                    id = &*published.id,
+                    duplicate = published.duplicate,
+                    "published"
+                );
+                outcome.published = Some(published);
             }
             Err(_) => failed(app, route, "the broker could not store the event", outcome),
         },
         Err(rejection) => {
+            let (_, code, _) = rejection.describe();
             tracing::warn!(
                 route,
-                code = rejection.status_code().1,
+                code,
                 "the upstream accepted the request, but its event could not be built; none published"
             );
-            tracing::debug!(?rejection, "why the event could not be built");
             proxy::record(proxy::Outcome::PublishFailed);
             app.hub.metrics().webhook(route, "publish_failed");
-            outcome.code = Some("publish_failed");
+            outcome.publish_failed = Some(code);
         }
     }
 }
 
 fn failed(app: &App, route: &str, why: &'static str, outcome: &mut Outcome) {
+    outcome.publish_failed = Some(why);
     tracing::warn!(
         route,
         why,
@@ -147,5 +154,4 @@ fn failed(app: &App, route: &str, why: &'static str, outcome: &mut Outcome) {
     );
     proxy::record(proxy::Outcome::PublishFailed);
     app.hub.metrics().webhook(route, "publish_failed");
-    outcome.code = Some("publish_failed");
 }

@@ -8,13 +8,14 @@ pub mod route;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::broker::Unavailable;
 use crate::hub::{NewEvent, Published};
+use crate::inspect::{Outcome, Seen};
 use crate::proxy::{self, body::Prefix, body::read_prefix};
 use crate::reply::{self, Body};
 use crate::service::{self, App};
@@ -22,7 +23,7 @@ use crate::sse;
 use crate::template::{Input, RenderError, Template};
 use crate::topic;
 use crate::verify;
-use route::{Candidate, Mode, Route};
+use route::{Candidate, Lookup, Mode, Route, Router, Unmet};
 
 /// A webhook that could not be accepted; each maps to one status and code.
 #[derive(Debug)]
@@ -45,70 +46,76 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    /// The HTTP status and API code of this refusal.
-    pub fn status_code(&self) -> (StatusCode, &'static str) {
+    /// Status, API code and one sentence: what the client is answered.
+    pub fn describe(&self) -> (StatusCode, &'static str, String) {
         use StatusCode as S;
         match self {
-            Rejection::BodyTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "body_too_large"),
-            Rejection::BodyUnreadable => (S::BAD_REQUEST, "body_unreadable"),
-            Rejection::NoMatch => (S::NOT_FOUND, "not_found"),
-            Rejection::Render { error, .. } => match error {
-                RenderError::InvalidJson => (S::BAD_REQUEST, "invalid_json"),
-                RenderError::BodyNotUtf8 => (S::UNPROCESSABLE_ENTITY, "body_not_utf8"),
-                RenderError::Unresolved(_) => (S::UNPROCESSABLE_ENTITY, "unresolved_template"),
-            },
-            Rejection::InvalidTopic { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_topic"),
-            Rejection::InvalidEvent => (S::UNPROCESSABLE_ENTITY, "invalid_event"),
-            Rejection::BrokerUnavailable => (S::SERVICE_UNAVAILABLE, "broker_unavailable"),
-            Rejection::Signature(failure) => (S::UNAUTHORIZED, failure.code()),
+            Rejection::BodyTooLarge(limit) => (
+                S::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("The request body is larger than limits.max_body ({limit} bytes)."),
+            ),
+            Rejection::BodyUnreadable => (
+                S::BAD_REQUEST,
+                "body_unreadable",
+                "The request body could not be read to its end.".into(),
+            ),
+            Rejection::NoMatch => (
+                S::NOT_FOUND,
+                "not_found",
+                "No route matches this request's headers or body, and no upstream is configured."
+                    .into(),
+            ),
+            Rejection::Render { field, error } => {
+                let (status, code) = match error {
+                    RenderError::InvalidJson => (S::BAD_REQUEST, "invalid_json"),
+                    RenderError::BodyNotUtf8 => (S::UNPROCESSABLE_ENTITY, "body_not_utf8"),
+                    RenderError::Unresolved(_) => (S::UNPROCESSABLE_ENTITY, "unresolved_template"),
+                };
+                (status, code, format!("Cannot build publish.{field}: {error}."))
+            }
+            Rejection::InvalidTopic { topic, error } => (
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_topic",
+                format!("The rendered topic {topic:?} is not valid: {error}."),
+            ),
+            Rejection::InvalidEvent => (
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_event",
+                "The rendered event name contains a line break or NUL.".into(),
+            ),
+            Rejection::BrokerUnavailable => (
+                S::SERVICE_UNAVAILABLE,
+                "broker_unavailable",
+                "The event could not be stored because the broker is unreachable; nothing was published. Retry later.".into(),
+            ),
+            Rejection::Signature(failure) => {
+                let message = match failure {
+                    verify::Failure::Missing(h) => {
+                        format!("The {h} header is missing, so this webhook cannot be verified.")
+                    }
+                    verify::Failure::Invalid => {
+                        "The webhook signature does not match this route's secret.".to_owned()
+                    }
+                    verify::Failure::TimestampOutOfTolerance => {
+                        "The signed timestamp is too far from the current time; the webhook may be a replay.".to_owned()
+                    }
+                };
+                (S::UNAUTHORIZED, failure.code(), message)
+            }
         }
     }
 
     pub fn into_response(self) -> Response<Body> {
-        let (status, code) = self.status_code();
-        let message = match self {
-            Rejection::BodyTooLarge(limit) => {
-                format!("The request body is larger than limits.max_body ({limit} bytes).")
-            }
-            Rejection::BodyUnreadable => "The request body could not be read to its end.".into(),
-            Rejection::NoMatch => {
-                "No route matches this request's headers or body, and no upstream is configured."
-                    .into()
-            }
-            Rejection::Render { field, error } => {
-                format!("Cannot build publish.{field}: {error}.")
-            }
-            Rejection::InvalidTopic { topic, error } => {
-                format!("The rendered topic {topic:?} is not valid: {error}.")
-            }
-            Rejection::InvalidEvent => {
-                "The rendered event name contains a line break or NUL.".into()
-            }
-            Rejection::BrokerUnavailable => {
-                let mut resp = reply::error(
-                    status,
-                    code,
-                    "The event could not be stored because the broker is unreachable; nothing was published. Retry later.",
-                );
-                resp.headers_mut().insert(
-                    http::header::RETRY_AFTER,
-                    http::HeaderValue::from_static("5"),
-                );
-                return resp;
-            }
-            Rejection::Signature(failure) => match &failure {
-                verify::Failure::Missing(h) => {
-                    format!("The {h} header is missing, so this webhook cannot be verified.")
-                }
-                verify::Failure::Invalid => {
-                    "The webhook signature does not match this route's secret.".to_owned()
-                }
-                verify::Failure::TimestampOutOfTolerance => {
-                    "The signed timestamp is too far from the current time; the webhook may be a replay.".to_owned()
-                }
-            },
-        };
-        reply::error(status, code, message)
+        let (status, code, message) = self.describe();
+        let mut resp = reply::error(status, code, message);
+        if matches!(self, Rejection::BrokerUnavailable) {
+            resp.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("5"),
+            );
+        }
+        resp
     }
 }
 
@@ -131,78 +138,120 @@ pub async fn read_body(parts: &Parts, body: Incoming, limit: u64) -> Result<Byte
     }
 }
 
-/// A request whose path and method match routes: read the body if a candidate
+/// A request the route table selected (`lookup`): read the body if a candidate
 /// needs it, pick the first route whose conditions hold, and publish it (publish
-/// mode) or pass it to the upstream (forward mode, or no route holds).
-pub async fn handle(
-    app: &App,
-    req: Request<Incoming>,
-    candidates: Vec<Candidate>,
-) -> Response<Body> {
+/// mode) or pass it to the upstream (forward mode, or no route holds). Without an
+/// upstream, a path or method no route has is answered 404 or 405 here. What came of
+/// it is counted and recorded in the delivery log here, once.
+pub async fn handle(app: &App, req: Request<Incoming>, lookup: Lookup) -> Response<Body> {
     let started = std::time::Instant::now();
+    // Requests no route's path and method select are logged unless they look like page fetches.
+    let logged = matches!(lookup, Lookup::Candidates(_))
+        || !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let seen = app
+        .deliveries
+        .as_ref()
+        .filter(|_| logged)
+        .map(|_| Seen::of(&req));
     let mut outcome = Outcome::default();
-    let resp = handle_routed(app, req, candidates, &mut outcome).await;
-    if !outcome.proxied {
-        outcome.finish(app, resp.status(), started.elapsed());
+    let resp = match lookup {
+        Lookup::Candidates(candidates) => {
+            let resp = handle_routed(app, req, candidates, &mut outcome).await;
+            let route = match (&outcome.route, outcome.passed) {
+                (_, true) => None,
+                (Some(name), false) => Some(&**name),
+                (None, false) => Some(UNROUTED),
+            };
+            if let Some(route) = route {
+                app.hub.metrics().webhook(route, resp.status().as_str());
+            }
+            resp
+        }
+        // Not counted as webhooks.
+        lookup => refused_path(app, &req, lookup, &mut outcome),
+    };
+    // A request passed on because no route took it is proxied traffic, not a webhook.
+    if !outcome.passed || outcome.publish_failed.is_some() {
+        log_outcome(&outcome, resp.status(), started.elapsed());
+    }
+    if let (Some(log), Some(seen)) = (&app.deliveries, seen) {
+        let status = resp.status().as_u16();
+        log.record(&app.config, seen, outcome, status, started.elapsed());
     }
     resp
+}
+
+/// One line at info per webhook, read from the same [`Outcome`] the delivery log
+/// records: route, status, result, API code, event id and elapsed time; never a
+/// body, header or secret.
+fn log_outcome(outcome: &Outcome, status: StatusCode, elapsed: std::time::Duration) {
+    let code = outcome
+        .error
+        .as_ref()
+        .map(|(code, _)| *code)
+        .or(outcome.publish_failed.map(|_| "publish_failed"));
+    let result = match (&outcome.published, code) {
+        (_, Some("publish_failed")) => "publish_failed",
+        (_, Some(_)) => "refused",
+        (Some(p), None) if p.duplicate => "duplicate",
+        (Some(_), None) => "published",
+        (None, None) => "forwarded",
+    };
+    tracing::info!(
+        route = outcome.route.as_deref().unwrap_or(UNROUTED),
+        status = status.as_u16(),
+        result,
+        code,
+        id = outcome.published.as_ref().map(|p| &*p.id),
+        elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        "webhook"
+    );
 }
 
 /// The `route` label of a webhook refused before a route was chosen (body too
 /// large or unreadable, no route's conditions hold).
 pub const UNROUTED: &str = "(none)";
 
-/// What became of one webhook, for publish and forward mode alike: recorded along
-/// the way, then counted and logged once, in [`handle`].
-#[derive(Debug, Default)]
-pub struct Outcome {
-    /// The route chosen, once one is.
-    pub route: Option<std::sync::Arc<str>>,
-    /// No route held and the request went to the upstream: a proxied request, not
-    /// a webhook.
-    pub proxied: bool,
-    /// The API code of a refusal, or `publish_failed` (forward mode: the upstream
-    /// accepted, but no event was published).
-    pub code: Option<&'static str>,
-    /// The event's id; for a duplicate, the first delivery's.
-    pub id: Option<std::sync::Arc<str>>,
-    pub duplicate: bool,
+/// 404 or 405 for a path and method that no route has (no upstream is configured).
+fn refused_path(
+    app: &App,
+    req: &Request<Incoming>,
+    lookup: Lookup,
+    outcome: &mut Outcome,
+) -> Response<Body> {
+    let path = req.uri().path();
+    let router = &app.config.router;
+    outcome.unmatched = unmatched(router, req.method(), path, req.headers(), None);
+    let (code, message, allowed) = match lookup {
+        Lookup::WrongMethod(allowed) => (
+            "method_not_allowed",
+            service::accepts_only(&allowed),
+            Some(allowed),
+        ),
+        _ => (
+            "not_found",
+            format!("Nothing is served at {path}, and no upstream is configured."),
+            None,
+        ),
+    };
+    outcome.error = Some((code, message.clone()));
+    match allowed {
+        Some(allowed) => service::method_not_allowed(&allowed),
+        None => reply::error(StatusCode::NOT_FOUND, code, message),
+    }
 }
 
-impl Outcome {
-    fn refuse(&mut self, rejection: Rejection) -> Response<Body> {
-        tracing::debug!(?rejection, "webhook refused");
-        self.code = Some(rejection.status_code().1);
-        rejection.into_response()
-    }
-
-    fn published(&mut self, p: &Published) {
-        self.id = Some(p.id.clone());
-        self.duplicate = p.duplicate;
-    }
-
-    /// One count and one line at info: route, status, API code, event id and
-    /// elapsed time; never a body, header or secret.
-    fn finish(&self, app: &App, status: StatusCode, elapsed: std::time::Duration) {
-        let route = self.route.as_deref().unwrap_or(UNROUTED);
-        app.hub.metrics().webhook(route, status.as_str());
-        let result = match (self.code, &self.id) {
-            (Some("publish_failed"), _) => "publish_failed",
-            (Some(_), _) => "refused",
-            (None, Some(_)) if self.duplicate => "duplicate",
-            (None, Some(_)) => "published",
-            (None, None) => "forwarded",
-        };
-        tracing::info!(
-            route,
-            status = status.as_u16(),
-            result,
-            code = self.code,
-            id = self.id.as_deref(),
-            elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-            "webhook"
-        );
-    }
+fn unmatched(
+    router: &Router,
+    method: &Method,
+    path: &str,
+    headers: &http::HeaderMap,
+    json: Option<&Value>,
+) -> Vec<(std::sync::Arc<str>, Unmet)> {
+    router
+        .explain(method, path, headers, json)
+        .filter_map(|(r, unmet)| Some((r.name.clone(), unmet?)))
+        .collect()
 }
 
 async fn handle_routed(
@@ -228,7 +277,14 @@ async fn handle_routed(
                 forward::forward(app, req, route, Bytes::new(), outcome).await
             }
             None => {
-                outcome.proxied = true;
+                outcome.unmatched = unmatched(
+                    &app.config.router,
+                    req.method(),
+                    req.uri().path(),
+                    req.headers(),
+                    None,
+                );
+                outcome.passed = true;
                 service::pass(app, req).await
             }
         };
@@ -247,85 +303,149 @@ async fn handle_routed(
                 if let [(route, _)] = &candidates[..] {
                     app.hub.metrics().webhook(&route.name, "publish_failed");
                 }
-                outcome.proxied = true;
+                outcome.passed = true;
+                outcome.publish_failed = Some("the request body is over limits.max_body");
                 return service::pass(app, Request::from_parts(parts, replay.boxed())).await;
             }
-            Prefix::Broken(_) => return outcome.refuse(Rejection::BodyUnreadable),
+            Prefix::Broken(_) => return rejected(outcome, Rejection::BodyUnreadable),
         }
     } else {
         match read_body(&parts, body, limit).await {
             Ok(bytes) => bytes,
-            Err(rejection) => return outcome.refuse(rejection),
+            Err(rejection) => return rejected(outcome, rejection),
         }
     };
+    outcome.body = Some(body.clone());
+    let received = Received {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        body: &body,
+        verify_at: Some(unix_now()),
+    };
+    match decide(&app.config.router, candidates, &received, outcome) {
+        Decision::Publish(route, event) => match app.broker.publish(event).await {
+            Ok(published) => {
+                if !published.duplicate {
+                    app.hub.metrics().published(&route.name);
+                }
+                tracing::debug!(
+                    id = &*published.id,
+                    duplicate = published.duplicate,
+                    "published"
+                );
+                let resp = accepted(&published);
+                outcome.published = Some(published);
+                resp
+            }
+            Err(Unavailable) => rejected(outcome, Rejection::BrokerUnavailable),
+        },
+        Decision::Forward(route) => {
+            let req = Request::from_parts(parts, reply::full(body.clone()));
+            forward::forward(app, req, route, body, outcome).await
+        }
+        Decision::NoMatch if app.upstream.is_some() => {
+            outcome.passed = true;
+            service::pass(app, Request::from_parts(parts, reply::full(body))).await
+        }
+        Decision::NoMatch => rejected(outcome, Rejection::NoMatch),
+        Decision::Refused(rejection) => rejected(outcome, rejection),
+    }
+}
+
+fn rejected(outcome: &mut Outcome, rejection: Rejection) -> Response<Body> {
+    // The outcome's line at info names the API code; the detail is for debugging.
+    tracing::debug!(?rejection, "webhook refused");
+    let (_, code, message) = rejection.describe();
+    outcome.error = Some((code, message));
+    rejection.into_response()
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A webhook whose body has been read, as [`decide`] looks at it.
+#[derive(Debug, Clone, Copy)]
+pub struct Received<'a> {
+    pub method: &'a Method,
+    pub uri: &'a http::Uri,
+    pub headers: &'a http::HeaderMap,
+    pub body: &'a Bytes,
+    /// When signatures are checked (seconds since the Unix epoch); `None` skips them.
+    pub verify_at: Option<i64>,
+}
+
+/// What a webhook comes to before anything is published.
+#[derive(Debug)]
+pub enum Decision {
+    /// A publish-mode route took it; this is its event.
+    Publish(std::sync::Arc<Route>, NewEvent),
+    /// A forward-mode route took it: the upstream answers.
+    Forward(Candidate),
+    /// No candidate's headers or JSON conditions hold.
+    NoMatch,
+    Refused(Rejection),
+}
+
+/// Picks the first candidate whose conditions hold, checks its signature and
+/// renders its event: the one decision shared by the webhook path, redelivery and
+/// `hookcast route`. Fills in the route, the signature result and, when no route
+/// holds, why each route did not.
+pub fn decide(
+    router: &Router,
+    candidates: Vec<Candidate>,
+    req: &Received<'_>,
+    outcome: &mut Outcome,
+) -> Decision {
     let json: Option<Value> = if candidates.iter().any(|(r, _)| r.needs_json()) {
-        serde_json::from_slice(&body).ok()
+        serde_json::from_slice(req.body).ok()
     } else {
         None
     };
     let chosen = candidates
         .into_iter()
-        .find(|(r, _)| r.accepts(&parts.headers, json.as_ref()));
-    if let Some((route, _)) = &chosen {
-        outcome.route = Some(route.name.clone());
-    }
-    if let Some((route, _)) = &chosen
-        && let Err(rejection) = check_signature(route, &parts, &body)
-    {
-        return outcome.refuse(rejection);
-    }
-    match chosen {
-        Some((route, params)) if route.mode == Mode::Publish => {
-            let input = Input {
-                path_params: &params,
-                query: parts.uri.query(),
-                headers: &parts.headers,
-                body: &body,
-                json: json.as_ref(),
-                response: None,
-            };
-            match render(&route, &input) {
-                Ok(event) => match app.broker.publish(event).await {
-                    Ok(published) => {
-                        if !published.duplicate {
-                            app.hub.metrics().published(&route.name);
-                        }
-                        outcome.published(&published);
-                        accepted(&published)
-                    }
-                    Err(Unavailable) => outcome.refuse(Rejection::BrokerUnavailable),
-                },
-                Err(rejection) => outcome.refuse(rejection),
+        .find(|(r, _)| r.accepts(req.headers, json.as_ref()));
+    let Some((route, params)) = chosen else {
+        let path = req.uri.path();
+        outcome.unmatched = unmatched(router, req.method, path, req.headers, json.as_ref());
+        return Decision::NoMatch;
+    };
+    outcome.route = Some(route.name.clone());
+    if let (Some(verifier), Some(now)) = (&route.verify, req.verify_at) {
+        let checked = verifier.verify(&verify::Request {
+            headers: req.headers,
+            path_and_query: req.uri.path_and_query().map_or("/", |p| p.as_str()),
+            body: req.body,
+            now,
+        });
+        let scheme = verifier.scheme().name();
+        match checked {
+            Ok(()) => outcome.verify = Some((scheme, "ok")),
+            Err(failure) => {
+                outcome.verify = Some((scheme, failure.code()));
+                return Decision::Refused(Rejection::Signature(failure));
             }
         }
-        Some(route) => {
-            let req = Request::from_parts(parts, reply::full(body.clone()));
-            forward::forward(app, req, route, body, outcome).await
-        }
-        None if app.upstream.is_some() => {
-            outcome.proxied = true;
-            service::pass(app, Request::from_parts(parts, reply::full(body))).await
-        }
-        None => outcome.refuse(Rejection::NoMatch),
     }
-}
-
-/// A route's `verify:` over the raw body, when it has one.
-fn check_signature(route: &Route, parts: &Parts, body: &Bytes) -> Result<(), Rejection> {
-    let Some(verifier) = &route.verify else {
-        return Ok(());
+    if route.mode == Mode::Forward {
+        return Decision::Forward((route, params));
+    }
+    let input = Input {
+        path_params: &params,
+        query: req.uri.query(),
+        headers: req.headers,
+        body: req.body,
+        json: json.as_ref(),
+        response: None,
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    verifier
-        .verify(&verify::Request {
-            headers: &parts.headers,
-            path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
-            body,
-            now,
-        })
-        .map_err(Rejection::Signature)
+    match render(&route, &input) {
+        Ok(event) => Decision::Publish(route, event),
+        Err(rejection) => Decision::Refused(rejection),
+    }
 }
 
 /// Renders a matched route's templates into an event; checks topics and event name.

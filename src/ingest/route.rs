@@ -81,21 +81,91 @@ impl Route {
 
     /// The header and JSON conditions; path and method were checked by [`Router::lookup`].
     pub fn accepts(&self, headers: &HeaderMap, json: Option<&Value>) -> bool {
-        let headers_ok = self
-            .headers
+        self.unmet(headers, json).is_none()
+    }
+
+    /// The first header or JSON condition that does not hold, if any.
+    pub fn unmet(&self, headers: &HeaderMap, json: Option<&Value>) -> Option<Unmet> {
+        for (name, want) in &self.headers {
+            match (want, headers.get(name)) {
+                (_, None) => return Some(Unmet::HeaderMissing(name.to_string())),
+                (HeaderMatch::Present, Some(_)) => {}
+                (HeaderMatch::Exact(v), Some(got)) if got.as_bytes() == v.as_bytes() => {}
+                (HeaderMatch::Exact(v), Some(_)) => {
+                    return Some(Unmet::HeaderValue(name.to_string(), v.clone()));
+                }
+            }
+        }
+        if self.json.is_empty() {
+            return None;
+        }
+        let Some(j) = json else {
+            return Some(Unmet::NotJson);
+        };
+        self.json
             .iter()
-            .all(|(name, want)| match (want, headers.get(name)) {
-                (_, None) => false,
-                (HeaderMatch::Present, Some(_)) => true,
-                (HeaderMatch::Exact(v), Some(got)) => got.as_bytes() == v.as_bytes(),
-            });
-        headers_ok
-            && (self.json.is_empty()
-                || json.is_some_and(|j| {
-                    self.json
-                        .iter()
-                        .all(|(ptr, want)| j.pointer(ptr) == Some(want))
-                }))
+            .find(|(ptr, want)| j.pointer(ptr) != Some(want))
+            .map(|(ptr, want)| Unmet::Json(ptr.clone(), want.clone()))
+    }
+
+    /// The first reason this route does not take the request; `None` when it does.
+    /// `json` is the body parsed as JSON, if it is JSON.
+    pub fn mismatch(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        json: Option<&Value>,
+    ) -> Option<Unmet> {
+        if self.path.matches(path).is_none() {
+            Some(Unmet::Path(self.path.as_str().to_owned()))
+        } else if self.method != *method {
+            Some(Unmet::Method(self.method.to_string()))
+        } else {
+            self.unmet(headers, json)
+        }
+    }
+}
+
+/// Why a route does not take a request: the first of its conditions that fails,
+/// in the order they are checked (path, method, headers, JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unmet {
+    /// The path does not match this pattern.
+    Path(String),
+    /// The route takes this method only.
+    Method(String),
+    HeaderMissing(String),
+    /// The header is present with another value than this one.
+    HeaderValue(String, String),
+    /// The route has `json:` conditions and the body is not JSON.
+    NotJson,
+    /// The value at this pointer is not the one required.
+    Json(String, Value),
+}
+
+impl Unmet {
+    /// A short machine word for the kind of condition.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Unmet::Path(_) => "path",
+            Unmet::Method(_) => "method",
+            Unmet::HeaderMissing(_) | Unmet::HeaderValue(..) => "header",
+            Unmet::NotJson | Unmet::Json(..) => "json",
+        }
+    }
+}
+
+impl std::fmt::Display for Unmet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unmet::Path(p) => write!(f, "path does not match {p}"),
+            Unmet::Method(m) => write!(f, "method is not {m}"),
+            Unmet::HeaderMissing(h) => write!(f, "header {h} is missing"),
+            Unmet::HeaderValue(h, v) => write!(f, "header {h} is not {v:?}"),
+            Unmet::NotJson => f.write_str("body is not JSON (the route has json: conditions)"),
+            Unmet::Json(p, v) => write!(f, "JSON pointer {p} is not {v}"),
+        }
     }
 }
 
@@ -237,6 +307,20 @@ impl Router {
         } else {
             Lookup::NoRoute
         }
+    }
+
+    /// Every route in order, with the first reason it does not take the request
+    /// (`None` for a route that does).
+    pub fn explain<'a>(
+        &'a self,
+        method: &'a Method,
+        path: &'a str,
+        headers: &'a HeaderMap,
+        json: Option<&'a Value>,
+    ) -> impl Iterator<Item = (&'a Arc<Route>, Option<Unmet>)> + 'a {
+        self.routes
+            .iter()
+            .map(move |r| (r, r.mismatch(method, path, headers, json)))
     }
 }
 
