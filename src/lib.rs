@@ -12,6 +12,7 @@
 //! - [`ingest`]: webhooks: body limit, route match, signature check, templates, publish; forward-mode routes.
 //! - [`proxy`]: the upstream: streaming pass-through, hop-by-hop headers, upgrades, 502/504.
 //! - [`template`]: `{path:}`, `{query:}`, `{header:}`, `{json:}`, `{body}`, `{response:}` templates.
+//! - [`data`]: `publish.data`: text, or JSON built from a YAML mapping or sequence.
 //! - [`verify`]: webhook signature schemes.
 //! - [`auth`]: subscriber authorization: JWT, forward-auth.
 //! - [`cors`]: CORS on the event stream.
@@ -19,6 +20,7 @@
 //! - [`topic`]: topic names and `*` / `>` patterns.
 //! - [`hub`]: topics, bounded history, fan-out, replay.
 //! - [`broker`]: where events are stored: the hub alone, or Redis Streams shared by replicas.
+//! - [`streams`]: stream routes: event streams on the application's own URLs, topics from the request and the subscriber's identity.
 //! - [`subscribe`]: the subscription request and its response headers.
 //! - [`sse`]: the event-stream encoding and the streaming response body.
 //! - [`reply`]: the response body type and JSON errors.
@@ -35,6 +37,7 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod cors;
+pub mod data;
 pub mod demo;
 pub mod direct;
 pub mod dryrun;
@@ -50,6 +53,7 @@ pub mod server;
 pub mod service;
 pub mod shutdown;
 pub mod sse;
+pub mod streams;
 pub mod subscribe;
 pub mod template;
 pub mod topic;

@@ -210,9 +210,11 @@ impl Conn {
     /// Event streams over HTTP/1.x are served by [`direct`]; everything else by hyper.
     async fn serve(self, mut stream: TcpStream) {
         let sniffed = {
-            // Scoped: a stream keeps its task for hours; this copy need not stay.
-            let sse_path = self.live.load().config.sse.path.clone();
-            tokio::time::timeout(self.header_timeout, direct::sniff(&mut stream, &sse_path)).await
+            // Scoped: a stream keeps its task for hours; this config need not stay.
+            let app = self.live.load();
+            let is_stream =
+                |path: &str| path == app.config.sse.path || app.config.streams.serves(path);
+            tokio::time::timeout(self.header_timeout, direct::sniff(&mut stream, &is_stream)).await
         };
         match sniffed {
             Ok(Ok(Sniffed::Stream(mut req))) => {

@@ -27,6 +27,7 @@ pub(super) struct Root {
     pub(super) demo: Option<S<bool>>,
     pub(super) inspect: Option<super::inspect::Raw>,
     pub(super) routes: Option<Vec<Route>>,
+    pub(super) streams: Option<Vec<super::streams::RawStream>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +83,7 @@ pub(super) struct Limits {
 pub(super) struct Cors {
     pub(super) allow_origins: Option<S<Vec<S<String>>>>,
     pub(super) allow_credentials: Option<S<bool>>,
+    pub(super) allow_headers: Option<Vec<S<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,7 +224,7 @@ pub(super) struct Match {
 pub(super) struct Publish {
     pub(super) topic: S<OneOrMany>,
     pub(super) event: Option<S<String>>,
-    pub(super) data: Option<S<String>>,
+    pub(super) data: Option<S<crate::data::RawData>>,
     pub(super) dedupe: Option<S<String>>,
 }
 

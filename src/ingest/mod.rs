@@ -39,7 +39,8 @@ pub enum Rejection {
         topic: String,
         error: topic::TopicError,
     },
-    InvalidEvent,
+    /// The rendered event name: with a line break or NUL, or reserved (`hookcast.*`).
+    InvalidEvent(String),
     Signature(verify::Failure),
     /// The broker could not store the event.
     BrokerUnavailable,
@@ -70,7 +71,9 @@ impl Rejection {
                 let (status, code) = match error {
                     RenderError::InvalidJson => (S::BAD_REQUEST, "invalid_json"),
                     RenderError::BodyNotUtf8 => (S::UNPROCESSABLE_ENTITY, "body_not_utf8"),
-                    RenderError::Unresolved(_) => (S::UNPROCESSABLE_ENTITY, "unresolved_template"),
+                    RenderError::Unresolved(_) | RenderError::NotInIdentity(_) => {
+                        (S::UNPROCESSABLE_ENTITY, "unresolved_template")
+                    }
                 };
                 (status, code, format!("Cannot build publish.{field}: {error}."))
             }
@@ -79,10 +82,16 @@ impl Rejection {
                 "invalid_topic",
                 format!("The rendered topic {topic:?} is not valid: {error}."),
             ),
-            Rejection::InvalidEvent => (
+            Rejection::InvalidEvent(name) => (
                 S::UNPROCESSABLE_ENTITY,
                 "invalid_event",
-                "The rendered event name contains a line break or NUL.".into(),
+                if sse::is_reserved_event(name) {
+                    format!(
+                        "The rendered event name {name:?} is reserved: names starting with `hookcast.` are hookcast's own."
+                    )
+                } else {
+                    "The rendered event name contains a line break or NUL.".to_owned()
+                },
             ),
             Rejection::BrokerUnavailable => (
                 S::SERVICE_UNAVAILABLE,
@@ -441,6 +450,7 @@ pub fn decide(
         body: req.body,
         json: json.as_ref(),
         response: None,
+        identity: None,
     };
     match render(&route, &input) {
         Ok(event) => Decision::Publish(route, event),
@@ -469,10 +479,15 @@ pub fn render(route: &Route, input: &Input<'_>) -> Result<NewEvent, Rejection> {
         Some(t) => Some(field("event", t)?).filter(|e| !e.is_empty()),
         None => None,
     };
-    if event.as_deref().is_some_and(|e| !sse::is_field_safe(e)) {
-        return Err(Rejection::InvalidEvent);
+    if let Some(e) = &event
+        && (!sse::is_field_safe(e) || sse::is_reserved_event(e))
+    {
+        return Err(Rejection::InvalidEvent(e.clone()));
     }
-    let data = field("data", &p.data)?;
+    let data = p.data.render(input).map_err(|error| Rejection::Render {
+        field: "data",
+        error,
+    })?;
     let dedupe = match &p.dedupe {
         Some(t) => Some((route.name.clone(), field("dedupe", t)?)),
         None => None,
