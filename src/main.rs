@@ -1,94 +1,163 @@
-//! The `hookcast` command: parse arguments, load the config (exit 2 if invalid,
+//! The `hookcast` command: parse arguments (options before or after the subcommand,
+//! each settable from a `HOOKCAST_*` variable), load the config (exit 2 if invalid,
 //! before any port is bound), set up logging, bind, and serve until SIGTERM/SIGINT.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use hookcast::config::{self, Config, LogFormat};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use hookcast::config::{self, Config, LogFormat, Overrides};
 
-const USAGE: &str = "\
-hookcast — turns webhooks into Server-Sent Events
-
-Usage:
-  hookcast [--config FILE]          run
-  hookcast check [--config FILE]    check the configuration and exit
-  hookcast route [--config FILE] --path PATH [--method M] [-H 'Name: value']... [--body TEXT|@FILE] [--verify]
-                                    which route a request takes and what it publishes (dry run)
-  hookcast --version | --help
-
-FILE defaults to $HOOKCAST_CONFIG, then hookcast.yaml.
-Exit codes: 0 ok, 1 runtime failure (e.g. the port is taken), 2 bad usage or configuration.";
-
-enum Command {
-    Run(PathBuf),
-    Check(PathBuf),
+/// hookcast: turns webhooks into Server-Sent Events.
+#[derive(Debug, Parser)]
+#[command(
+    name = "hookcast",
+    version,
+    override_usage = "hookcast [OPTIONS]              run\n       \
+                      hookcast check [OPTIONS]        check the configuration and exit\n       \
+                      hookcast route [OPTIONS] ...    dry-run one request through the routes",
+    after_help = "Options may come before or after the command. The settings below --config \
+                  win over the file's, at start and at every reload.\n\
+                  Exit codes: 0 ok, 1 runtime failure (e.g. the port is taken), 2 bad usage or configuration."
+)]
+struct Cli {
+    /// The configuration file [default: hookcast.yaml]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "HOOKCAST_CONFIG",
+        value_name = "FILE"
+    )]
+    config: Option<PathBuf>,
+    /// Public listener, instead of the file's `listen`
+    #[arg(long, global = true, env = "HOOKCAST_LISTEN", value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// Admin listener, instead of the file's `admin.listen`
+    #[arg(
+        long,
+        global = true,
+        env = "HOOKCAST_ADMIN_LISTEN",
+        value_name = "ADDR"
+    )]
+    admin_listen: Option<std::net::SocketAddr>,
+    /// Log level or filter (`info`, `info,hookcast=debug`), instead of `log.level`
+    #[arg(long, global = true, env = "HOOKCAST_LOG_LEVEL", value_name = "LEVEL",
+          value_parser = config::parse_log_level)]
+    log_level: Option<String>,
+    /// Log format, text or json, instead of `log.format`
+    #[arg(long, global = true, env = "HOOKCAST_LOG_FORMAT", value_name = "FORMAT",
+          value_parser = parse_log_format)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-fn parse_args() -> Result<Command, String> {
-    let mut args = std::env::args().skip(1);
-    let mut check = false;
-    let mut file = None;
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--help" | "-h" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            "--version" | "-V" => {
-                println!("hookcast {}", env!("CARGO_PKG_VERSION"));
-                std::process::exit(0);
-            }
-            "check" if !check && file.is_none() => check = true,
-            "--config" | "-c" => file = Some(args.next().ok_or("--config needs a file name")?),
-            a if a.starts_with("--config=") => file = Some(a["--config=".len()..].to_owned()),
-            other => return Err(format!("unexpected argument `{other}`")),
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check the configuration and exit, like `nginx -t`: `ok: N routes`, or every error (exit 2)
+    Check,
+    /// Dry-run one request through the routes: --path P [--method M] [-H 'Name: value']...
+    /// [--body TEXT|@FILE] [--verify] (`hookcast route --help` for more); connects to nothing
+    #[command(disable_help_flag = true)]
+    Route {
+        /// Read by `hookcast route` itself (its one parser lives in `dryrun`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("`{s}` is not a log format; use text or json")),
+    }
+}
+
+impl Cli {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            log_level: self.log_level.clone(),
+            log_format: self.log_format,
         }
     }
-    let file = config::path_or_default(file);
-    Ok(if check {
-        Command::Check(file)
-    } else {
-        Command::Run(file)
-    })
+}
+
+/// Where the config file comes from, for the message when it is missing.
+fn config_file(cli: &Cli, matches: &ArgMatches) -> (PathBuf, String) {
+    match (&cli.config, matches.value_source("config")) {
+        (Some(f), Some(ValueSource::EnvVariable)) => (f.clone(), "from $HOOKCAST_CONFIG".into()),
+        (Some(f), _) => (f.clone(), "from --config".into()),
+        (None, _) => (
+            config::path_or_default(None),
+            "the default: neither --config nor $HOOKCAST_CONFIG is set".into(),
+        ),
+    }
+}
+
+/// Loads the config, or prints why not.
+fn load(file: &std::path::Path, origin: &str, overrides: &Overrides) -> Option<Config> {
+    match config::load_with(file, overrides) {
+        Ok(c) => Some(c),
+        Err(config::Error::Read { file, source })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            eprintln!(
+                "hookcast: no configuration file at {file} ({origin}).\n\
+                 Give one with --config FILE or $HOOKCAST_CONFIG; to start, copy config.example.yaml \
+                 from the hookcast repository, which documents every key."
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            None
+        }
+    }
 }
 
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some("route") {
-        return hookcast::dryrun::run(std::env::args().skip(2));
-    }
-    let command = match parse_args() {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
-        Err(msg) => {
-            eprintln!("hookcast: {msg}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+        Err(e) => e.exit(),
     };
-    match command {
-        Command::Check(file) => match config::load(&file) {
-            Ok(c) => {
+    let (file, origin) = config_file(&cli, &matches);
+    let overrides = cli.overrides();
+    match cli.command {
+        Some(Command::Check) => match load(&file, &origin, &overrides) {
+            Some(c) => {
                 let n = c.router.len();
                 println!("ok: {n} route{}", if n == 1 { "" } else { "s" });
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(2)
-            }
+            None => ExitCode::from(2),
         },
-        Command::Run(file) => {
-            let config = match config::load(&file) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(2);
+        Some(Command::Route { args }) => {
+            // A --config given before `route` comes first, so one after it wins.
+            let named = match matches.value_source("config") {
+                Some(ValueSource::CommandLine) => {
+                    vec!["--config".into(), file.display().to_string()]
                 }
+                _ => Vec::new(),
+            };
+            hookcast::dryrun::run(named.into_iter().chain(args))
+        }
+        None => {
+            let Some(config) = load(&file, &origin, &overrides) else {
+                return ExitCode::from(2);
             };
             // Fingerprinted at once, so that an edit from here on is seen as one.
             let source = hookcast::reload::Source::new(
                 file,
                 std::sync::Arc::new(tokio::sync::Notify::new()),
                 &config,
-            );
+            )
+            .with_overrides(overrides);
             init_tracing(&config);
             serve(config, source)
         }

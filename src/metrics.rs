@@ -1,7 +1,10 @@
 //! Prometheus metrics (SPEC §6), rendered on the admin listener's `/metrics`.
 //!
-//! Labels take bounded values only: route names from the config, status codes or
-//! classes, drop reasons. Never topics, ids or addresses.
+//! Labels take bounded values only: route names from the config, HTTP status codes,
+//! drop reasons. Never topics, ids or addresses.
+//!
+//! The scrape is OpenMetrics text that Prometheus' classic text parser accepts too:
+//! only types both formats have (`hookcast_build_info` is a gauge, not an `info`).
 //!
 //! The delivery path is per event per subscriber, so it touches no shared counter
 //! per delivery: deliveries are counted once per publish (how many subscriber
@@ -16,7 +19,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 /// One stream in this many feeds `hookcast_publish_to_write_seconds`.
@@ -75,7 +77,12 @@ struct ResultLabel {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabel {
-    status: &'static str,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
 }
 
 /// Every metric hookcast exports; one per process, shared by every config generation.
@@ -146,7 +153,7 @@ impl Metrics {
         );
         registry.register(
             "hookcast_proxy_requests",
-            "Requests passed to the upstream, by status class of the answer",
+            "Requests passed to the upstream, by HTTP status of the answer the client got",
             proxied.clone(),
         );
         registry.register(
@@ -159,11 +166,13 @@ impl Metrics {
             "Configuration reloads, by result",
             reloads.clone(),
         );
-        registry.register(
-            "hookcast_build",
-            "The running build",
-            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
-        );
+        let build = Family::<VersionLabel, Gauge>::default();
+        build
+            .get_or_create(&VersionLabel {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("hookcast_build_info", "The running build (always 1)", build);
         Metrics {
             registry,
             subscribers,
@@ -228,17 +237,9 @@ impl Metrics {
             .inc();
     }
 
+    /// `status` comes from an `http::StatusCode`, so the label set stays bounded (100..=999).
     pub fn proxied(&self, status: u16) {
-        let class = match status {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
-        };
-        self.proxied
-            .get_or_create(&StatusLabel { status: class })
-            .inc();
+        self.proxied.get_or_create(&StatusLabel { status }).inc();
     }
 
     pub fn reload(&self, result: &'static str) {

@@ -76,6 +76,8 @@ pub struct Source {
     /// The files' fingerprint when `config` was loaded: a change made before the
     /// watcher starts is still a change.
     loaded: u64,
+    /// Applied again at every reload, so they keep winning over the file.
+    overrides: config::Overrides,
 }
 
 impl Source {
@@ -86,7 +88,15 @@ impl Source {
             path,
             trigger,
             loaded,
+            overrides: config::Overrides::default(),
         }
+    }
+
+    /// The command line's and environment's settings that `config` was loaded with.
+    #[must_use]
+    pub fn with_overrides(mut self, overrides: config::Overrides) -> Self {
+        self.overrides = overrides;
+        self
     }
 
     /// What to notify for a reload (SIGHUP).
@@ -129,7 +139,7 @@ pub async fn watch(live: Arc<Live>, source: Source) {
             }
             () = source.trigger.notified() => "SIGHUP",
         };
-        reload(&live, &source.path, why);
+        reload(&live, &source.path, &source.overrides, why);
         // Taken after the reload, whose config may name other secret files.
         if let Ok(now) = fingerprint(&source.path, &live.load().config.secret_files) {
             seen = now;
@@ -154,10 +164,10 @@ fn fingerprint(path: &Path, secret_files: &[PathBuf]) -> std::io::Result<u64> {
 
 /// Reads and checks the file; a valid config replaces the current one, less the
 /// settings that need a restart; an invalid one is logged and changes nothing.
-pub fn reload(live: &Live, path: &Path, why: &'static str) -> bool {
+pub fn reload(live: &Live, path: &Path, overrides: &config::Overrides, why: &'static str) -> bool {
     let old = live.load();
     let metrics = old.hub.metrics();
-    let mut new = match config::load(path) {
+    let mut new = match config::load_with(path, overrides) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(

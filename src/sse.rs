@@ -314,10 +314,17 @@ impl EventStream {
     }
 
     fn finish(&mut self, end: End) -> Poll<Option<Result<Piece, SlowSubscriber>>> {
-        tracing::debug!(reason = ?end, "stream closed");
-        self.sub.metrics().dropped(end.dropped());
-        self.done = true;
+        self.closed(end);
         Poll::Ready(Some(Ok(Piece::Own(jittered_retry(self.settings.retry)))))
+    }
+
+    /// Every stream that hookcast itself ends: one line at info and one count, with
+    /// the reason's metric label (`slow`, `shutdown`, `max_duration`, `auth_expired`).
+    fn closed(&mut self, end: End) {
+        let reason = end.dropped();
+        tracing::info!(reason = reason.as_str(), "stream closed by hookcast");
+        self.sub.metrics().dropped(reason);
+        self.done = true;
     }
 
     /// Whether the hub cut this subscriber for falling behind (see
@@ -360,7 +367,10 @@ impl EventStream {
             Poll::Ready(Recv::Closed(Close::Shutdown)) => return self.finish(End::Shutdown),
             Poll::Ready(Recv::Closed(Close::Slow)) => {
                 // Counted by the hub when it cut the subscriber.
-                tracing::debug!(reason = ?End::Slow, "stream cut");
+                tracing::info!(
+                    reason = End::Slow.dropped().as_str(),
+                    "stream closed by hookcast"
+                );
                 self.done = true;
                 return Poll::Ready(Some(Err(SlowSubscriber)));
             }

@@ -45,10 +45,21 @@ impl Drop for TempFile {
     }
 }
 
+/// The variables hookcast reads its options from (besides `RUST_LOG`).
+const VARIABLES: [&str; 5] = [
+    "HOOKCAST_CONFIG",
+    "HOOKCAST_LISTEN",
+    "HOOKCAST_ADMIN_LISTEN",
+    "HOOKCAST_LOG_LEVEL",
+    "HOOKCAST_LOG_FORMAT",
+];
+
 /// A `hookcast` command with a clean environment for the variables it reads.
 fn hookcast() -> Command {
     let mut c = Command::new(BIN);
-    c.env_remove("HOOKCAST_CONFIG").env_remove("RUST_LOG");
+    for var in VARIABLES.iter().chain(&["RUST_LOG"]) {
+        c.env_remove(var);
+    }
     c.stdin(Stdio::null());
     c
 }
@@ -213,6 +224,8 @@ routes:
   - name: a
     match: {path: /hooks/a}
     publish: {topic: \"orders eu\"}
+log:
+  colour: red
 ";
     let f = TempFile::new("invalid", yaml);
     let mut cmd = hookcast();
@@ -222,7 +235,7 @@ routes:
     assert_eq!(text(&out.stdout), "", "nothing on stdout");
     let err = text(&out.stderr);
     let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 2, "{err}");
+    assert_eq!(lines.len(), 3, "{err}");
     let name = f.name();
     assert!(
         lines[0].starts_with(&format!("{name}:2:14: ")) && lines[0].contains("sse.heartbeat"),
@@ -230,6 +243,10 @@ routes:
     );
     assert!(
         lines[1].starts_with(&format!("{name}:6:22: ")) && lines[1].contains("orders eu"),
+        "{err}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("{name}:8:3: log: unknown field `colour`")),
         "{err}"
     );
 }
@@ -268,6 +285,67 @@ fn check_uses_hookcast_config_when_config_is_absent() {
     assert_eq!(text(&out.stdout), "ok: 1 route\n");
 }
 
+#[test]
+fn options_may_come_before_the_subcommand() {
+    let f = TempFile::new("before", THREE_ROUTES);
+    let mut cmd = hookcast();
+    cmd.args(["--config", &f.name(), "check"]);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ok: 3 routes\n");
+}
+
+#[test]
+fn a_missing_default_config_names_where_it_looked_and_the_example() {
+    let dir = std::env::temp_dir().join(format!("hookcast-cli-{}-empty-dir", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for args in [&["check"][..], &[][..]] {
+        let mut cmd = hookcast();
+        cmd.args(args).current_dir(&dir);
+        let out = run(cmd);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("no configuration file at hookcast.yaml"),
+            "{err}"
+        );
+        assert!(
+            err.contains("neither --config nor $HOOKCAST_CONFIG is set"),
+            "{err}"
+        );
+        assert!(err.contains("config.example.yaml"), "{err}");
+    }
+    // Named by the variable: the message says so.
+    let mut cmd = hookcast();
+    cmd.arg("check")
+        .current_dir(&dir)
+        .env("HOOKCAST_CONFIG", "elsewhere.yaml");
+    let err = text(&run(cmd).stderr);
+    assert!(
+        err.contains("elsewhere.yaml (from $HOOKCAST_CONFIG)"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir(&dir);
+}
+
+#[test]
+fn a_bad_override_is_a_usage_error_naming_the_option() {
+    let f = TempFile::new("bad-override", ONE_ROUTE);
+    for (var, value, option) in [
+        ("HOOKCAST_LISTEN", "nowhere", "--listen"),
+        ("HOOKCAST_ADMIN_LISTEN", "127.0.0.1", "--admin-listen"),
+        ("HOOKCAST_LOG_LEVEL", "loud", "--log-level"),
+        ("HOOKCAST_LOG_FORMAT", "xml", "--log-format"),
+    ] {
+        let mut cmd = hookcast();
+        cmd.args(["check", "--config", &f.name()]).env(var, value);
+        let out = run(cmd);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}: {err}");
+        assert!(err.contains(option) && err.contains(value), "{var}: {err}");
+    }
+}
+
 // ---------------------------------------------------------------- usage
 
 #[test]
@@ -290,7 +368,40 @@ fn help_exits_0_with_usage() {
     assert_eq!(out.status.code(), Some(0));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("hookcast check"), "{stdout}");
+    assert!(stdout.contains("hookcast route"), "{stdout}");
     assert!(stdout.contains("--config"), "{stdout}");
+    for var in VARIABLES {
+        assert!(stdout.contains(&format!("[env: {var}=")), "{var}: {stdout}");
+    }
+}
+
+#[test]
+fn route_takes_the_config_before_or_after_the_subcommand() {
+    let f = TempFile::new("route", ONE_ROUTE);
+    for args in [
+        vec!["--config", &f.name(), "route", "--path", "/hooks/a"],
+        vec!["route", "--config", &f.name(), "--path", "/hooks/a"],
+    ] {
+        let mut cmd = hookcast();
+        cmd.args(&args);
+        let out = run(cmd);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stdout).contains("a"), "{}", text(&out.stdout));
+    }
+    let mut cmd = hookcast();
+    cmd.args(["route", "--help"]);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stdout).contains("--verify"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -476,6 +587,17 @@ fn http_request(addr: SocketAddr, request: &str) -> String {
     text(&out)
 }
 
+/// POSTs `body` to `path` on a new connection and returns the whole response.
+fn post(addr: SocketAddr, path: &str, body: &str) -> String {
+    http_request(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
 fn wait_until_accepting(addr: SocketAddr, app: &mut Running) {
     let deadline = Instant::now() + PATIENCE;
     loop {
@@ -494,14 +616,21 @@ fn wait_until_accepting(addr: SocketAddr, app: &mut Running) {
     }
 }
 
-fn graceful_shutdown_on(sig: &str) {
+/// hookcast on a free port with `extra` config and one route (`/hooks/{room}` to
+/// topic `room.{room}`), and a stream on `room.a` that has read its prelude.
+struct Rooms {
+    addr: SocketAddr,
+    app: Running,
+    sse: RawStream,
+    _config: TempFile,
+}
+
+fn rooms_with_a_stream(tag: &str, extra: &str) -> Rooms {
     let addr = free_addr();
     let yaml = format!(
         "listen: \"{addr}\"
 shutdown_grace: 5s
-sse:
-  retry: 1s
-routes:
+{extra}routes:
   - name: rooms
     match:
       path: \"/hooks/{{room}}\"
@@ -509,28 +638,35 @@ routes:
       topic: \"room.{{path:room}}\"
 "
     );
-    let f = TempFile::new("shutdown", &yaml);
+    let config = TempFile::new(tag, &yaml);
     let mut cmd = hookcast();
-    cmd.args(["--config", &f.name()]);
+    cmd.args(["--config", &config.name()]);
     let mut app = Running::spawn(cmd);
     wait_until_accepting(addr, &mut app);
-
-    // Subscribe and wait for the prelude.
     let mut sse = RawStream::open(addr, "GET /events?topic=room.a HTTP/1.1\r\nHost: x\r\n\r\n");
     sse.read_until(PATIENCE, "the prelude", |d| d.body.contains(": hookcast"));
+    Rooms {
+        addr,
+        app,
+        sse,
+        _config: config,
+    }
+}
+
+fn graceful_shutdown_on(sig: &str) {
+    let Rooms {
+        addr,
+        mut app,
+        mut sse,
+        _config,
+    } = rooms_with_a_stream("shutdown", "sse:\n  retry: 1s\n");
     let d = sse.decoded();
     assert!(d.head.starts_with("HTTP/1.1 200"), "{}", d.head);
     assert!(d.body.starts_with("retry: 1000\n"), "{:?}", d.body);
 
     // Publish and see the event arrive.
     let payload = format!("hello-{sig}");
-    let response = http_request(
-        addr,
-        &format!(
-            "POST /hooks/a HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
-            payload.len()
-        ),
-    );
+    let response = post(addr, "/hooks/a", &payload);
     assert!(response.starts_with("HTTP/1.1 202"), "{response}");
     let data_line = format!("data: {payload}\n");
     sse.read_until(PATIENCE, "the event", |d| d.body.contains(&data_line));
@@ -665,6 +801,47 @@ fn sighup_reloads_and_a_listen_change_is_logged_as_restart_required() {
 }
 
 #[test]
+fn the_environment_overrides_listen_admin_and_log_format_and_survives_a_reload() {
+    // The file's addresses are taken: only the overrides can be served.
+    let taken = [
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+    ];
+    let [l, a] = taken.each_ref().map(|t| t.local_addr().unwrap());
+    let yaml =
+        format!("listen: \"{l}\"\nadmin:\n  listen: \"{a}\"\nlog:\n  format: text\n{ONE_ROUTE}");
+    let f = TempFile::new("env-overrides", &yaml);
+    let (addr, admin) = (free_addr(), free_addr());
+    let mut cmd = hookcast();
+    cmd.arg("--config")
+        .arg(f.path())
+        .env("HOOKCAST_LISTEN", addr.to_string())
+        .env("HOOKCAST_ADMIN_LISTEN", admin.to_string())
+        .env("HOOKCAST_LOG_FORMAT", "json")
+        .env("HOOKCAST_LOG_LEVEL", "info");
+    let mut app = Running::spawn(cmd);
+    wait_until_accepting(addr, &mut app);
+    let r = http_request(
+        admin,
+        "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let log = wait_for_log(&mut app, "effective configuration");
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string(), "{line}");
+    }
+    // A reload keeps the overrides: no "restart required" for listen.
+    app.signal("-HUP");
+    let log = wait_for_log(&mut app, "configuration reloaded");
+    assert!(!log.contains("restart required"), "{log}");
+    app.signal("-TERM");
+    assert!(app.wait_for(PATIENCE).expect("exits").success());
+    drop(taken);
+}
+
+#[test]
 fn a_taken_admin_port_exits_1() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let admin = taken.local_addr().unwrap();
@@ -678,4 +855,80 @@ fn a_taken_admin_port_exits_1() {
     let out = run(cmd);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("cannot listen on admin.listen"));
+}
+
+// ---------------------------------------------------------------- the log at info
+
+/// The log lines (text format) that contain `needle`.
+fn lines_with(log: &str, needle: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn at_info_each_webhook_outcome_and_each_stream_closed_by_hookcast_is_one_line() {
+    let Rooms {
+        addr,
+        mut app,
+        sse: _sse,
+        _config,
+    } = rooms_with_a_stream("outcome-log", "log:\n  level: info\n");
+
+    let body = "{\"card\":\"4111-secret-body\"}";
+    let r = post(addr, "/hooks/a", body);
+    assert!(r.starts_with("HTTP/1.1 202"), "{r}");
+    let id = r
+        .split("\"id\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    // A refusal: the rendered topic is invalid.
+    let r = post(addr, "/hooks/a%20b", "{}");
+    assert!(r.starts_with("HTTP/1.1 422"), "{r}");
+    let log = wait_for_log(&mut app, "code=\"invalid_topic\"");
+    let webhooks = lines_with(&log, " webhook ");
+    assert_eq!(webhooks.len(), 2, "{log}");
+    for (line, want) in webhooks.iter().zip([
+        [
+            "route=\"rooms\"",
+            "status=202",
+            "result=\"published\"",
+            &format!("id=\"{id}\""),
+        ],
+        [
+            "route=\"rooms\"",
+            "status=422",
+            "result=\"refused\"",
+            "code=\"invalid_topic\"",
+        ],
+    ]) {
+        assert!(line.contains(" INFO "), "{line}");
+        assert!(line.contains("elapsed_ms="), "{line}");
+        for w in want {
+            assert!(line.contains(w), "no {w} in {line}");
+        }
+    }
+    assert!(
+        !log.contains("secret-body"),
+        "a body reached the log: {log}"
+    );
+    assert!(
+        !log.contains("InvalidTopic"),
+        "Rust Debug text in the log: {log}"
+    );
+
+    app.signal("-TERM");
+    assert!(app.wait_for(PATIENCE).expect("exits").success());
+    let log = app.stderr();
+    let closed = lines_with(&log, "stream closed by hookcast");
+    assert_eq!(closed.len(), 1, "{log}");
+    assert!(
+        closed[0].contains(" INFO ") && closed[0].contains("reason=\"shutdown\""),
+        "{}",
+        closed[0]
+    );
 }

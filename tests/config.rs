@@ -136,7 +136,7 @@ fn messages_do_not_repeat_the_location() {
     let e = config::from_yaml(FILE, "sse:\n  heartbeat: 15s\n  bogus: 1\n").unwrap_err();
     let shown = e.to_string();
     assert!(
-        shown.starts_with("test.yaml:3:3: unknown field `bogus`"),
+        shown.starts_with("test.yaml:3:3: sse: unknown field `bogus`"),
         "{shown}"
     );
     assert!(
@@ -196,8 +196,25 @@ fn a_duration_with_an_unknown_unit_is_an_error_at_the_value() {
 }
 
 #[test]
-fn a_fractional_size_is_an_error_at_the_value() {
-    assert_error("limits:\n  max_body: 1.5MiB\n", 2, 13, &["limits.max_body"]);
+fn a_size_that_is_not_whole_bytes_is_an_error_at_the_value() {
+    assert_error(
+        "limits:\n  max_body: 0.1KiB\n",
+        2,
+        13,
+        &["limits.max_body", "whole number of bytes"],
+    );
+}
+
+#[test]
+fn compound_and_fractional_durations_and_kubernetes_sizes_are_accepted() {
+    let c = load_ok(
+        "shutdown_grace: 1.5s\ndedupe:\n  window: 1h30m\nsse:\n  history_ttl: 1d\n  history_bytes: 1Mi\nlimits:\n  max_body: 1.5KiB\n",
+    );
+    assert_eq!(c.shutdown_grace, Duration::from_millis(1500));
+    assert_eq!(c.dedupe.window, Duration::from_secs(5400));
+    assert_eq!(c.sse.history_ttl, Duration::from_secs(86_400));
+    assert_eq!(c.sse.history_bytes, 1 << 20);
+    assert_eq!(c.limits.max_body, 1536);
 }
 
 #[test]
@@ -597,6 +614,15 @@ fn defaults_are_the_documented_values() {
     assert_eq!(c.log.level, "info");
     assert!(!c.demo);
     assert_eq!(c.router.len(), 0);
+    // And the rest of the README's defaults table (Configuration).
+    assert_eq!(c.admin, None);
+    assert!(c.upstream.is_none());
+    assert!(c.cors.is_none());
+    assert_eq!(c.limits.max_connections, None);
+    assert_eq!(c.limits.max_subscribers_per_ip, None);
+    assert!(c.limits.trusted_proxies.is_empty());
+    assert_eq!(c.broker, config::Broker::Memory);
+    assert_eq!(c.subscribers.name(), "none");
 }
 
 #[test]
@@ -631,4 +657,146 @@ fn a_missing_file_is_a_read_error_naming_it() {
         }
         other => panic!("expected a read error, got {other:?}"),
     }
+}
+
+fn load_with_env(yaml: &str, env: &[(&str, &str)]) -> Result<Config, Error> {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    config::from_yaml_with_env(FILE, yaml, &move |name| {
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.into())
+    })
+}
+
+#[test]
+fn the_redis_url_may_come_from_a_variable_and_is_never_echoed() {
+    let yaml = "broker:\n  kind: redis\n  url_env: REDIS_URL\n";
+    let c = load_with_env(yaml, &[("REDIS_URL", "redis://:pw@redis.example:6379/0")])
+        .unwrap_or_else(|e| panic!("{e}"));
+    match c.broker {
+        config::Broker::Redis(r) => assert_eq!(r.url, "redis://:pw@redis.example:6379/0"),
+        other => panic!("{other:?}"),
+    }
+    let e = load_with_env(yaml, &[]).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!("{FILE}:3:12: broker.url_env: the variable REDIS_URL is not set")
+    );
+    let e = load_with_env(yaml, &[("REDIS_URL", "http://u:s3cret@x")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!("{FILE}:3:12: broker.url_env: ")),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret"), "{e}");
+    let both = "broker:\n  kind: redis\n  url: redis://a\n  url_env: REDIS_URL\n";
+    assert_error(both, 4, 12, &["url or url_env, not both"]);
+}
+
+#[test]
+fn an_error_in_a_list_of_secrets_points_at_the_item() {
+    let yaml = "routes:
+  - name: a
+    match: {path: /hooks/a}
+    verify:
+      scheme: github
+      secret_env: [SET, UNSET]
+    publish: {topic: a}
+";
+    let e = load_with_env(yaml, &[("SET", "s")]).unwrap_err();
+    let Error::Invalid { diagnostics, .. } = e else {
+        panic!("{e}")
+    };
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+    assert_eq!((diagnostics[0].line, diagnostics[0].column), (6, 25));
+    assert!(
+        diagnostics[0].message.contains("`UNSET` is not set"),
+        "{diagnostics:?}"
+    );
+    // A block list, and an item of the wrong type.
+    let yaml = "routes:
+  - name: a
+    match: {path: /hooks/a}
+    verify:
+      scheme: github
+      secret_env:
+        - SET
+        - {x: 1}
+    publish: {topic: a}
+";
+    let e = load_with_env(yaml, &[("SET", "s")]).unwrap_err();
+    let Error::Invalid { diagnostics, .. } = e else {
+        panic!("{e}")
+    };
+    assert_eq!(
+        (diagnostics[0].line, diagnostics[0].column),
+        (8, 11),
+        "{diagnostics:?}"
+    );
+}
+
+#[test]
+fn every_error_is_reported_in_one_run_each_at_its_place() {
+    let yaml = r#"listen: "127.0.0.1:8080"
+bogus: 1
+sse:
+  heartbeat: 15
+  history: [1]
+  colour: red
+admin: {listen: "127.0.0.1:9901", extra: 2}
+routes:
+  - name: a
+    match: {path: /hooks/a}
+    verify:
+      scheme: github
+      secret_env: [SET, {x: 1}, UNSET]
+    publish: {topic: "bad topic"}
+  - name: b
+    match: {path: /hooks/b, method: [POST]}
+    publish: {topic: b}
+  - name: c
+    match: {path: /hooks/c}
+    verify: {scheme: [1], secret_env: SET}
+    publish: {topic: c}
+"#;
+    let e = load_with_env(yaml, &[("SET", "s")]).unwrap_err();
+    let Error::Invalid { diagnostics, .. } = e else {
+        panic!("{e}")
+    };
+    let want: [(u64, u64, &str); 10] = [
+        (2, 1, "unknown field `bogus`"),
+        (4, 14, "sse.heartbeat: duration `15` needs a unit"),
+        (5, 12, "sse.history: expected"),
+        (6, 3, "sse: unknown field `colour`"),
+        (7, 35, "admin: unknown field `extra`"),
+        (13, 25, "routes[0].verify.secret_env[1]: expected"),
+        (13, 33, "`UNSET` is not set"),
+        (14, 22, "publish.topic `bad topic`"),
+        (16, 37, "routes[1].match.method: expected"),
+        (20, 22, "routes[2].verify.scheme: expected"),
+    ];
+    assert_eq!(diagnostics.len(), want.len(), "{diagnostics:#?}");
+    for (d, (line, column, phrase)) in diagnostics.iter().zip(want) {
+        assert_eq!((d.line, d.column), (line, column), "{d:?}");
+        assert!(d.message.contains(phrase), "{d:?} lacks {phrase:?}");
+    }
+}
+
+#[test]
+fn a_required_key_that_is_really_missing_is_still_reported() {
+    let yaml = "admin: {bogus: 1}\nroutes:\n  - name: a\n    match: {path: /hooks/a}\n    verify: {secret_env: X}\n    publish: {topic: a}\n";
+    let ds = diagnostics(yaml);
+    assert_eq!(ds.len(), 3, "{ds:#?}");
+    let at = |phrase: &str| {
+        let d = ds
+            .iter()
+            .find(|d| d.message.contains(phrase))
+            .unwrap_or_else(|| panic!("no {phrase:?} in {ds:#?}"));
+        (d.line, d.column)
+    };
+    assert_eq!(at("admin: unknown field `bogus`"), (1, 9));
+    assert_eq!(at("admin: missing field `listen`"), (1, 8));
+    assert_eq!(at("routes[0].verify: missing field `scheme`"), (5, 14));
 }

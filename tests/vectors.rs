@@ -1,4 +1,4 @@
-//! The shared event-stream vectors (`shared/research/vectors/sse-event-stream.json`):
+//! The event-stream vectors (`tests/fixtures/vectors/sse-event-stream.json`):
 //! the test parser against the WHATWG / web-platform-tests parse vectors, the encoder
 //! against the encode vectors byte for byte, and encode-then-parse as a property.
 
@@ -12,17 +12,12 @@ use proptest::prelude::*;
 use serde_json::Value;
 use support::{Item, Parser, SseEvent};
 
-/// The vectors live in `shared/`, beside the repository (here and in CI alike).
+/// Where they come from and how they were checked: `tests/fixtures/vectors/README.md`.
 fn vectors() -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/research/vectors/sse-event-stream.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read the SSE vectors at {} ({e}); they come from the shared/ folder \
-             that stands beside the repository",
-            path.display()
-        )
-    });
+        .join("tests/fixtures/vectors/sse-event-stream.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read the SSE vectors at {} ({e})", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()))
 }
 

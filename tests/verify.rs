@@ -1,4 +1,4 @@
-//! Webhook signatures against the verified vectors in `../shared/research/vectors/`
+//! Webhook signatures against the verified vectors in `tests/fixtures/vectors/`
 //! (every vector passes; a signature valid for one scheme passes no other), then
 //! end to end: signed requests over real sockets, every refusal with its code, and
 //! nothing published for a refused webhook.
@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use hookcast::verify::{DEFAULT_TOLERANCE, Failure, Request, Scheme, Secret, Verifier};
 use support::*;
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/research/vectors");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/vectors");
 
 /// SPEC §3 accepts hex in either case; this vector records the other choice.
 const SPEC_OVERRIDES: [(&str, bool); 1] = [("uppercase_hex_rejected_by_exact_compare", true)];
@@ -572,9 +572,10 @@ fn secret_env_is_read_from_the_given_environment() {
     let e = hookcast::config::from_yaml_with_env("c.yaml", yaml, &env)
         .unwrap_err()
         .to_string();
+    // At the item, not at the list.
     assert_eq!(
         e,
-        "c.yaml:9:19: route `r`: verify.secret_env: environment variable `B` is not set"
+        "c.yaml:9:23: route `r`: verify.secret_env: environment variable `B` is not set"
     );
     let env = |_: &str| Some(std::ffi::OsString::from("s"));
     assert!(hookcast::config::from_yaml_with_env("c.yaml", yaml, &env).is_ok());

@@ -1,10 +1,12 @@
 //! Configuration: the YAML file, checked whole before any port is bound.
 //!
-//! [`load`] reads and deserializes the file ([`raw`]), then checks every value and
-//! builds a [`Config`]. Every problem is reported as `FILE:LINE:COL: message`.
+//! [`load`] reads and deserializes the file ([`raw`]; [`recover`] carries on past
+//! unknown keys and wrong types so that all of them are reported), then checks every
+//! value and builds a [`Config`]. Every problem is reported as `FILE:LINE:COL: message`.
 
 mod inspect;
 mod raw;
+mod recover;
 mod security;
 mod streams;
 mod units;
@@ -286,6 +288,53 @@ impl std::error::Error for Error {
     }
 }
 
+/// Settings given on the command line or in the environment (`--listen` or
+/// `HOOKCAST_LISTEN`, …): they win over the file, at start and at every reload, so a
+/// container image can keep one config file for every environment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    /// Checked with [`parse_log_level`].
+    pub log_level: Option<String>,
+    pub log_format: Option<LogFormat>,
+}
+
+impl Overrides {
+    pub fn apply(&self, c: &mut Config) {
+        if let Some(a) = self.listen {
+            c.listen = a;
+        }
+        if let Some(a) = self.admin_listen {
+            c.admin = Some(a);
+        }
+        if let Some(l) = &self.log_level {
+            c.log.level.clone_from(l);
+        }
+        if let Some(f) = self.log_format {
+            c.log.format = f;
+        }
+    }
+}
+
+/// A `log.level` value: a level (`info`) or a filter (`info,hookcast=debug`).
+pub fn parse_log_level(s: &str) -> Result<String, String> {
+    if is_log_filter(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a level or filter; use error, warn, info, debug or trace"
+        ))
+    }
+}
+
+/// [`load`], then `overrides` on top.
+pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Config, Error> {
+    let mut c = load(path)?;
+    overrides.apply(&mut c);
+    Ok(c)
+}
+
 /// The config file named on the command line, else `$HOOKCAST_CONFIG`, else `hookcast.yaml`.
 pub fn path_or_default(named: Option<String>) -> PathBuf {
     let file = named
@@ -325,11 +374,14 @@ pub fn from_yaml_with_env(
         file: file.to_owned(),
         diagnostics,
     };
-    let root: raw::Root = serde_saphyr::from_str::<Option<raw::Root>>(text)
-        .map_err(|e| invalid(vec![syntax_diagnostic(&e)]))?
-        .unwrap_or_default();
+    // Unknown keys and wrong types, all of them; then the values, of what remains.
+    let (root, structural) = recover::deserialize::<Option<raw::Root>>(text, syntax_diagnostic);
+    let Some(root) = root else {
+        return Err(invalid(structural));
+    };
+    let root = root.unwrap_or_default();
     let mut check = Checker {
-        diagnostics: Vec::new(),
+        diagnostics: structural,
         env,
         dir: Path::new(file)
             .parent()
@@ -555,6 +607,61 @@ impl Checker<'_> {
         parsed
     }
 
+    /// `broker.url`, or the URL in the variable `broker.url_env` names (a URL with a
+    /// password is a secret: in Kubernetes it comes from a Secret).
+    fn broker_url(
+        &mut self,
+        raw: &raw::Broker,
+        kind: &str,
+        example: &str,
+        check: fn(&str) -> Result<(), String>,
+    ) -> String {
+        // The variable's value is never echoed: it may hold a password.
+        let (key, v, secret) = match (&raw.url, &raw.url_env) {
+            (Some(_), Some(e)) => {
+                self.error(&e.referenced, "broker: give url or url_env, not both");
+                return String::new();
+            }
+            (None, None) => {
+                if let Some(k) = &raw.kind {
+                    self.error(
+                        &k.referenced,
+                        format!("broker: kind {kind} needs url (e.g. {example}) or url_env"),
+                    );
+                }
+                return String::new();
+            }
+            (Some(u), None) => ("broker.url", u.clone(), false),
+            (None, Some(e)) => match (self.env)(&e.value).and_then(|v| v.into_string().ok()) {
+                Some(url) => (
+                    "broker.url_env",
+                    Spanned {
+                        value: url,
+                        referenced: e.referenced,
+                        defined: e.defined,
+                    },
+                    true,
+                ),
+                None => {
+                    self.error(
+                        &e.referenced,
+                        format!("broker.url_env: the variable {} is not set", e.value),
+                    );
+                    return String::new();
+                }
+            },
+        };
+        if let Err(msg) = check(&v.value) {
+            let msg = if secret {
+                format!("the variable holds no usable {kind} URL; write one like {example}")
+            } else {
+                msg
+            };
+            self.error(&v.referenced, format!("{key}: {msg}"));
+        }
+        v.value
+    }
+
     fn broker(&mut self, raw: raw::Broker, sse: &Sse, dedupe: &Dedupe) -> Broker {
         let kind = raw.kind.as_ref().map_or("memory", |k| k.value.as_str());
         if !matches!(kind, "memory" | "redis" | "nats") {
@@ -567,10 +674,15 @@ impl Checker<'_> {
             return Broker::Memory;
         }
         // Each key belongs to some kinds only; naming it under another is a mistake.
-        let keys: [(&str, Option<&Location>, &[&str]); 9] = [
+        let keys: [(&str, Option<&Location>, &[&str]); 10] = [
             (
                 "url",
                 raw.url.as_ref().map(|v| &v.referenced),
+                &["redis", "nats"],
+            ),
+            (
+                "url_env",
+                raw.url_env.as_ref().map(|v| &v.referenced),
                 &["redis", "nats"],
             ),
             (
@@ -622,29 +734,11 @@ impl Checker<'_> {
                 self.error(at, format!("broker.{key} is used only with kind: {kinds}"));
             }
         }
-        let url = |this: &mut Self, example: &str, check: fn(&str) -> Result<(), String>| match &raw
-            .url
-        {
-            None => {
-                if let Some(k) = &raw.kind {
-                    this.error(
-                        &k.referenced,
-                        format!("broker: kind {kind} needs url, e.g. {example}"),
-                    );
-                }
-                String::new()
-            }
-            Some(v) => {
-                if let Err(msg) = check(&v.value) {
-                    this.error(&v.referenced, format!("broker.url: {msg}"));
-                }
-                v.value.clone()
-            }
-        };
         match kind {
             "redis" => {
-                let url = url(
-                    self,
+                let url = self.broker_url(
+                    &raw,
+                    kind,
                     "redis://127.0.0.1:6379/0",
                     crate::broker::check_redis_url,
                 );
@@ -680,7 +774,12 @@ impl Checker<'_> {
                 })
             }
             "nats" => {
-                let url = url(self, "nats://127.0.0.1:4222", crate::broker::check_nats_url);
+                let url = self.broker_url(
+                    &raw,
+                    kind,
+                    "nats://127.0.0.1:4222",
+                    crate::broker::check_nats_url,
+                );
                 let stream = match raw.stream {
                     None => NatsBroker::DEFAULT_STREAM.to_owned(),
                     Some(v) => {
@@ -871,14 +970,8 @@ impl Checker<'_> {
         let level = match raw.level {
             None => d.level,
             Some(v) => {
-                if !is_log_filter(&v.value) {
-                    self.error(
-                        &v.referenced,
-                        format!(
-                            "log.level `{}` is not a level or filter; use error, warn, info, debug or trace",
-                            v.value
-                        ),
-                    );
+                if let Err(msg) = parse_log_level(&v.value) {
+                    self.error(&v.referenced, format!("log.level {msg}"));
                 }
                 v.value
             }

@@ -133,19 +133,49 @@ pub(super) struct Verify {
     pub(super) public_url: Option<S<String>>,
 }
 
-/// One name (of a variable or file) or a list of them.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// One name (of a variable or file) or a list of them, each list item with its own
+/// location so that an error about one points at it.
+#[derive(Debug)]
 pub(super) enum Names {
     One(String),
-    Many(Vec<String>),
+    Many(Vec<S<String>>),
+}
+
+impl<'de> Deserialize<'de> for Names {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Names;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a name or a list of names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Names, E> {
+                Ok(Names::One(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Names, A::Error> {
+                let mut names = Vec::new();
+                while let Some(n) = seq.next_element::<S<String>>()? {
+                    names.push(n);
+                }
+                Ok(Names::Many(names))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Names {
-    pub(super) fn into_vec(self) -> Vec<String> {
+    /// Each name with where it stands; a single name stands at `at`.
+    pub(super) fn located(
+        self,
+        at: serde_saphyr::Location,
+    ) -> Vec<(String, serde_saphyr::Location)> {
         match self {
-            Names::One(s) => vec![s],
-            Names::Many(v) => v,
+            Names::One(s) => vec![(s, at)],
+            Names::Many(v) => v.into_iter().map(|n| (n.value, n.referenced)).collect(),
         }
     }
 }
@@ -155,6 +185,7 @@ impl Names {
 pub(super) struct Broker {
     pub(super) kind: Option<S<String>>,
     pub(super) url: Option<S<String>>,
+    pub(super) url_env: Option<S<String>>,
     pub(super) prefix: Option<S<String>>,
     pub(super) timeout: Option<S<String>>,
     pub(super) feed_length: Option<S<u64>>,

@@ -33,8 +33,7 @@ impl Checker<'_> {
     ) -> Vec<Sourced> {
         let mut out = Vec::new();
         if let Some(env) = env {
-            for name in env.value.into_vec() {
-                let at = env.referenced;
+            for (name, at) in env.value.located(env.referenced) {
                 if name.is_empty() || name.contains(['=', '\0']) {
                     self.error(
                         &at,
@@ -63,8 +62,7 @@ impl Checker<'_> {
             }
         }
         if let Some(file) = file {
-            for name in file.value.into_vec() {
-                let at = file.referenced;
+            for (name, at) in file.value.located(file.referenced) {
                 let path = self.dir.join(&name);
                 self.secret_files.push(path.clone());
                 match std::fs::read(&path) {

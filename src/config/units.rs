@@ -1,70 +1,131 @@
-//! Durations (`500ms`, `15s`, `10m`, `1h`) and sizes (`1024`, `64KiB`, `1MB`) as written in YAML.
+//! Durations (`500ms`, `1.5s`, `1h30m`, `1d`) and sizes (`1024`, `64KiB`, `1Mi`, `1MB`)
+//! as written in YAML.
+//!
+//! Numbers may have a decimal fraction; it is computed exactly (no floating point),
+//! so `0.1s` is 100 ms and `1.5KiB` is 1536 bytes.
 
 use std::time::Duration;
 
-/// Parses a duration that carries its unit: `ms`, `s`, `m` or `h`.
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    let (num, unit) = s.split_at(digits);
-    if num.is_empty() {
-        return Err(format!(
-            "`{s}` is not a duration; write a whole number with a unit: 500ms, 15s, 10m, 1h"
-        ));
+const DURATION_UNITS: &str = "d, h, m, s or ms";
+const SIZE_UNITS: &str = "KiB, MiB, GiB (or Ki, Mi, Gi), KB, MB or GB";
+
+/// A decimal number as `mantissa / 10^scale`, and the rest of `s` after it.
+fn number(s: &str) -> Option<((u128, u32), &str)> {
+    let int = s.bytes().take_while(u8::is_ascii_digit).count();
+    if int == 0 {
+        return None;
     }
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is too large a duration"))?;
-    let per_unit = match unit.trim() {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "" => {
-            return Err(format!(
-                "duration `{s}` needs a unit: ms, s, m or h (e.g. `{s}s`)"
-            ));
+    let (mut mantissa, mut scale) = (0u128, 0u32);
+    let mut rest = &s[int..];
+    for b in s[..int].bytes() {
+        mantissa = mantissa
+            .checked_mul(10)?
+            .checked_add(u128::from(b - b'0'))?;
+    }
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return None;
         }
-        other => {
-            return Err(format!(
-                "`{other}` is not a duration unit; use ms, s, m or h"
-            ));
+        for b in frac[..n].bytes() {
+            mantissa = mantissa
+                .checked_mul(10)?
+                .checked_add(u128::from(b - b'0'))?;
+            scale += 1;
         }
-    };
-    n.checked_mul(per_unit)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("`{s}` is too large a duration"))
+        rest = &frac[n..];
+    }
+    Some(((mantissa, scale), rest))
 }
 
-/// Parses a size: a bare integer is bytes; KiB/MiB/GiB are powers of 1024, KB/MB/GB of 1000.
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+/// `mantissa / 10^scale * per_unit`, and whether it came out whole.
+fn scaled((mantissa, scale): (u128, u32), per_unit: u128) -> Option<(u128, bool)> {
+    let div = 10u128.checked_pow(scale)?;
+    let total = mantissa.checked_mul(per_unit)?;
+    Some((total / div, total % div == 0))
+}
+
+/// Parses a duration that carries its units: one or more `<number><unit>` parts from
+/// the largest unit down, each unit at most once (`1h30m`, `2m30s`, `1.5s`).
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    const NANOS: [(&str, u128); 5] = [
+        ("d", 86_400_000_000_000),
+        ("h", 3_600_000_000_000),
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+    ];
     let s = s.trim();
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    let (num, unit) = s.split_at(digits);
-    if num.is_empty() {
+    let too_large = || format!("`{s}` is too large a duration");
+    if s.is_empty() {
         return Err(format!(
-            "`{s}` is not a size; write bytes, or a number with KiB, MiB, GiB, KB, MB or GB"
+            "an empty string is not a duration; write a number with a unit ({DURATION_UNITS})"
         ));
     }
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is too large a size"))?;
-    let mult: u64 = match unit.trim() {
+    let mut rest = s;
+    let mut nanos: u128 = 0;
+    // Units must come in decreasing order; this is the index of the next allowed one.
+    let mut next = 0;
+    while !rest.is_empty() {
+        let Some((n, after)) = number(rest) else {
+            return Err(format!(
+                "`{s}` is not a duration; write a number with a unit ({DURATION_UNITS}): \
+                 500ms, 1.5s, 10m, 1h30m, 1d"
+            ));
+        };
+        let unit_len = after.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let (unit, tail) = after.split_at(unit_len);
+        if unit.is_empty() {
+            return Err(format!(
+                "duration `{s}` needs a unit: {DURATION_UNITS} (e.g. `{s}s`)"
+            ));
+        }
+        let Some(i) = NANOS.iter().position(|(u, _)| *u == unit) else {
+            return Err(format!(
+                "`{unit}` is not a duration unit; use {DURATION_UNITS}"
+            ));
+        };
+        if i < next {
+            return Err(format!(
+                "duration `{s}`: write its parts from the largest unit down, each once (e.g. 1h30m)"
+            ));
+        }
+        next = i + 1;
+        let (part, _) = scaled(n, NANOS[i].1).ok_or_else(too_large)?;
+        nanos = nanos.checked_add(part).ok_or_else(too_large)?;
+        rest = tail;
+    }
+    let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| too_large())?;
+    // Below u64::MAX seconds so that adding it to an Instant stays meaningful.
+    Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32))
+}
+
+/// Parses a size: a bare number is bytes; KiB/MiB/GiB (or Ki/Mi/Gi, as Kubernetes
+/// writes them) are powers of 1024, KB/MB/GB of 1000.
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let Some((n, unit)) = number(s) else {
+        return Err(format!(
+            "`{s}` is not a size; write bytes, or a number with {SIZE_UNITS}"
+        ));
+    };
+    let mult: u128 = match unit.trim() {
         "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
+        "KiB" | "Ki" => 1 << 10,
+        "MiB" | "Mi" => 1 << 20,
+        "GiB" | "Gi" => 1 << 30,
         "KB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
         other => {
-            return Err(format!(
-                "`{other}` is not a size unit; use KiB, MiB, GiB, KB, MB or GB"
-            ));
+            return Err(format!("`{other}` is not a size unit; use {SIZE_UNITS}"));
         }
     };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("`{s}` is too large a size"))
+    let (bytes, whole) = scaled(n, mult).ok_or_else(|| format!("`{s}` is too large a size"))?;
+    if !whole {
+        return Err(format!("`{s}` is not a whole number of bytes"));
+    }
+    u64::try_from(bytes).map_err(|_| format!("`{s}` is too large a size"))
 }
 
 #[cfg(test)]
@@ -73,24 +134,80 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        for bad in ["15", "s", "1.5s", "-1s", "10x", "", "99999999999999999999s"] {
+        let ms = Duration::from_millis;
+        for (text, want) in [
+            ("500ms", ms(500)),
+            ("15s", ms(15_000)),
+            ("10m", ms(600_000)),
+            ("1h", ms(3_600_000)),
+            ("1d", ms(86_400_000)),
+            ("1h30m", ms(5_400_000)),
+            ("2m30s", ms(150_000)),
+            ("1d2h3m4s5ms", ms(93_784_005)),
+            ("1.5s", ms(1_500)),
+            ("0.1s", ms(100)),
+            ("1.5h", ms(5_400_000)),
+            ("0.5ms", Duration::from_micros(500)),
+            (" 15s ", ms(15_000)),
+        ] {
+            assert_eq!(parse_duration(text), Ok(want), "{text}");
+        }
+        for bad in [
+            "15",
+            "s",
+            "1.s",
+            ".5s",
+            "-1s",
+            "10x",
+            "",
+            "1m1h",
+            "1s1s",
+            "1h 30m",
+            "1h30",
+            "99999999999999999999999999d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+        assert!(
+            parse_duration("1m1h")
+                .unwrap_err()
+                .contains("largest unit down")
+        );
+        assert!(parse_duration("15").unwrap_err().contains("needs a unit"));
     }
 
     #[test]
     fn sizes() {
-        assert_eq!(parse_size("1024"), Ok(1024));
-        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
-        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
-        assert_eq!(parse_size("2KB"), Ok(2000));
-        assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
-        for bad in ["1.5MiB", "MiB", "-1", "1mb", "1 TiB"] {
+        for (text, want) in [
+            ("1024", 1024),
+            ("1MiB", 1 << 20),
+            ("1Mi", 1 << 20),
+            ("64Ki", 64 << 10),
+            ("2Gi", 2 << 30),
+            ("16MiB", 16 << 20),
+            ("1.5KiB", 1536),
+            ("2KB", 2000),
+            ("1GB", 1_000_000_000),
+            ("0.5MB", 500_000),
+        ] {
+            assert_eq!(parse_size(text), Ok(want), "{text}");
+        }
+        for bad in [
+            "MiB",
+            "-1",
+            "1mb",
+            "1 TiB",
+            "1.5",
+            "0.1KiB",
+            "1e3",
+            "99999999999GiB",
+        ] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
+        assert!(
+            parse_size("1.5")
+                .unwrap_err()
+                .contains("whole number of bytes")
+        );
     }
 }

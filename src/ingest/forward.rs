@@ -133,14 +133,14 @@ async fn publish(
             Err(_) => failed(app, route, "the broker could not store the event", outcome),
         },
         Err(rejection) => {
+            let (_, code, _) = rejection.describe();
             tracing::warn!(
                 route,
-                ?rejection,
+                code,
                 "the upstream accepted the request, but its event could not be built; none published"
             );
             proxy::record(proxy::Outcome::PublishFailed);
             app.hub.metrics().webhook(route, "publish_failed");
-            let (_, code, _) = rejection.describe();
             outcome.publish_failed = Some(code);
         }
     }

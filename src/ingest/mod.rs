@@ -190,11 +190,42 @@ pub async fn handle(app: &App, req: Request<Incoming>, lookup: Lookup) -> Respon
         // Not counted as webhooks.
         lookup => refused_path(app, &req, lookup, &mut outcome),
     };
+    // A request passed on because no route took it is proxied traffic, not a webhook.
+    if !outcome.passed || outcome.publish_failed.is_some() {
+        log_outcome(&outcome, resp.status(), started.elapsed());
+    }
     if let (Some(log), Some(seen)) = (&app.deliveries, seen) {
         let status = resp.status().as_u16();
         log.record(&app.config, seen, outcome, status, started.elapsed());
     }
     resp
+}
+
+/// One line at info per webhook, read from the same [`Outcome`] the delivery log
+/// records: route, status, result, API code, event id and elapsed time; never a
+/// body, header or secret.
+fn log_outcome(outcome: &Outcome, status: StatusCode, elapsed: std::time::Duration) {
+    let code = outcome
+        .error
+        .as_ref()
+        .map(|(code, _)| *code)
+        .or(outcome.publish_failed.map(|_| "publish_failed"));
+    let result = match (&outcome.published, code) {
+        (_, Some("publish_failed")) => "publish_failed",
+        (_, Some(_)) => "refused",
+        (Some(p), None) if p.duplicate => "duplicate",
+        (Some(_), None) => "published",
+        (None, None) => "forwarded",
+    };
+    tracing::info!(
+        route = outcome.route.as_deref().unwrap_or(UNROUTED),
+        status = status.as_u16(),
+        result,
+        code,
+        id = outcome.published.as_ref().map(|p| &*p.id),
+        elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        "webhook"
+    );
 }
 
 /// The `route` label of a webhook refused before a route was chosen (body too
@@ -343,7 +374,8 @@ async fn handle_routed(
 }
 
 fn rejected(outcome: &mut Outcome, rejection: Rejection) -> Response<Body> {
-    tracing::info!(?rejection, "webhook rejected");
+    // The outcome's line at info names the API code; the detail is for debugging.
+    tracing::debug!(?rejection, "webhook refused");
     let (_, code, message) = rejection.describe();
     outcome.error = Some((code, message));
     rejection.into_response()
