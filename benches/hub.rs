@@ -1,0 +1,109 @@
+//! In-process hub benchmark: `cargo bench --bench hub`. Reports
+//! - publish cost with 100,000 distinct pattern subscriptions against none (the
+//!   segment index makes it independent of the number of patterns: goal < 2x);
+//! - publishes/s of two threads publishing to different topics against one thread
+//!   (goal ≥ 1.7x; each publish holds the hub's one lock, so today it is ≤ 1x).
+//!
+//! Wall-clock figures: take them on a quiet machine. Without `--bench` (as
+//! `cargo test --all-targets` runs it) it runs a few iterations and prints nothing.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hookcast::hub::{Hub, Limits, NewEvent, Subscription};
+use hookcast::topic::Filter;
+
+fn limits() -> Limits {
+    Limits {
+        history: 100,
+        history_ttl: Duration::from_secs(3600),
+        history_bytes: 1 << 20,
+        subscriber_queue: 16,
+        max_subscribers: 1_000_000,
+        dedupe_window: Duration::from_secs(60),
+        dedupe_max_keys: 1000,
+    }
+}
+
+fn event(topic: &str) -> NewEvent {
+    NewEvent {
+        topics: vec![topic.to_owned()],
+        event: None,
+        data: r#"{"n":1}"#.into(),
+        dedupe: None,
+    }
+}
+
+/// `patterns` distinct pattern subscriptions, none of which matches `bench.*` topics,
+/// spread over literal, `*` and `>` branches.
+fn hub_with(patterns: usize) -> (Arc<Hub>, Vec<Subscription>) {
+    let hub = Hub::new(limits());
+    let subs = (0..patterns)
+        .map(|i| {
+            let p = match i % 3 {
+                0 => format!("tenant.{i}.>"),
+                1 => format!("tenant.*.room{i}"),
+                _ => format!("orders.{i}.*.created"),
+            };
+            hub.subscribe(vec![Filter::parse(&p).unwrap()], None, None)
+                .unwrap()
+        })
+        .collect();
+    (hub, subs)
+}
+
+/// Nanoseconds per publish, the best of five rounds of `n`.
+fn publish_ns(hub: &Hub, topic: &str, n: u32) -> f64 {
+    (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..n {
+                black_box(hub.publish(event(topic)));
+            }
+            start.elapsed().as_nanos() as f64 / f64::from(n)
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Publishes per second with `threads` threads, each on its own topic.
+fn throughput(threads: usize, n: u32) -> f64 {
+    let hub = Hub::new(limits());
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let hub = &hub;
+            s.spawn(move || {
+                let topic = format!("bench.t{t}");
+                for _ in 0..n {
+                    black_box(hub.publish(event(&topic)));
+                }
+            });
+        }
+    });
+    (threads as f64 * f64::from(n)) / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (n, patterns) = if full { (200_000, 100_000) } else { (10, 100) };
+
+    let (none, _) = hub_with(0);
+    let (many, _subs) = hub_with(patterns);
+    let base = publish_ns(&none, "bench.orders.7", n);
+    let with = publish_ns(&many, "bench.orders.7", n);
+    let one = throughput(1, n);
+    let two = throughput(2, n);
+    if full {
+        println!("publish, no pattern:            {base:8.0} ns");
+        println!(
+            "publish, {patterns} patterns:     {with:8.0} ns  ({:.2}x, goal < 2x)",
+            with / base
+        );
+        println!("1 thread:                       {one:8.0} publishes/s");
+        println!(
+            "2 threads, different topics:    {two:8.0} publishes/s  ({:.2}x, goal >= 1.7x)",
+            two / one
+        );
+    }
+}
