@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use hookcast::hub::{Hub, Limits, NewEvent, Subscription};
 use hookcast::topic::Filter;
 
+const TOPIC: &str = "tenant.none.orders";
+
 fn limits() -> Limits {
     Limits {
         history: 100,
@@ -35,8 +37,8 @@ fn event(topic: &str) -> NewEvent {
     }
 }
 
-/// `patterns` distinct pattern subscriptions, none of which matches `bench.*` topics,
-/// spread over literal, `*` and `>` branches.
+/// `patterns` distinct pattern subscriptions spread over literal, `*` and `>`
+/// branches; none matches [`TOPIC`], which walks into the crowded branches.
 fn hub_with(patterns: usize) -> (Arc<Hub>, Vec<Subscription>) {
     let hub = Hub::new(limits());
     let subs = (0..patterns)
@@ -90,8 +92,8 @@ fn main() {
 
     let (none, _) = hub_with(0);
     let (many, _subs) = hub_with(patterns);
-    let base = publish_ns(&none, "bench.orders.7", n);
-    let with = publish_ns(&many, "bench.orders.7", n);
+    let base = publish_ns(&none, TOPIC, n);
+    let with = publish_ns(&many, TOPIC, n);
     let one = throughput(1, n);
     let two = throughput(2, n);
     if full {
