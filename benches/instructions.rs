@@ -15,7 +15,10 @@ use hookcast::template::{Input, Template};
 use hookcast::topic::Filter;
 use http::{HeaderMap, HeaderValue, Method};
 
-const SCENARIOS: &[(&str, fn(u64))] = &[
+/// A scenario: its name, and what it runs for a number of iterations.
+type Scenario = (&'static str, fn(u64));
+
+const SCENARIOS: &[Scenario] = &[
     ("publish", publish),
     ("publish_100k_patterns", publish_100k_patterns),
     ("delivery", delivery),

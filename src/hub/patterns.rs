@@ -159,30 +159,37 @@ impl Patterns {
 /// on the stack so that walking the index allocates nothing.
 const INLINE: usize = 16;
 
-enum Segs<'a> {
-    Inline([&'a str; INLINE], usize),
-    Heap(Vec<&'a str>),
+struct Segs<'a> {
+    inline: [&'a str; INLINE],
+    len: usize,
+    /// Used, instead of `inline`, by a topic with more segments.
+    heap: Vec<&'a str>,
 }
 
 fn segments(s: &str) -> Segs<'_> {
-    let mut inline = [""; INLINE];
-    let mut n = 0;
+    let mut segs = Segs {
+        inline: [""; INLINE],
+        len: 0,
+        heap: Vec::new(),
+    };
     for seg in s.split('.') {
-        if n == INLINE {
-            return Segs::Heap(s.split('.').collect());
+        if segs.len == INLINE {
+            segs.heap = s.split('.').collect();
+            break;
         }
-        inline[n] = seg;
-        n += 1;
+        segs.inline[segs.len] = seg;
+        segs.len += 1;
     }
-    Segs::Inline(inline, n)
+    segs
 }
 
 impl<'a> std::ops::Deref for Segs<'a> {
     type Target = [&'a str];
     fn deref(&self) -> &[&'a str] {
-        match self {
-            Segs::Inline(a, n) => &a[..*n],
-            Segs::Heap(v) => v,
+        if self.heap.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.heap
         }
     }
 }
