@@ -97,15 +97,15 @@ fn main() {
     let one = throughput(1, n);
     let two = throughput(2, n);
     if full {
-        println!("publish, no pattern:            {base:8.0} ns");
+        let ratio = |a: f64, b: f64, goal: &str| format!("({:.2}x, goal {goal})", a / b);
+        println!("{:<34}{base:>10.0} ns", "publish, no pattern:");
+        let label = format!("publish, {patterns} patterns:");
+        println!("{label:<34}{with:>10.0} ns  {}", ratio(with, base, "< 2x"));
+        println!("{:<34}{one:>10.0} publishes/s", "1 thread:");
+        let two_label = "2 threads, different topics:";
         println!(
-            "publish, {patterns} patterns:     {with:8.0} ns  ({:.2}x, goal < 2x)",
-            with / base
-        );
-        println!("1 thread:                       {one:8.0} publishes/s");
-        println!(
-            "2 threads, different topics:    {two:8.0} publishes/s  ({:.2}x, goal >= 1.7x)",
-            two / one
+            "{two_label:<34}{two:>10.0} publishes/s  {}",
+            ratio(two, one, ">= 1.7x")
         );
     }
 }
