@@ -7,26 +7,16 @@
 //! Wall-clock figures: take them on a quiet machine. Without `--bench` (as
 //! `cargo test --all-targets` runs it) it runs a few iterations and prints nothing.
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use hookcast::hub::{Hub, Limits, NewEvent, Subscription};
+use hookcast::hub::{Hub, NewEvent, Subscription};
 use hookcast::topic::Filter;
 
 const TOPIC: &str = "tenant.none.orders";
-
-fn limits() -> Limits {
-    Limits {
-        history: 100,
-        history_ttl: Duration::from_secs(3600),
-        history_bytes: 1 << 20,
-        subscriber_queue: 16,
-        max_subscribers: 1_000_000,
-        dedupe_window: Duration::from_secs(60),
-        dedupe_max_keys: 1000,
-    }
-}
 
 fn event(topic: &str) -> NewEvent {
     NewEvent {
@@ -40,7 +30,7 @@ fn event(topic: &str) -> NewEvent {
 /// `patterns` distinct pattern subscriptions spread over literal, `*` and `>`
 /// branches; none matches [`TOPIC`], which walks into the crowded branches.
 fn hub_with(patterns: usize) -> (Arc<Hub>, Vec<Subscription>) {
-    let hub = Hub::new(limits());
+    let hub = Hub::new(common::limits());
     let subs = (0..patterns)
         .map(|i| {
             let p = match i % 3 {
@@ -70,7 +60,7 @@ fn publish_ns(hub: &Hub, topic: &str, n: u32) -> f64 {
 
 /// Publishes per second with `threads` threads, each on its own topic.
 fn throughput(threads: usize, n: u32) -> f64 {
-    let hub = Hub::new(limits());
+    let hub = Hub::new(common::limits());
     let start = Instant::now();
     std::thread::scope(|s| {
         for t in 0..threads {

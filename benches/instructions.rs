@@ -4,12 +4,13 @@
 //! hash seeds. Without arguments (as `cargo test --all-targets` runs it) every
 //! scenario runs a few iterations, so the harness itself stays tested.
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
-use hookcast::hub::{Hub, Limits, NewEvent, Recv, Subscription};
+use hookcast::hub::{Hub, NewEvent, Recv, Subscription};
 use hookcast::ingest::route::{Lookup, Router};
 use hookcast::template::{Input, Template};
 use hookcast::topic::Filter;
@@ -40,18 +41,6 @@ fn main() {
             run(n);
         }
         _ => SCENARIOS.iter().for_each(|(_, run)| run(10)),
-    }
-}
-
-fn limits() -> Limits {
-    Limits {
-        history: 100,
-        history_ttl: Duration::from_secs(3600),
-        history_bytes: 1 << 20,
-        subscriber_queue: 16,
-        max_subscribers: 1_000_000,
-        dedupe_window: Duration::from_secs(60),
-        dedupe_max_keys: 1000,
     }
 }
 
@@ -92,7 +81,7 @@ fn publish_100k_patterns(n: u64) {
 }
 
 fn publish_among(n: u64, patterns: usize) {
-    let hub = Hub::new(limits());
+    let hub = Hub::new(common::limits());
     let topics = (0..1000).map(|i| format!("orders.{i}"));
     let patterns = (0..patterns).map(|i| match i % 3 {
         0 => format!("tenant.{i}.>"),
@@ -113,7 +102,7 @@ fn publish_among(n: u64, patterns: usize) {
 
 /// One event to `FAN_OUT` subscribers, each taking it.
 fn delivery(n: u64) {
-    let hub = Hub::new(limits());
+    let hub = Hub::new(common::limits());
     let mut subs: Vec<_> = (0..FAN_OUT).map(|_| subscribe(&hub, "room.1")).collect();
     let mut cx = Context::from_waker(Waker::noop());
     for _ in 0..n {
