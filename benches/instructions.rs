@@ -128,6 +128,7 @@ fn template(n: u64) {
         body,
         json: Some(&json),
         response: None,
+        identity: None,
     };
     for _ in 0..n {
         black_box(topic.render(black_box(&input)).unwrap());

@@ -6,8 +6,8 @@ use http::{Response, StatusCode};
 
 use crate::reply::{self, Body};
 
-/// Request headers a cross-origin subscriber may send: a token, the resume
-/// point, and what polyfills add.
+/// Request headers a cross-origin subscriber may always send: a token, the
+/// resume point, and what polyfills add.
 const ALLOW_HEADERS: &str = "Authorization, Last-Event-ID, Cache-Control, Accept, X-Requested-With";
 
 /// How long browsers may cache a preflight answer.
@@ -19,9 +19,34 @@ pub struct Cors {
     /// Empty means any origin (`*`).
     pub origins: Vec<String>,
     pub credentials: bool,
+    /// The `Access-Control-Allow-Headers` answer: [`ALLOW_HEADERS`], then
+    /// `subscribers.upstream.pass_headers` and `cors.allow_headers`.
+    pub allow_headers: HeaderValue,
 }
 
 impl Cors {
+    /// `extra_headers` are allowed in preflights besides [`ALLOW_HEADERS`].
+    pub fn new(
+        origins: Vec<String>,
+        credentials: bool,
+        extra_headers: &[header::HeaderName],
+    ) -> Self {
+        let mut list = ALLOW_HEADERS.to_owned();
+        for h in extra_headers {
+            let known = list.split(", ").any(|k| k.eq_ignore_ascii_case(h.as_str()));
+            if !known {
+                list.push_str(", ");
+                list.push_str(h.as_str());
+            }
+        }
+        Cors {
+            origins,
+            credentials,
+            allow_headers: HeaderValue::from_str(&list)
+                .unwrap_or_else(|_| HeaderValue::from_static(ALLOW_HEADERS)),
+        }
+    }
+
     fn any(&self) -> bool {
         self.origins.is_empty()
     }
@@ -69,7 +94,7 @@ impl Cors {
             );
             h.insert(
                 header::ACCESS_CONTROL_ALLOW_HEADERS,
-                HeaderValue::from_static(ALLOW_HEADERS),
+                self.allow_headers.clone(),
             );
             h.insert(
                 header::ACCESS_CONTROL_MAX_AGE,
@@ -128,6 +153,22 @@ pub fn check_origin(s: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allowed_headers_add_the_configured_ones_once() {
+        let c = Cors::new(
+            vec![],
+            false,
+            &[
+                header::HeaderName::from_static("x-access-token"),
+                header::AUTHORIZATION,
+            ],
+        );
+        assert_eq!(
+            c.allow_headers,
+            "Authorization, Last-Event-ID, Cache-Control, Accept, X-Requested-With, x-access-token"
+        );
+    }
 
     #[test]
     fn origins() {

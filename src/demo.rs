@@ -4,17 +4,32 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 
+use crate::config::Config;
 use crate::reply::{self, Body};
 
 const PAGE: &str = include_str!("demo.html");
 
-/// The page with the configured `sse.path` filled in; built once at start.
-pub fn page(sse_path: &str) -> Bytes {
-    let attr = sse_path
-        .replace('&', "&amp;")
+/// The page with the configured `sse.path` and stream routes filled in; built
+/// once per config.
+pub fn page(config: &Config) -> Bytes {
+    let streams: Vec<_> = config
+        .streams
+        .routes()
+        .iter()
+        .map(|r| serde_json::json!({ "name": &*r.name, "path": r.path.as_str() }))
+        .collect();
+    let streams = serde_json::Value::from(streams).to_string();
+    Bytes::from(
+        PAGE.replace("{{SSE_PATH}}", &attribute(&config.sse.path))
+            .replace("{{STREAMS}}", &attribute(&streams)),
+    )
+}
+
+/// Text made safe inside a double-quoted HTML attribute.
+fn attribute(s: &str) -> String {
+    s.replace('&', "&amp;")
         .replace('"', "&quot;")
-        .replace('<', "&lt;");
-    Bytes::from(PAGE.replace("{{SSE_PATH}}", &attr))
+        .replace('<', "&lt;")
 }
 
 /// Answers `/_hookcast` and everything under it.

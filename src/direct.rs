@@ -32,6 +32,10 @@ const MAX_HEAD: usize = 8 * 1024;
 const MAX_HEADERS: usize = 64;
 /// Most pieces written in one `writev`.
 const BATCH: usize = 8;
+/// Pieces are taken from the subscriber's queue only while fewer bytes than this
+/// wait to be written, so a client that stopped reading leaves its events in the
+/// queue, where `sse.subscriber_queue_bytes` bounds them (README, "Memory").
+const UNWRITTEN_BYTES: usize = 64 * 1024;
 /// Write rounds before the task yields, so one busy stream cannot hold a worker.
 const ROUNDS_PER_POLL: usize = 4;
 
@@ -46,8 +50,12 @@ pub enum Sniffed {
     Gone,
 }
 
-/// Reads until the request line rules the connection out, or the whole head is in.
-pub async fn sniff(io: &mut TcpStream, sse_path: &str) -> io::Result<Sniffed> {
+/// Reads until the request line rules the connection out, or the whole head is
+/// in; `is_stream` says whether a path serves event streams.
+pub async fn sniff(
+    io: &mut TcpStream,
+    is_stream: &(dyn Fn(&str) -> bool + Sync),
+) -> io::Result<Sniffed> {
     let mut buf = BytesMut::new();
     loop {
         if buf.capacity() - buf.len() < 512 {
@@ -57,7 +65,7 @@ pub async fn sniff(io: &mut TcpStream, sse_path: &str) -> io::Result<Sniffed> {
         if n == 0 && buf.is_empty() {
             return Ok(Sniffed::Gone);
         }
-        match classify(&buf, sse_path) {
+        match classify(&buf, is_stream) {
             Head::Stream(parts) => return Ok(Sniffed::Stream(parts)),
             Head::Partial if n != 0 && buf.len() < MAX_HEAD => {}
             Head::Partial | Head::Other => return Ok(Sniffed::Other(buf.freeze())),
@@ -75,24 +83,28 @@ enum Head {
     Partial,
 }
 
-fn classify(buf: &[u8], sse_path: &str) -> Head {
+fn classify(buf: &[u8], is_stream: &dyn Fn(&str) -> bool) -> Head {
     // The request line decides first: most connections are not streams.
-    let line = [b"GET ".as_slice(), sse_path.as_bytes()];
-    let mut at = 0;
-    for part in line {
-        let have = buf.len().saturating_sub(at).min(part.len());
-        if buf[at..at + have] != part[..have] {
-            return Head::Other;
-        }
-        if have < part.len() {
-            return Head::Partial;
-        }
-        at += part.len();
+    const GET: &[u8] = b"GET /";
+    let have = buf.len().min(GET.len());
+    if buf[..have] != GET[..have] {
+        return Head::Other;
     }
-    match buf.get(at) {
-        None => return Head::Partial,
-        Some(b'?' | b' ') => {}
-        Some(_) => return Head::Other,
+    let target = &buf[GET.len() - 1..];
+    let Some(end) = target.iter().position(|&b| b == b' ' || b == b'\r') else {
+        return if buf.len() < MAX_HEAD {
+            Head::Partial
+        } else {
+            Head::Other
+        };
+    };
+    let path = target[..end]
+        .split(|&b| b == b'?')
+        .next()
+        .unwrap_or_default();
+    match std::str::from_utf8(path) {
+        Ok(path) if is_stream(path) => {}
+        _ => return Head::Other,
     }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
@@ -381,7 +393,9 @@ impl Writer {
 
     /// Takes the pieces the stream has ready, up to a batch.
     fn fill(&mut self, body: &mut EventStream, cx: &mut Context<'_>) {
-        while self.out.len() < BATCH {
+        while self.out.len() < BATCH
+            && self.out.iter().map(Bytes::len).sum::<usize>() < UNWRITTEN_BYTES
+        {
             match body.poll_piece(cx) {
                 Poll::Ready(Some(Ok(piece))) => self.out.push(if self.chunked {
                     piece.chunk()
@@ -521,8 +535,12 @@ impl AsyncWrite for Prefixed {
 mod tests {
     use super::*;
 
+    fn events(path: &str) -> bool {
+        path == "/events" || path == "/users/7/feed"
+    }
+
     fn kind(buf: &str) -> &'static str {
-        match classify(buf.as_bytes(), "/events") {
+        match classify(buf.as_bytes(), &events) {
             Head::Stream(_) => "stream",
             Head::Other => "other",
             Head::Partial => "partial",
@@ -537,6 +555,8 @@ mod tests {
         );
         assert_eq!(kind("GET /events HTTP/1.0\r\n\r\n"), "stream");
         assert_eq!(kind("GET /ev"), "partial");
+        assert_eq!(kind("GET /users/7/feed HTTP/1.1\r\n\r\n"), "stream");
+        assert_eq!(kind("GET /users/8/feed HTTP/1.1\r\n\r\n"), "other");
         assert_eq!(kind("GET /events?topic=a HTTP/1.1\r\nHost"), "partial");
         assert_eq!(kind("GET /eventsx HTTP/1.1\r\n\r\n"), "other");
         assert_eq!(kind("POST /events HTTP/1.1\r\n\r\n"), "other");
@@ -561,7 +581,7 @@ mod tests {
     fn keeps_the_request() {
         let Head::Stream(p) = classify(
             b"GET /events?topic=a&topic=b HTTP/1.1\r\nLast-Event-ID: 7\r\nX: 1\r\nX: 2\r\n\r\n",
-            "/events",
+            &events,
         ) else {
             panic!("not a stream");
         };

@@ -7,11 +7,13 @@
 //! # Layout
 //! - [`config`]: the YAML file, checked whole before any port is bound.
 //! - [`server`]: the accept loop and graceful shutdown; [`run`] is the entry point.
+//! - [`accept`]: accepting at the file-descriptor limit (waiting connections closed at once).
 //! - [`direct`]: event streams over HTTP/1.x, served straight on the socket.
 //! - [`service`]: sends each request to a subscription, a webhook route, the demo page or the upstream.
 //! - [`ingest`]: webhooks: body limit, route match, signature check, templates, publish; forward-mode routes.
 //! - [`proxy`]: the upstream: streaming pass-through, hop-by-hop headers, upgrades, 502/504.
 //! - [`template`]: `{path:}`, `{query:}`, `{header:}`, `{json:}`, `{body}`, `{response:}` templates.
+//! - [`data`]: `publish.data`: text, or JSON built from a YAML mapping or sequence.
 //! - [`verify`]: webhook signature schemes.
 //! - [`auth`]: subscriber authorization: JWT, forward-auth.
 //! - [`cors`]: CORS on the event stream.
@@ -19,6 +21,7 @@
 //! - [`topic`]: topic names and `*` / `>` patterns.
 //! - [`hub`]: topics, bounded history, fan-out, replay.
 //! - [`broker`]: where events are stored: the hub alone, or Redis Streams shared by replicas.
+//! - [`streams`]: stream routes: event streams on the application's own URLs, topics from the request and the subscriber's identity.
 //! - [`subscribe`]: the subscription request and its response headers.
 //! - [`sse`]: the event-stream encoding and the streaming response body.
 //! - [`reply`]: the response body type and JSON errors.
@@ -30,11 +33,13 @@
 //! - [`reload`]: the swappable config and its reload on SIGHUP or a file change.
 //! - [`shutdown`]: SIGTERM / SIGINT, and SIGHUP for reloads.
 
+pub mod accept;
 pub mod admin;
 pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod cors;
+pub mod data;
 pub mod demo;
 pub mod direct;
 pub mod dryrun;
@@ -50,6 +55,7 @@ pub mod server;
 pub mod service;
 pub mod shutdown;
 pub mod sse;
+pub mod streams;
 pub mod subscribe;
 pub mod template;
 pub mod topic;

@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tracing::Instrument;
 
+use crate::accept::Acceptor;
 use crate::admin;
 use crate::config::Config;
 use crate::direct::{self, Prefixed, Sniffed};
@@ -111,17 +112,10 @@ pub async fn serve(
     tracing::info!(addr = %listener.local_addr()?, "listening");
 
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut acceptor = Acceptor::new("public");
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Usually EMFILE: wait for connections to close instead of spinning.
-                    tracing::error!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            },
+            conn = acceptor.accept(&listener) => conn,
             () = &mut shutdown => break,
         };
         let permit = match permits.as_ref().map(|p| p.clone().try_acquire_owned()) {
@@ -210,9 +204,11 @@ impl Conn {
     /// Event streams over HTTP/1.x are served by [`direct`]; everything else by hyper.
     async fn serve(self, mut stream: TcpStream) {
         let sniffed = {
-            // Scoped: a stream keeps its task for hours; this copy need not stay.
-            let sse_path = self.live.load().config.sse.path.clone();
-            tokio::time::timeout(self.header_timeout, direct::sniff(&mut stream, &sse_path)).await
+            // Scoped: a stream keeps its task for hours; this config need not stay.
+            let app = self.live.load();
+            let is_stream =
+                |path: &str| path == app.config.sse.path || app.config.streams.serves(path);
+            tokio::time::timeout(self.header_timeout, direct::sniff(&mut stream, &is_stream)).await
         };
         match sniffed {
             Ok(Ok(Sniffed::Stream(mut req))) => {

@@ -22,6 +22,7 @@ use crate::limits::{self, IpSlots};
 use crate::proxy::Upstream;
 use crate::reply::{self, Body};
 use crate::server::{ClientAddr, ConnectionCut};
+use crate::streams::{self, Resolved};
 use crate::subscribe::{self, Subscribed};
 use crate::{cors, demo};
 
@@ -75,7 +76,7 @@ impl App {
     }
 
     fn with_broker(config: Config, hub: Arc<Hub>, broker: Broker) -> Self {
-        let demo_page = config.demo.then(|| demo::page(&config.sse.path));
+        let demo_page = config.demo.then(|| demo::page(&config));
         let upstream = config.upstream.as_ref().map(Upstream::new);
         let auth = Authorizer::new(&config.subscribers);
         let ip_slots = config.limits.max_subscribers_per_ip.map(IpSlots::new);
@@ -132,6 +133,21 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
         }
         return subscribe(app, &parts).await.into_response();
     }
+    if app.config.streams.serves(path) {
+        // Other methods go on to the routes and the upstream (README "In front of an existing app").
+        if req.method() == Method::GET {
+            let (parts, _) = req.into_parts();
+            return subscribe(app, &parts).await.into_response();
+        }
+        if req.method() == Method::OPTIONS
+            && let Some(c) = &app.config.cors
+            && req
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            return c.preflight(req.headers());
+        }
+    }
     if path == "/_hookcast" || path.starts_with("/_hookcast/") {
         return demo::serve(app.demo_page.as_ref(), req.method(), path);
     }
@@ -142,8 +158,8 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     ingest::handle(app, req, lookup).await
 }
 
-/// `GET {sse.path}`, from hyper or from [`crate::direct`]: parse, take a
-/// per-address slot, authorize, open; with CORS headers when configured.
+/// `GET {sse.path}` or a stream route, from hyper or from [`crate::direct`]:
+/// parse, take a per-address slot, authorize, open; with CORS headers when configured.
 pub async fn subscribe(app: &App, parts: &Parts) -> Subscribed {
     let mut answer = stream(app, parts).await;
     if let Some(c) = &app.config.cors {
@@ -160,11 +176,20 @@ async fn stream(app: &App, parts: &Parts) -> Subscribed {
     if parts.method != Method::GET {
         return Subscribed::Other(method_not_allowed(&[Method::GET, Method::OPTIONS]));
     }
-    let sub = match subscribe::parse(
-        parts.uri.query(),
-        &parts.headers,
-        app.config.sse.max_topics_per_subscriber,
-    ) {
+    let route = app.config.streams.lookup(parts.uri.path());
+    let asked = match &route {
+        // A stream route chooses its topics itself: `topic=` is not read there.
+        Some(_) => Ok(subscribe::Request {
+            filters: Vec::new(),
+            last_event_id: subscribe::last_event_id(parts.uri.query(), &parts.headers),
+        }),
+        None => subscribe::parse(
+            parts.uri.query(),
+            &parts.headers,
+            app.config.sse.max_topics_per_subscriber,
+        ),
+    };
+    let mut sub = match asked {
         Ok(sub) => sub,
         Err(bad) => return Subscribed::Other(bad.into_response()),
     };
@@ -190,20 +215,32 @@ async fn stream(app: &App, parts: &Parts) -> Subscribed {
         }
         _ => None,
     };
-    match app
-        .auth
-        .decide(&parts.headers, parts.uri.query(), &sub.filters)
-        .await
-    {
-        Decision::Allow { until } => {
+    let resolved = match route {
+        Some((route, params)) => streams::resolve(&app.auth, route, &params, parts).await,
+        None => match app
+            .auth
+            .decide(&parts.headers, parts.uri.query(), &sub.filters)
+            .await
+        {
+            Decision::Allow { until, .. } => Resolved::Open {
+                filters: std::mem::take(&mut sub.filters),
+                until,
+            },
+            Decision::Refuse(resp) => Resolved::Refused(resp),
+            Decision::TryLater => Resolved::TryLater,
+        },
+    };
+    match resolved {
+        Resolved::Open { filters, until } => {
+            sub.filters = filters;
             let cut = parts.extensions.get::<ConnectionCut>().cloned();
             match subscribe::open(&app.broker, &app.config, sub, parts.version, cut, until).await {
                 Subscribed::Stream(resp) => Subscribed::Stream(resp.map(|s| s.holding(slot))),
                 other => other,
             }
         }
-        Decision::Refuse(resp) => Subscribed::Other(resp),
-        Decision::TryLater => {
+        Resolved::Refused(resp) => Subscribed::Other(resp),
+        Resolved::TryLater => {
             tracing::info!(reason = "auth_unavailable", "subscriber told to try later");
             app.hub
                 .metrics()

@@ -87,6 +87,12 @@ pub fn is_field_safe(s: &str) -> bool {
     !s.contains(['\r', '\n', '\0'])
 }
 
+/// Event names starting with `hookcast.` are hookcast's own (`hookcast.resync`):
+/// a webhook must not be able to forge one.
+pub fn is_reserved_event(name: &str) -> bool {
+    name.starts_with("hookcast.")
+}
+
 const HEARTBEAT: &[u8] = b": keepalive\n\n";
 /// [`HEARTBEAT`] as one HTTP/1.1 chunk.
 const HEARTBEAT_CHUNK: &[u8] = b"d\r\n: keepalive\n\n\r\n";
@@ -353,8 +359,8 @@ impl EventStream {
             }
             Poll::Ready(Recv::Closed(Close::Shutdown)) => return self.finish(End::Shutdown),
             Poll::Ready(Recv::Closed(Close::Slow)) => {
+                // Counted by the hub when it cut the subscriber.
                 tracing::debug!(reason = ?End::Slow, "stream cut");
-                self.sub.metrics().dropped(End::Slow.dropped());
                 self.done = true;
                 return Poll::Ready(Some(Err(SlowSubscriber)));
             }

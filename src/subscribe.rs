@@ -84,13 +84,25 @@ pub fn parse(
             max: max_topics,
         });
     }
-    let header_last_id = headers
-        .get("last-event-id")
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     Ok(Request {
         filters,
-        last_event_id: header_last_id.or(query_last_id),
+        last_event_id: header_last_id(headers).or(query_last_id),
     })
+}
+
+/// The resume point alone, for a stream route, which reads no `topic=`.
+pub fn last_event_id(query: Option<&str>, headers: &HeaderMap) -> Option<String> {
+    header_last_id(headers).or_else(|| {
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .find(|(k, _)| k == "lastEventId")
+            .map(|(_, v)| v.into_owned())
+    })
+}
+
+fn header_last_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("last-event-id")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 /// The answer to a subscribe request: the event stream itself, so that the

@@ -1,7 +1,9 @@
 //! Templates that build a topic, event name, data or dedupe key from a request.
 //!
-//! `{path:NAME}`, `{query:NAME}`, `{header:NAME}`, `{json:/pointer}`, `{body}` and,
-//! for forwarded requests, `{response:/pointer}`. `{{` is a literal `{`; a `{` not
+//! `{path:NAME}`, `{query:NAME}`, `{header:NAME}`, `{json:/pointer}`, `{body}`,
+//! for forwarded requests `{response:/pointer}`, and on stream routes the
+//! subscriber's identity: `{claim:/pointer}` (JWT) and `{auth:/pointer}` (the auth
+//! endpoint's answer). `{{` is a literal `{`; a `{` not
 //! followed by a lowercase word and `:` or `}` is literal too, so JSON-shaped
 //! templates like `{"repo":"{json:/repository/name}"}` read as they look.
 
@@ -22,6 +24,17 @@ pub enum Part {
     Json(String),
     Response(String),
     Body,
+    /// A verified token's claim (stream routes under `subscribers.auth: jwt`).
+    Claim(String),
+    /// The auth endpoint's JSON answer (stream routes under `subscribers.auth: upstream`).
+    Auth(String),
+}
+
+impl Part {
+    /// Whether the value comes from who the subscriber is, not from what the request says.
+    pub fn is_identity(&self) -> bool {
+        matches!(self, Part::Claim(_) | Part::Auth(_))
+    }
 }
 
 /// A parsed template, rendered once per request.
@@ -41,6 +54,12 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+impl ParseError {
+    pub fn new(message: impl Into<String>) -> Self {
+        ParseError(message.into())
+    }
+}
 
 impl Template {
     pub fn parse(src: &str) -> Result<Self, ParseError> {
@@ -106,6 +125,34 @@ impl Template {
         self.parts.iter().any(|p| matches!(p, Part::Response(_)))
     }
 
+    /// Whether a placeholder reads the subscriber's identity (`{claim:}`, `{auth:}`).
+    pub fn uses_identity(&self) -> bool {
+        self.parts.iter().any(Part::is_identity)
+    }
+
+    /// Whether every part is literal text or the subscriber's identity, so that
+    /// the request itself chose nothing of it.
+    pub fn identity_only(&self) -> bool {
+        self.parts
+            .iter()
+            .all(|p| matches!(p, Part::Literal(_)) || p.is_identity())
+    }
+
+    /// Appends the rendering as JSON: a template that is exactly one `{json:}`,
+    /// `{response:}`, `{claim:}` or `{auth:}` placeholder keeps the JSON type of
+    /// its value; anything else is a JSON string of the rendered text.
+    pub fn render_json(&self, input: &Input<'_>, out: &mut String) -> Result<(), RenderError> {
+        let value = match self.parts.as_slice() {
+            [part @ (Part::Json(_) | Part::Response(_) | Part::Claim(_) | Part::Auth(_))] => {
+                input.value(part)?
+            }
+            _ => &Value::String(self.render(input)?),
+        };
+        // Writing a `Value` to a `String` cannot fail.
+        out.push_str(&value.to_string());
+        Ok(())
+    }
+
     /// Renders against one request; every placeholder must resolve.
     pub fn render(&self, input: &Input<'_>) -> Result<String, RenderError> {
         let mut out = String::new();
@@ -150,11 +197,13 @@ fn placeholder(word: &str, arg: Option<&str>) -> Result<Part, ParseError> {
         }
         "json" => Part::Json(pointer(arg)?),
         "response" => Part::Response(pointer(arg)?),
+        "claim" => Part::Claim(pointer(arg)?),
+        "auth" => Part::Auth(pointer(arg)?),
         "body" if arg.is_none() => Part::Body,
         "body" => return Err(ParseError("`{body}` takes no argument".into())),
         other => {
             return Err(ParseError(format!(
-                "unknown placeholder kind `{other}`; expected path, query, header, json, response or body"
+                "unknown placeholder kind `{other}`; expected path, query, header, json, response, body, claim or auth"
             )));
         }
     })
@@ -167,6 +216,8 @@ pub enum RenderError {
     Unresolved(String),
     /// A `{json:}` placeholder on a body that is not JSON.
     InvalidJson,
+    /// A `{claim:}` or `{auth:}` placeholder that the subscriber's identity does not carry.
+    NotInIdentity(String),
     /// `{body}` on a body that is not UTF-8.
     BodyNotUtf8,
 }
@@ -176,6 +227,7 @@ impl fmt::Display for RenderError {
         match self {
             Self::Unresolved(what) => write!(f, "{what} is not in the request"),
             Self::InvalidJson => f.write_str("the request body is not valid JSON"),
+            Self::NotInIdentity(what) => write!(f, "{what} is not in the subscriber's identity"),
             Self::BodyNotUtf8 => f.write_str("the request body is not valid UTF-8 text"),
         }
     }
@@ -194,6 +246,8 @@ pub struct Input<'a> {
     pub json: Option<&'a Value>,
     /// The upstream's JSON answer, in forward mode.
     pub response: Option<&'a Value>,
+    /// On a stream route: the verified token's claims, or the auth endpoint's answer.
+    pub identity: Option<&'a Value>,
 }
 
 impl Input<'_> {
@@ -220,19 +274,36 @@ impl Input<'_> {
                 .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
                 .map(Cow::Borrowed)
                 .ok_or_else(|| RenderError::Unresolved(format!("header `{name}`"))),
+            Part::Json(_) => self.value(part).map(json_text),
+            Part::Response(_) | Part::Claim(_) | Part::Auth(_) => self.value(part).map(json_text),
+            Part::Literal(s) => Ok(Cow::Borrowed(s)),
+            Part::Body => self.body_text().map(Cow::Borrowed),
+        }
+    }
+}
+
+impl Input<'_> {
+    /// The JSON value a pointer placeholder names.
+    fn value<'s>(&'s self, part: &Part) -> Result<&'s Value, RenderError> {
+        match part {
             Part::Json(ptr) => {
                 let json = self.json.ok_or(RenderError::InvalidJson)?;
                 json.pointer(ptr)
-                    .map(json_text)
                     .ok_or_else(|| RenderError::Unresolved(format!("JSON field `{ptr}`")))
             }
             Part::Response(ptr) => self
                 .response
                 .and_then(|r| r.pointer(ptr))
-                .map(json_text)
                 .ok_or_else(|| RenderError::Unresolved(format!("response field `{ptr}`"))),
-            Part::Literal(s) => Ok(Cow::Borrowed(s)),
-            Part::Body => self.body_text().map(Cow::Borrowed),
+            Part::Claim(ptr) => self
+                .identity
+                .and_then(|r| r.pointer(ptr))
+                .ok_or_else(|| RenderError::NotInIdentity(format!("claim `{ptr}`"))),
+            Part::Auth(ptr) => self
+                .identity
+                .and_then(|r| r.pointer(ptr))
+                .ok_or_else(|| RenderError::NotInIdentity(format!("auth answer field `{ptr}`"))),
+            other => Err(RenderError::Unresolved(format!("{other:?}"))),
         }
     }
 }
@@ -293,6 +364,7 @@ mod tests {
             body: b"{}",
             json: Some(&json),
             response: None,
+            identity: None,
         };
         let t = Template::parse("{json:/s}|{json:/n}|{json:/o}|{path:id}|{query:q}").unwrap();
         assert_eq!(t.render(&input).unwrap(), r#"x|1|{"a":[1,2]}|7|a b"#);
@@ -312,6 +384,7 @@ mod tests {
             body: &[0xff, 0xfe],
             json: None,
             response: None,
+            identity: None,
         };
         assert_eq!(
             Template::parse("{body}").unwrap().render(&input),

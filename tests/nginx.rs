@@ -1,6 +1,6 @@
 //! deploy/nginx/hookcast.conf in a real nginx, in front of hookcast and an
 //! application: events arrive as published, heartbeats pass, `Last-Event-ID` reaches
-//! hookcast, webhooks and proxied requests work.
+//! hookcast, webhooks and proxied requests work; a stream route does the same.
 //!
 //! Needs nginx (Debian package `nginx`, installed by `.ci/run`) at `/usr/sbin/nginx`
 //! or `$HOOKCAST_NGINX`; `HOOKCAST_NGINX=skip` skips these tests, saying so.
@@ -120,14 +120,44 @@ async fn start_nginx(bin: PathBuf, hookcast: SocketAddr, app: SocketAddr) -> Ngi
     nginx
 }
 
+/// The application behind nginx: it names the path it was asked.
+async fn app() -> upstream::Upstream {
+    upstream::Upstream::serve(|req: http::Request<hyper::body::Incoming>| async move {
+        http::Response::new(upstream::full(format!("app saw {}", req.uri().path())))
+    })
+    .await
+}
+
+/// Posts each body through nginx and reads it from `stream` before the next is
+/// sent; returns the event ids.
+async fn publish_each(
+    front: SocketAddr,
+    stream: &mut SseStream,
+    path: &str,
+    bodies: &[&str],
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for body in bodies {
+        let r = request(
+            front,
+            Method::POST,
+            path,
+            &[],
+            Bytes::from(body.to_string()),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+        let ev = stream.next_event().await;
+        assert_eq!(ev.data, *body);
+        ids.push(ev.id);
+    }
+    ids
+}
+
 #[tokio::test]
 async fn the_snippet_streams_events_heartbeats_and_replays_and_passes_the_rest() {
     let Some(bin) = nginx_binary() else { return };
-    let app_upstream =
-        upstream::Upstream::serve(|req: http::Request<hyper::body::Incoming>| async move {
-            http::Response::new(upstream::full(format!("app saw {}", req.uri().path())))
-        })
-        .await;
+    let app_upstream = app().await;
     let yaml = config(&format!(
         "upstream:\n  url: \"http://{}\"\n",
         app_upstream.addr
@@ -140,22 +170,13 @@ async fn the_snippet_streams_events_heartbeats_and_replays_and_passes_the_rest()
     let mut stream = open_stream(front, "/events?topic=room.a", &[]).await;
     assert_eq!(stream.status, StatusCode::OK);
     // Each event is read before the next is sent: nothing is held back.
-    let mut ids = Vec::new();
-    for n in 0..3 {
-        let body = format!("event {n}");
-        let r = request(
-            front,
-            Method::POST,
-            "/hooks/a",
-            &[],
-            Bytes::from(body.clone()),
-        )
-        .await;
-        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
-        let ev = stream.next_event().await;
-        assert_eq!(ev.data, body);
-        ids.push(ev.id);
-    }
+    let ids = publish_each(
+        front,
+        &mut stream,
+        "/hooks/a",
+        &["event 0", "event 1", "event 2"],
+    )
+    .await;
     // With nothing to send, heartbeats pass through.
     let heartbeat = loop {
         match stream.next_item_within(Duration::from_secs(5)).await {
@@ -182,5 +203,34 @@ async fn the_snippet_streams_events_heartbeats_and_replays_and_passes_the_rest()
     let r = request(front, Method::GET, "/orders/7", &[], Bytes::new()).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.text(), "app saw /orders/7");
+    hookcast.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stream_route_streams_and_replays_through_the_snippet() {
+    let Some(bin) = nginx_binary() else { return };
+    let app_upstream = app().await;
+    let yaml = config(&format!(
+        "upstream:\n  url: \"http://{}\"\nstreams:\n  - name: matches\n    path: /matches\n    topics: [\"room.{{header:org-id}}\"]\n",
+        app_upstream.addr
+    ));
+    let hookcast = TestApp::spawn(&yaml).await;
+    let nginx = start_nginx(bin, hookcast.addr, app_upstream.addr).await;
+    let front = nginx.addr;
+
+    let mut stream = open_stream(front, "/matches", &[("org-id", "7")]).await;
+    assert_eq!(stream.status, StatusCode::OK);
+    let ids = publish_each(front, &mut stream, "/hooks/7", &["goal 0", "goal 1"]).await;
+    drop(stream);
+    let mut resumed = open_stream(
+        front,
+        "/matches",
+        &[("org-id", "7"), ("Last-Event-ID", ids[0].as_str())],
+    )
+    .await;
+    assert_eq!(resumed.next_event().await.data, "goal 1");
+    // Other paths are still the application's.
+    let r = request(front, Method::GET, "/matches/history", &[], Bytes::new()).await;
+    assert_eq!(r.text(), "app saw /matches/history");
     hookcast.shutdown().await;
 }

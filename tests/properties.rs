@@ -121,6 +121,7 @@ proptest! {
                 body: &body,
                 json: json.as_ref(),
                 response: None,
+                identity: None,
             });
         }
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use support::{Item, PATIENCE, RedisServer, SseStream, TestApp, open_stream};
+use support::{Item, PATIENCE, RedisServer, TestApp, open_stream, subscribe_ready};
 
 fn yaml(redis: &RedisServer, extra: &str) -> String {
     format!(
@@ -41,31 +41,6 @@ routes:
 {extra}"#,
         url = redis.url()
     )
-}
-
-/// Opens a stream once the replica's reader has reached Redis: before that, a
-/// replica answers "try later" (a retry hint, then the end of the stream).
-async fn subscribe_ready(app: &TestApp, query: &str, headers: &[(&str, &str)]) -> SseStream {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let mut s = open_stream(app.addr, &format!("/events?{query}"), headers).await;
-        assert_eq!(s.status, StatusCode::OK);
-        assert!(matches!(
-            s.next_item_within(PATIENCE).await,
-            Some(Item::Retry(_))
-        ));
-        match s.next_item_within(PATIENCE).await {
-            Some(Item::Comment(c)) if c == "hookcast" => return s,
-            other => {
-                assert!(s.ended, "a try-later stream ends: {other:?}");
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "replica never ready"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
 }
 
 /// Publishes until accepted (Redis may just have come back), returns the id.

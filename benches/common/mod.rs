@@ -12,6 +12,7 @@ pub(crate) fn limits() -> Limits {
         history_ttl: Duration::from_secs(3600),
         history_bytes: 1 << 20,
         subscriber_queue: 16,
+        subscriber_queue_bytes: 1 << 20,
         max_subscribers: 1_000_000,
         dedupe_window: Duration::from_secs(60),
         dedupe_max_keys: 1000,

@@ -18,5 +18,6 @@ fuzz_target!(|data: &[u8]| {
         body: body.as_bytes(),
         json: json.as_ref(),
         response: None,
+        identity: json.as_ref(),
     });
 });

@@ -82,10 +82,12 @@ pub enum Denied {
 }
 
 /// What a valid token allows beyond its topics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Grant {
     /// When the stream must end: `exp` plus `leeway`.
     pub until: Option<SystemTime>,
+    /// The verified claims, for a stream route's `{claim:}` topics.
+    pub claims: Value,
 }
 
 impl JwtAuth {
@@ -150,6 +152,17 @@ impl JwtAuth {
             }
         }
         let claims = outcome?;
+        self.covers(&claims, filters)?;
+        let until = claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .filter(|e| e.is_finite() && *e >= 0.0)
+            .map(|e| UNIX_EPOCH + Duration::from_secs(e as u64) + self.leeway);
+        Ok(Grant { until, claims })
+    }
+
+    /// Whether the `topics_claim` of verified `claims` covers every filter.
+    pub fn covers(&self, claims: &Value, filters: &[Filter]) -> Result<(), Denied> {
         let allowed: Vec<Filter> = match claims.pointer(&self.topics_claim) {
             Some(Value::Array(items)) => items
                 .iter()
@@ -165,12 +178,7 @@ impl JwtAuth {
         {
             return Err(Denied::Forbidden(f.as_str().to_owned()));
         }
-        let until = claims
-            .get("exp")
-            .and_then(Value::as_f64)
-            .filter(|e| e.is_finite() && *e >= 0.0)
-            .map(|e| UNIX_EPOCH + Duration::from_secs(e as u64) + self.leeway);
-        Ok(Grant { until })
+        Ok(())
     }
 }
 
@@ -228,8 +236,9 @@ mod tests {
         );
         let a = auth();
         assert_eq!(
-            a.check(&t, &filters(&["orders.1", "tenant.7.a.b", "tenant.7.*"])),
-            Ok(Grant { until: None })
+            a.check(&t, &filters(&["orders.1", "tenant.7.a.b", "tenant.7.*"]))
+                .map(|g| g.until),
+            Ok(None)
         );
         assert_eq!(
             a.check(&t, &filters(&["orders.>"])),

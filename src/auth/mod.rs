@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use http::header::{HeaderValue, WWW_AUTHENTICATE};
 use http::{HeaderMap, Response, StatusCode};
+use serde_json::Value;
 
 use crate::reply::{self, Body};
 use crate::topic::Filter;
@@ -39,7 +40,11 @@ impl Mode {
 #[derive(Debug)]
 pub enum Decision {
     /// Open the stream; end it at `until` (the token's expiry) if set.
-    Allow { until: Option<SystemTime> },
+    /// `identity` is the token's claims or the auth endpoint's JSON answer.
+    Allow {
+        until: Option<SystemTime>,
+        identity: Option<Arc<Value>>,
+    },
     /// A 401 or 403 answer.
     Refuse(Response<Body>),
     /// The authorization endpoint is unavailable: "try later".
@@ -70,14 +75,20 @@ impl Authorizer {
         filters: &[Filter],
     ) -> Decision {
         match self {
-            Authorizer::None => Decision::Allow { until: None },
+            Authorizer::None => Decision::Allow {
+                until: None,
+                identity: None,
+            },
             Authorizer::Jwt(auth) => {
                 let result = match auth.token(headers, query) {
                     None => Err(Denied::Missing),
                     Some(token) => auth.check(&token, filters),
                 };
                 match result {
-                    Ok(grant) => Decision::Allow { until: grant.until },
+                    Ok(grant) => Decision::Allow {
+                        until: grant.until,
+                        identity: Some(Arc::new(grant.claims)),
+                    },
                     Err(denied) => {
                         tracing::info!(reason = ?reason(&denied), "subscriber refused");
                         Decision::Refuse(jwt_refusal(denied, auth.cookie.as_deref()))
@@ -85,7 +96,10 @@ impl Authorizer {
                 }
             }
             Authorizer::Upstream(forward) => match forward.check(headers, filters).await {
-                Outcome::Allow => Decision::Allow { until: None },
+                Outcome::Allow(answer) => Decision::Allow {
+                    until: None,
+                    identity: answer,
+                },
                 Outcome::Refuse(status) => {
                     tracing::info!(
                         status = status.as_u16(),
@@ -107,6 +121,25 @@ impl Authorizer {
                 }
                 Outcome::Unavailable => Decision::TryLater,
             },
+        }
+    }
+}
+
+impl Authorizer {
+    /// The 403 when a verified identity (the token's claims) does not cover
+    /// topics the request chose. The auth endpoint vouches only for what it was
+    /// sent, so under `upstream` such topics were checked by [`Authorizer::decide`].
+    pub fn uncovered(
+        &self,
+        identity: Option<&Value>,
+        filters: &[Filter],
+    ) -> Option<Response<Body>> {
+        match (self, identity) {
+            (Authorizer::Jwt(auth), Some(claims)) => auth
+                .covers(claims, filters)
+                .err()
+                .map(|denied| jwt_refusal(denied, auth.cookie.as_deref())),
+            _ => None,
         }
     }
 }

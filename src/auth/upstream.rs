@@ -1,19 +1,22 @@
 //! Forward-auth: one `GET {url}?topic=A&topic=B` per subscription, carrying only
 //! the subscriber's `pass_headers`. 2xx allows, 401/403 refuse, anything else (or
 //! no answer within `timeout`) is "try later". Allow and refuse answers are cached
-//! for `cache`, keyed by a hash of the topics and the passed headers' values.
+//! for `cache`, keyed by a hash of the topics and the passed headers' values; an
+//! allowing answer's JSON body (an existing `/api/me`) is kept with it for stream
+//! routes' `{auth:}` topics.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::HeaderName;
 use http::{HeaderMap, Request, StatusCode};
-use http_body_util::Empty;
+use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
@@ -34,9 +37,10 @@ pub struct Settings {
 }
 
 /// The endpoint's answer for one subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Allow,
+    /// With the answer's body when it is JSON.
+    Allow(Option<Arc<Value>>),
     /// 401 or 403, passed on to the subscriber.
     Refuse(StatusCode),
     /// Unreachable, too slow, or any other status: not cached.
@@ -55,7 +59,7 @@ struct Cache {
 impl Cache {
     fn get(&mut self, key: &Key, now: Instant) -> Option<Outcome> {
         self.evict(now);
-        self.entries.get(key).map(|(o, _)| *o)
+        self.entries.get(key).map(|(o, _)| o.clone())
     }
 
     fn put(&mut self, key: Key, outcome: Outcome, expires: Instant) {
@@ -111,7 +115,7 @@ impl Forward {
         let outcome = self.ask(headers, filters).await;
         if caching && outcome != Outcome::Unavailable {
             self.lock()
-                .put(key, outcome, Instant::now() + self.settings.cache);
+                .put(key, outcome.clone(), Instant::now() + self.settings.cache);
         }
         outcome
     }
@@ -143,8 +147,11 @@ impl Forward {
         for f in filters {
             query.append_pair("topic", f.as_str());
         }
-        uri.push(if uri.contains('?') { '&' } else { '?' });
-        uri.push_str(&query.finish());
+        let query = query.finish();
+        if !query.is_empty() {
+            uri.push(if uri.contains('?') { '&' } else { '?' });
+            uri.push_str(&query);
+        }
         uri
     }
 
@@ -162,9 +169,20 @@ impl Forward {
                 return Outcome::Unavailable;
             }
         };
-        match tokio::time::timeout(self.settings.timeout, self.client.request(req)).await {
-            Ok(Ok(resp)) => match resp.status() {
-                s if s.is_success() => Outcome::Allow,
+        // The timeout covers the answer's body too: a stalled body is no answer.
+        let asked = async {
+            let resp = self.client.request(req).await?;
+            let status = resp.status();
+            let answer = if status.is_success() {
+                read_answer(resp.into_body()).await
+            } else {
+                None
+            };
+            Ok::<_, hyper_util::client::legacy::Error>((status, answer))
+        };
+        match tokio::time::timeout(self.settings.timeout, asked).await {
+            Ok(Ok((status, answer))) => match status {
+                s if s.is_success() => Outcome::Allow(answer),
                 s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Outcome::Refuse(s),
                 s => {
                     tracing::warn!(
@@ -189,6 +207,19 @@ impl Forward {
     }
 }
 
+/// Largest auth answer read for `{auth:}` topics; a longer one counts as not JSON.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// The body of an allowing answer, when it is JSON of at most [`MAX_ANSWER`] bytes.
+async fn read_answer(body: hyper::body::Incoming) -> Option<Arc<Value>> {
+    let bytes = http_body_util::Limited::new(body, MAX_ANSWER)
+        .collect()
+        .await
+        .ok()?
+        .to_bytes();
+    serde_json::from_slice(&bytes).ok().map(Arc::new)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,8 +228,8 @@ mod tests {
     fn cache_expires_and_stays_bounded() {
         let mut c = Cache::default();
         let t0 = Instant::now();
-        c.put([1; 32], Outcome::Allow, t0 + Duration::from_secs(1));
-        assert_eq!(c.get(&[1; 32], t0), Some(Outcome::Allow));
+        c.put([1; 32], Outcome::Allow(None), t0 + Duration::from_secs(1));
+        assert_eq!(c.get(&[1; 32], t0), Some(Outcome::Allow(None)));
         assert_eq!(c.get(&[1; 32], t0 + Duration::from_secs(1)), None);
         for i in 0..CACHE_ENTRIES + 10 {
             let mut k = [0; 32];

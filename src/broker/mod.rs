@@ -1,6 +1,7 @@
 //! Where a publish goes: the in-memory hub alone (default), or Redis Streams
 //! shared by every replica, with the hub as each replica's local fan-out.
 
+pub mod health;
 mod redis;
 
 use std::fmt;
@@ -16,11 +17,29 @@ pub use self::redis::check_url as check_redis_url;
 
 /// The broker could not store an event (or read history): nothing was acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Unavailable;
+pub enum Unavailable {
+    /// Nothing was stored, and nothing will be: the broker was unreachable,
+    /// refused, or said so when asked after the publish's deadline (see [`health`]).
+    NotStored,
+    /// The broker stopped answering: nothing it runs from now on is stored (the
+    /// deadline has passed), but it may have stored the event in the instant
+    /// before it stopped, its answer stuck with it.
+    Stalled,
+    /// The connection broke while the publish was in flight, and the broker could
+    /// not tell afterwards whether it had stored it (it was still unreachable, or
+    /// lost its data meanwhile). A route with `dedupe` makes the sender's retry safe.
+    Unknown,
+}
 
 impl fmt::Display for Unavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the broker is unavailable")
+        match self {
+            Unavailable::NotStored => f.write_str("the broker is unavailable"),
+            Unavailable::Stalled => f.write_str("the broker stopped answering"),
+            Unavailable::Unknown => {
+                f.write_str("the connection to the broker broke during the publish")
+            }
+        }
     }
 }
 
@@ -78,7 +97,8 @@ impl Broker {
     }
 
     /// Whether the broker can take events: always for memory; for Redis, while
-    /// this replica's reader is connected.
+    /// this replica's reader is connected and Redis answered within
+    /// `broker.timeout` (see [`health`]).
     pub fn ready(&self) -> bool {
         self.redis.as_ref().is_none_or(|r| r.ready())
     }

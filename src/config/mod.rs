@@ -6,6 +6,7 @@
 mod inspect;
 mod raw;
 mod security;
+mod streams;
 mod units;
 
 use std::collections::HashSet;
@@ -21,8 +22,10 @@ use serde_saphyr::{Location, Spanned};
 
 use crate::auth::{self, jwt, upstream};
 use crate::cors::{self, Cors};
+use crate::data::Data;
 use crate::ingest::route::{HeaderMatch, Mode, PathPattern, Publish, Route, Router};
 use crate::limits::Cidr;
+use crate::streams::Streams;
 use crate::template::{Part, Template};
 use crate::topic;
 use crate::verify::{self, Encoding, Scheme, Secret, Verifier};
@@ -52,6 +55,8 @@ pub struct Config {
     /// The delivery log the admin listener shows.
     pub inspect: Inspect,
     pub router: Router,
+    /// `streams`: event streams on the application's own URLs.
+    pub streams: Streams,
     /// Every `secret_file` read, watched for changes like the config file.
     pub secret_files: Vec<PathBuf>,
 }
@@ -116,6 +121,8 @@ pub struct Sse {
     pub history_ttl: Duration,
     pub history_bytes: u64,
     pub subscriber_queue: usize,
+    /// Bytes of queued events per subscriber before it is cut as slow.
+    pub subscriber_queue_bytes: u64,
     pub max_subscribers: usize,
     pub max_topics_per_subscriber: usize,
     pub max_stream_duration: Option<Duration>,
@@ -165,6 +172,7 @@ impl Default for Config {
                 history_ttl: Duration::from_secs(3600),
                 history_bytes: 16 << 20,
                 subscriber_queue: 1024,
+                subscriber_queue_bytes: 8 << 20,
                 max_subscribers: 100_000,
                 max_topics_per_subscriber: 32,
                 max_stream_duration: None,
@@ -190,6 +198,7 @@ impl Default for Config {
             demo: false,
             inspect: Inspect::default(),
             router: Router::default(),
+            streams: Streams::default(),
             secret_files: Vec::new(),
         }
     }
@@ -431,6 +440,7 @@ impl Checker<'_> {
         );
         // A forward route needs an upstream; an upstream with a bad url is reported once, there.
         let raw_has_upstream = raw.upstream.is_some();
+        let upstream_url = raw.upstream.as_ref().map(|u| u.url.value.clone());
         let upstream = raw.upstream.and_then(|u| self.upstream(u));
         let sse = self.sse(raw.sse.unwrap_or_default(), d.sse);
         let dedupe = raw.dedupe.unwrap_or_default();
@@ -471,13 +481,15 @@ impl Checker<'_> {
                 })
                 .collect(),
         };
-        let cors = raw.cors.and_then(|c| self.cors(c));
-        let subscribers = self.subscribers(raw.subscribers.unwrap_or_default());
+        let subscribers =
+            self.subscribers(raw.subscribers.unwrap_or_default(), upstream_url.as_deref());
+        let cors = raw.cors.and_then(|c| self.cors(c, &subscribers));
         let log = self.log(raw.log.unwrap_or_default(), d.log);
         let broker = self.broker(raw.broker.unwrap_or_default());
         let demo = raw.demo.map_or(d.demo, |v| v.value);
         let inspect = self.inspect(raw.inspect.unwrap_or_default());
         let router = self.routes(raw.routes.unwrap_or_default(), &sse.path, raw_has_upstream);
+        let streams = self.streams(raw.streams.unwrap_or_default(), &sse, &subscribers);
         Config {
             listen,
             shutdown_grace,
@@ -493,6 +505,7 @@ impl Checker<'_> {
             demo,
             inspect,
             router,
+            streams,
             secret_files: std::mem::take(&mut self.secret_files),
         }
     }
@@ -672,6 +685,11 @@ impl Checker<'_> {
                 d.subscriber_queue,
                 "",
             ),
+            subscriber_queue_bytes: self.size(
+                "sse.subscriber_queue_bytes",
+                raw.subscriber_queue_bytes,
+                d.subscriber_queue_bytes,
+            ),
             max_subscribers: self.count(
                 "sse.max_subscribers",
                 raw.max_subscribers,
@@ -728,19 +746,21 @@ impl Checker<'_> {
         Log { format, level }
     }
 
+    /// Reports `v` when `seen` already holds it: "route name `x` is used twice; {why}".
+    fn once(&mut self, seen: &mut HashSet<String>, v: &Spanned<String>, what: &str, why: &str) {
+        if !seen.insert(v.value.clone()) {
+            self.error(
+                &v.referenced,
+                format!("{what} `{}` is used twice; {why}", v.value),
+            );
+        }
+    }
+
     fn routes(&mut self, raw: Vec<raw::Route>, sse_path: &str, has_upstream: bool) -> Router {
         let mut names = HashSet::new();
         let mut routes = Vec::new();
         for r in raw {
-            if !names.insert(r.name.value.clone()) {
-                self.error(
-                    &r.name.referenced,
-                    format!(
-                        "route name `{}` is used twice; names must be unique",
-                        r.name.value
-                    ),
-                );
-            }
+            self.once(&mut names, &r.name, "route name", "names must be unique");
             if let Some(route) = self.route(r, sse_path, has_upstream) {
                 routes.push(route);
             }
@@ -869,7 +889,8 @@ impl Checker<'_> {
         let mut topics = Vec::new();
         for src in &topic_srcs {
             if let Some(t) = self.template(&ctx, "publish.topic", src, &p.topic.referenced) {
-                self.topic_literals(&ctx, &t, &p.topic.referenced);
+                let what = format!("route `{name}`: publish.topic");
+                self.topic_literals(&what, &t, &p.topic.referenced);
                 topics.push(t);
             }
         }
@@ -885,11 +906,32 @@ impl Checker<'_> {
                     format!("route `{name}`: publish.event cannot contain line breaks"),
                 );
             }
+            if let Some(Part::Literal(first)) = t.parts().first()
+                && crate::sse::is_reserved_event(first)
+            {
+                self.error(
+                    &v.referenced,
+                    format!("route `{name}`: publish.event `{}` is reserved: names starting with `hookcast.` are hookcast's own events", v.value),
+                );
+            }
             Some(t)
         });
         let data = match p.data {
-            None => Some(Template::parse("{body}").expect("static template")),
-            Some(v) => self.template(&ctx, "publish.data", &v.value, &v.referenced),
+            None => Some(Data::Text(
+                Template::parse("{body}").expect("static template"),
+            )),
+            Some(v) => match v.value.compile() {
+                Ok(data) => {
+                    for t in data.templates() {
+                        self.template_parts(&ctx, "publish.data", t, &v.referenced);
+                    }
+                    Some(data)
+                }
+                Err(e) => {
+                    self.error(&v.referenced, format!("route `{name}`: publish.data: {e}"));
+                    None
+                }
+            },
         };
         let dedupe = p
             .dedupe
@@ -930,6 +972,13 @@ impl Checker<'_> {
                 return None;
             }
         };
+        self.template_parts(ctx, key, &t, at);
+        Some(t)
+    }
+
+    /// The placeholders of a parsed route template that can never resolve.
+    fn template_parts(&mut self, ctx: &TemplateCtx<'_>, key: &str, t: &Template, at: &Location) {
+        let route = ctx.route;
         for part in t.parts() {
             match part {
                 Part::Path(p) if ctx.checked_path && !ctx.params.contains(p) => self.error(
@@ -940,17 +989,20 @@ impl Checker<'_> {
                     at,
                     format!("route `{route}`: {key}: `{{response:…}}` can never resolve in mode publish: there is no upstream answer"),
                 ),
+                Part::Claim(_) | Part::Auth(_) => self.error(
+                    at,
+                    format!("route `{route}`: {key}: `{{claim:…}}` and `{{auth:…}}` name a subscriber, so they are for streams, not webhook routes"),
+                ),
                 _ => {}
             }
         }
-        Some(t)
     }
 
-    fn topic_literals(&mut self, ctx: &TemplateCtx<'_>, t: &Template, at: &Location) {
-        let route = ctx.route;
+    /// `what` names the key in messages: "route `x`: publish.topic".
+    fn topic_literals(&mut self, what: &str, t: &Template, at: &Location) {
         if let Some(lit) = t.literal() {
             if let Err(e) = topic::validate_topic(lit) {
-                self.error(at, format!("route `{route}`: publish.topic `{lit}`: {e}"));
+                self.error(at, format!("{what} `{lit}`: {e}"));
             }
             return;
         }
@@ -962,7 +1014,7 @@ impl Checker<'_> {
             {
                 self.error(
                     at,
-                    format!("route `{route}`: publish.topic contains {c:?}; only A-Z a-z 0-9 . _ - : / are allowed"),
+                    format!("{what} contains {c:?}; only A-Z a-z 0-9 . _ - : / are allowed"),
                 );
             }
         }

@@ -27,6 +27,7 @@ pub(super) struct Root {
     pub(super) demo: Option<S<bool>>,
     pub(super) inspect: Option<super::inspect::Raw>,
     pub(super) routes: Option<Vec<Route>>,
+    pub(super) streams: Option<Vec<super::streams::RawStream>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,6 +56,7 @@ pub(super) struct Sse {
     pub(super) history_ttl: Option<S<String>>,
     pub(super) history_bytes: Option<S<String>>,
     pub(super) subscriber_queue: Option<S<u64>>,
+    pub(super) subscriber_queue_bytes: Option<S<String>>,
     pub(super) max_subscribers: Option<S<u64>>,
     pub(super) max_topics_per_subscriber: Option<S<u64>>,
     pub(super) max_stream_duration: Option<S<String>>,
@@ -82,6 +84,7 @@ pub(super) struct Limits {
 pub(super) struct Cors {
     pub(super) allow_origins: Option<S<Vec<S<String>>>>,
     pub(super) allow_credentials: Option<S<bool>>,
+    pub(super) allow_headers: Option<Vec<S<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -191,7 +194,7 @@ pub(super) struct Match {
 pub(super) struct Publish {
     pub(super) topic: S<OneOrMany>,
     pub(super) event: Option<S<String>>,
-    pub(super) data: Option<S<String>>,
+    pub(super) data: Option<S<crate::data::RawData>>,
     pub(super) dedupe: Option<S<String>>,
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HeaderName;
-use serde_saphyr::Location;
+use serde_saphyr::{Location, Spanned};
 
 use super::raw::{self, Names, S};
 use super::{Checker, auth, cors, jwt, upstream};
@@ -279,8 +279,20 @@ impl Checker<'_> {
         }
     }
 
-    pub(super) fn cors(&mut self, raw: raw::Cors) -> Option<Cors> {
+    /// `subscribers` adds its `pass_headers` to the headers a preflight allows.
+    pub(super) fn cors(&mut self, raw: raw::Cors, subscribers: &auth::Mode) -> Option<Cors> {
         let before = self.diagnostics.len();
+        let mut allow_headers: Vec<HeaderName> = Vec::new();
+        if let auth::Mode::Upstream(u) = subscribers {
+            allow_headers.extend(u.pass_headers.iter().cloned());
+        }
+        for h in raw.allow_headers.iter().flatten() {
+            if let Some(name) = self.header_name("cors.allow_headers", h)
+                && !allow_headers.contains(&name)
+            {
+                allow_headers.push(name);
+            }
+        }
         let Some(list) = raw.allow_origins else {
             if let Some(c) = &raw.allow_credentials {
                 self.error(&c.referenced, "cors.allow_origins is missing: list the origins allowed to subscribe, or [\"*\"]");
@@ -325,13 +337,19 @@ impl Checker<'_> {
         if self.diagnostics.len() > before {
             return None;
         }
-        Some(Cors {
-            origins: if any { Vec::new() } else { origins },
+        Some(Cors::new(
+            if any { Vec::new() } else { origins },
             credentials,
-        })
+            &allow_headers,
+        ))
     }
 
-    pub(super) fn subscribers(&mut self, raw: raw::Subscribers) -> auth::Mode {
+    /// `upstream_url` is `upstream.url`, the auth endpoint's default base.
+    pub(super) fn subscribers(
+        &mut self,
+        raw: raw::Subscribers,
+        upstream_url: Option<&str>,
+    ) -> auth::Mode {
         let mode = raw.auth.as_ref().map_or("none", |a| a.value.as_str());
         let auth_at = raw.auth.as_ref().map(|a| a.referenced);
         if !matches!(mode, "none" | "jwt" | "upstream") {
@@ -373,13 +391,23 @@ impl Checker<'_> {
             },
             "upstream" => match raw.upstream {
                 Some(u) => self
-                    .auth_upstream(u)
+                    .auth_upstream(u, upstream_url)
+                    .map_or(auth::Mode::None, auth::Mode::Upstream),
+                None if upstream_url.is_some() => self
+                    .auth_upstream(
+                        Spanned::new(
+                            raw::AuthUpstream::default(),
+                            auth_at.unwrap_or(Location::UNKNOWN),
+                            auth_at.unwrap_or(Location::UNKNOWN),
+                        ),
+                        upstream_url,
+                    )
                     .map_or(auth::Mode::None, auth::Mode::Upstream),
                 None => {
                     missing(
                         self,
                         "upstream",
-                        "give the url of the authorization endpoint",
+                        "give the url of the authorization endpoint (or set upstream.url, its default)",
                     );
                     auth::Mode::None
                 }
@@ -520,13 +548,19 @@ impl Checker<'_> {
         })
     }
 
-    fn auth_upstream(&mut self, raw: S<raw::AuthUpstream>) -> Option<upstream::Settings> {
+    fn auth_upstream(
+        &mut self,
+        raw: S<raw::AuthUpstream>,
+        upstream_url: Option<&str>,
+    ) -> Option<upstream::Settings> {
         let before = self.diagnostics.len();
         let u = raw.value;
         let what = "subscribers.upstream";
         let url = match u.url {
+            // A bad upstream.url is reported there.
+            None if upstream_url.is_some() => upstream_url.unwrap_or_default().to_owned(),
             None => {
-                self.error(&raw.referenced, format!("{what}.url is missing: the base URL of the authorization endpoint, e.g. http://127.0.0.1:3000"));
+                self.error(&raw.referenced, format!("{what}.url is missing, and there is no upstream.url to default to: give the base URL of the authorization endpoint, e.g. http://127.0.0.1:3000"));
                 String::new()
             }
             Some(v) if v.value.starts_with("https://") => {

@@ -64,6 +64,7 @@ async fn forward_and_publish(
         body: &body,
         json: json.as_ref(),
         response,
+        identity: None,
     };
     if !route.reads_response() {
         publish(app, &route.name, render(&route, &input(None)), outcome).await;

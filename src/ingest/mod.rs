@@ -39,10 +39,11 @@ pub enum Rejection {
         topic: String,
         error: topic::TopicError,
     },
-    InvalidEvent,
+    /// The rendered event name: with a line break or NUL, or reserved (`hookcast.*`).
+    InvalidEvent(String),
     Signature(verify::Failure),
     /// The broker could not store the event.
-    BrokerUnavailable,
+    BrokerUnavailable(Unavailable),
 }
 
 impl Rejection {
@@ -70,7 +71,9 @@ impl Rejection {
                 let (status, code) = match error {
                     RenderError::InvalidJson => (S::BAD_REQUEST, "invalid_json"),
                     RenderError::BodyNotUtf8 => (S::UNPROCESSABLE_ENTITY, "body_not_utf8"),
-                    RenderError::Unresolved(_) => (S::UNPROCESSABLE_ENTITY, "unresolved_template"),
+                    RenderError::Unresolved(_) | RenderError::NotInIdentity(_) => {
+                        (S::UNPROCESSABLE_ENTITY, "unresolved_template")
+                    }
                 };
                 (status, code, format!("Cannot build publish.{field}: {error}."))
             }
@@ -79,15 +82,32 @@ impl Rejection {
                 "invalid_topic",
                 format!("The rendered topic {topic:?} is not valid: {error}."),
             ),
-            Rejection::InvalidEvent => (
+            Rejection::InvalidEvent(name) => (
                 S::UNPROCESSABLE_ENTITY,
                 "invalid_event",
-                "The rendered event name contains a line break or NUL.".into(),
+                if sse::is_reserved_event(name) {
+                    format!(
+                        "The rendered event name {name:?} is reserved: names starting with `hookcast.` are hookcast's own."
+                    )
+                } else {
+                    "The rendered event name contains a line break or NUL.".to_owned()
+                },
             ),
-            Rejection::BrokerUnavailable => (
+            Rejection::BrokerUnavailable(why) => (
                 S::SERVICE_UNAVAILABLE,
                 "broker_unavailable",
-                "The event could not be stored because the broker is unreachable; nothing was published. Retry later.".into(),
+                match why {
+                    Unavailable::NotStored => {
+                        "The event could not be stored because the broker is unreachable or did not answer in time; nothing was published, and nothing will be. Retry later."
+                    }
+                    Unavailable::Stalled => {
+                        "The broker stopped answering, so the event was not acknowledged; it will not be published from now on, though the broker may have stored it just before it stopped. Retry later."
+                    }
+                    Unavailable::Unknown => {
+                        "The connection to the broker broke while the event was being stored, so the outcome is unknown: it may have been published. Retry later."
+                    }
+                }
+                .into(),
             ),
             Rejection::Signature(failure) => {
                 let message = match failure {
@@ -109,7 +129,7 @@ impl Rejection {
     pub fn into_response(self) -> Response<Body> {
         let (status, code, message) = self.describe();
         let mut resp = reply::error(status, code, message);
-        if matches!(self, Rejection::BrokerUnavailable) {
+        if matches!(self, Rejection::BrokerUnavailable(_)) {
             resp.headers_mut().insert(
                 http::header::RETRY_AFTER,
                 http::HeaderValue::from_static("5"),
@@ -307,7 +327,7 @@ async fn handle_routed(
                 outcome.published = Some(published);
                 resp
             }
-            Err(Unavailable) => rejected(outcome, Rejection::BrokerUnavailable),
+            Err(why) => rejected(outcome, Rejection::BrokerUnavailable(why)),
         },
         Decision::Forward(route) => {
             let req = Request::from_parts(parts, reply::full(body.clone()));
@@ -409,6 +429,7 @@ pub fn decide(
         body: req.body,
         json: json.as_ref(),
         response: None,
+        identity: None,
     };
     match render(&route, &input) {
         Ok(event) => Decision::Publish(route, event),
@@ -437,10 +458,15 @@ pub fn render(route: &Route, input: &Input<'_>) -> Result<NewEvent, Rejection> {
         Some(t) => Some(field("event", t)?).filter(|e| !e.is_empty()),
         None => None,
     };
-    if event.as_deref().is_some_and(|e| !sse::is_field_safe(e)) {
-        return Err(Rejection::InvalidEvent);
+    if let Some(e) = &event
+        && (!sse::is_field_safe(e) || sse::is_reserved_event(e))
+    {
+        return Err(Rejection::InvalidEvent(e.clone()));
     }
-    let data = field("data", &p.data)?;
+    let data = p.data.render(input).map_err(|error| Rejection::Render {
+        field: "data",
+        error,
+    })?;
     let dedupe = match &p.dedupe {
         Some(t) => Some((route.name.clone(), field("dedupe", t)?)),
         None => None,

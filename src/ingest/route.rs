@@ -6,6 +6,7 @@ use http::header::HeaderName;
 use http::{HeaderMap, Method};
 use serde_json::Value;
 
+use crate::data::Data;
 use crate::template::Template;
 use crate::verify::Verifier;
 
@@ -38,7 +39,7 @@ pub enum Mode {
 pub struct Publish {
     pub topics: Vec<Template>,
     pub event: Option<Template>,
-    pub data: Template,
+    pub data: Data,
     pub dedupe: Option<Template>,
 }
 
@@ -58,7 +59,7 @@ impl Route {
                 .into_iter()
                 .flatten()
                 .any(Template::uses_json)
-            || p.data.uses_json()
+            || p.data.templates().into_iter().any(Template::uses_json)
     }
 
     /// Whether matching or rendering reads the request body (`json:`, `{json:}`, `{body}`).
@@ -76,7 +77,7 @@ impl Route {
         p.topics
             .iter()
             .chain([&p.event, &p.dedupe].into_iter().flatten())
-            .chain(std::iter::once(&p.data))
+            .chain(p.data.templates())
     }
 
     /// The header and JSON conditions; path and method were checked by [`Router::lookup`].
