@@ -20,7 +20,7 @@
 //! - [`limits`]: client addresses behind trusted proxies, streams per address.
 //! - [`topic`]: topic names and `*` / `>` patterns.
 //! - [`hub`]: topics, bounded history, fan-out, replay.
-//! - [`broker`]: where events are stored: the hub alone, or Redis Streams shared by replicas.
+//! - [`broker`]: where events are stored: the hub alone, or Redis Streams or NATS JetStream shared by replicas.
 //! - [`streams`]: stream routes: event streams on the application's own URLs, topics from the request and the subscriber's identity.
 //! - [`subscribe`]: the subscription request and its response headers.
 //! - [`sse`]: the event-stream encoding and the streaming response body.

@@ -158,6 +158,11 @@ pub(super) struct Broker {
     pub(super) prefix: Option<S<String>>,
     pub(super) timeout: Option<S<String>>,
     pub(super) feed_length: Option<S<u64>>,
+    pub(super) stream: Option<S<String>>,
+    pub(super) subject_prefix: Option<S<String>>,
+    pub(super) replicas: Option<S<u64>>,
+    pub(super) max_msgs: Option<S<u64>>,
+    pub(super) max_bytes: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

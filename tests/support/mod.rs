@@ -2,6 +2,7 @@
 //! sockets, and an event-stream reader built on a spec-following parser.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod broker;
 pub mod sse_parser;
 
 use std::collections::VecDeque;
