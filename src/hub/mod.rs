@@ -8,6 +8,7 @@
 mod dedupe;
 mod id;
 mod inbox;
+mod patterns;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +20,7 @@ use bytes::Bytes;
 
 use crate::config::Config;
 use crate::sse;
-use crate::topic::{Filter, Pattern};
+use crate::topic::Filter;
 
 pub use id::{MAX_ID_LEN, is_valid_id, parse_stream_id};
 pub use inbox::{Close, Recv};
@@ -27,6 +28,7 @@ pub use inbox::{Close, Recv};
 use dedupe::Dedupe;
 use id::Epoch;
 use inbox::{Inbox, Pushed};
+use patterns::Patterns;
 
 /// Bounds the hub keeps; taken from the `sse` and `dedupe` config sections.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,7 +155,8 @@ pub struct Hub {
 struct State {
     next_seq: u64,
     topics: HashMap<Arc<str>, Topic>,
-    patterns: HashMap<Pattern, HashMap<u64, Arc<Inbox>>>,
+    /// Pattern subscriptions, indexed by segment.
+    patterns: Patterns,
     subscribers: usize,
     /// The newest seq dropped with a collected topic; a topic created later may have
     /// lost anything up to here, so replay across it is refused.
@@ -171,6 +174,19 @@ struct Topic {
     /// The newest seq dropped from `history`; replay from an older id is incomplete.
     trimmed_through: u64,
     subscribers: HashMap<u64, Arc<Inbox>>,
+}
+
+impl State {
+    fn close_every(&self, why: Close) {
+        for topic in self.topics.values() {
+            topic
+                .subscribers
+                .values()
+                .for_each(|inbox| inbox.close(why));
+        }
+        self.patterns
+            .all(|subs| subs.inboxes.values().for_each(|inbox| inbox.close(why)));
+    }
 }
 
 impl Topic {
@@ -233,7 +249,7 @@ impl Hub {
             state: Mutex::new(State {
                 next_seq: 1,
                 topics: HashMap::new(),
-                patterns: HashMap::new(),
+                patterns: Patterns::default(),
                 subscribers: 0,
                 collected_through: 0,
                 closing: false,
@@ -342,10 +358,10 @@ impl Hub {
             topic.trim(&self.limits, now);
             topic.subscribers.values().for_each(|i| push(i));
         }
-        for (pattern, inboxes) in &st.patterns {
-            if topics.iter().any(|t| pattern.matches(t)) {
-                inboxes.values().for_each(|i| push(i));
-            }
+        // A pattern matching several of the topics finds the event already queued.
+        for name in topics.iter() {
+            st.patterns
+                .matching(name, |subs| subs.inboxes.values().for_each(|i| push(i)));
         }
         self.metrics.delivered(queued);
         for _ in 0..cut {
@@ -370,10 +386,7 @@ impl Hub {
     /// ones: used when events may have been missed, so clients replay them.
     pub fn disconnect_all(&self) -> usize {
         let guard = lock(&self.state);
-        let inboxes = guard.topics.values().flat_map(|t| t.subscribers.values());
-        for inbox in inboxes.chain(guard.patterns.values().flat_map(|s| s.values())) {
-            inbox.close(Close::Shutdown);
-        }
+        guard.close_every(Close::Shutdown);
         guard.subscribers
     }
 
@@ -424,12 +437,7 @@ impl Hub {
                         .or_insert_with(|| Topic::new(collected));
                     topic.subscribers.insert(id, inbox.clone());
                 }
-                Filter::Pattern(p) => {
-                    st.patterns
-                        .entry(p.clone())
-                        .or_default()
-                        .insert(id, inbox.clone());
-                }
+                Filter::Pattern(p) => st.patterns.insert(p, id, inbox.clone()),
             }
         }
         let (replay, resync) = match last_event_id {
@@ -521,14 +529,7 @@ impl Hub {
                         }
                     }
                 }
-                Filter::Pattern(p) => {
-                    if let Some(set) = st.patterns.get_mut(p) {
-                        set.remove(&id);
-                        if set.is_empty() {
-                            st.patterns.remove(p);
-                        }
-                    }
-                }
+                Filter::Pattern(p) => st.patterns.remove(p, id),
             }
         }
     }
@@ -557,10 +558,7 @@ impl Hub {
         let mut guard = lock(&self.state);
         let st = &mut *guard;
         st.closing = true;
-        let inboxes = st.topics.values().flat_map(|t| t.subscribers.values());
-        for inbox in inboxes.chain(st.patterns.values().flat_map(|s| s.values())) {
-            inbox.close(Close::Shutdown);
-        }
+        st.close_every(Close::Shutdown);
         st.subscribers
     }
 
@@ -582,14 +580,16 @@ impl Hub {
             history: t.history.len(),
             history_bytes: t.history_bytes,
         });
-        let patterns = guard.patterns.iter().map(|(p, subs)| TopicInfo {
-            name: p.as_str().to_owned(),
-            pattern: true,
-            subscribers: subs.len(),
-            history: 0,
-            history_bytes: 0,
+        let mut all: Vec<TopicInfo> = topics.collect();
+        guard.patterns.all(|subs| {
+            all.push(TopicInfo {
+                name: subs.pattern.as_str().to_owned(),
+                pattern: true,
+                subscribers: subs.inboxes.len(),
+                history: 0,
+                history_bytes: 0,
+            });
         });
-        let mut all: Vec<TopicInfo> = topics.chain(patterns).collect();
         drop(guard);
         all.sort_unstable_by(|a, b| b.subscribers.cmp(&a.subscribers).then(a.name.cmp(&b.name)));
         all.truncate(limit);

@@ -265,3 +265,141 @@ fn dedupe_returns_the_first_id() {
     assert!(again.duplicate);
     assert_eq!(again.id, first.id);
 }
+
+mod index {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::topic::Pattern;
+
+    /// Topics and patterns over a small alphabet, so that they collide often.
+    fn segment() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec!["a", "b", "c"])
+    }
+
+    fn topic() -> impl Strategy<Value = String> {
+        prop::collection::vec(segment(), 1..5).prop_map(|s| s.join("."))
+    }
+
+    fn pattern() -> impl Strategy<Value = Pattern> {
+        let seg = prop::sample::select(vec!["a", "b", "*"]);
+        (prop::collection::vec(seg, 1..5), any::<bool>()).prop_map(|(mut segs, rest)| {
+            if rest {
+                segs.push(">");
+            }
+            Pattern::parse(&segs.join(".")).unwrap()
+        })
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Subscribe(u64, Pattern),
+        Unsubscribe(usize),
+    }
+
+    fn ops() -> impl Strategy<Value = Vec<Op>> {
+        let op = prop_oneof![
+            3 => (0u64..6, pattern()).prop_map(|(id, p)| Op::Subscribe(id, p)),
+            1 => any::<usize>().prop_map(Op::Unsubscribe),
+        ];
+        prop::collection::vec(op, 0..60)
+    }
+
+    proptest! {
+        /// The index finds exactly the patterns a scan of every pattern finds,
+        /// each once, with the same subscribers, after any subscribes and unsubscribes.
+        #[test]
+        fn index_agrees_with_a_scan(ops in ops(), topics in prop::collection::vec(topic(), 1..20)) {
+            let mut index = patterns::Patterns::default();
+            let mut naive: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+            let mut live: Vec<(u64, Pattern)> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Subscribe(id, p) => {
+                        if live.contains(&(id, p.clone())) {
+                            continue;
+                        }
+                        index.insert(&p, id, Arc::new(Inbox::new(1, 1 << 20, None)));
+                        naive.entry(p.as_str().to_owned()).or_default().insert(id);
+                        live.push((id, p));
+                    }
+                    Op::Unsubscribe(i) if !live.is_empty() => {
+                        let (id, p) = live.swap_remove(i % live.len());
+                        index.remove(&p, id);
+                        let set = naive.get_mut(p.as_str()).unwrap();
+                        set.remove(&id);
+                        if set.is_empty() {
+                            naive.remove(p.as_str());
+                        }
+                    }
+                    Op::Unsubscribe(_) => {}
+                }
+                prop_assert_eq!(index.len(), naive.len());
+            }
+            for t in &topics {
+                let mut found = Vec::new();
+                index.matching(t, |subs| {
+                    found.push((subs.pattern.as_str().to_owned(), subs.inboxes.keys().copied().collect::<BTreeSet<_>>()));
+                });
+                found.sort();
+                let expected: Vec<_> = naive
+                    .iter()
+                    .filter(|(p, _)| Pattern::parse(p).unwrap().matches(t))
+                    .map(|(p, ids)| (p.clone(), ids.clone()))
+                    .collect();
+                prop_assert_eq!(found, expected, "topic {}", t);
+            }
+            for (id, p) in live.drain(..) {
+                index.remove(&p, id);
+            }
+            prop_assert_eq!(index.len(), 0);
+            prop_assert!(index.is_pruned(), "every emptied node is removed");
+        }
+
+        /// Through the hub: each subscriber receives exactly the events one of its
+        /// filters matches, once each, in publish order.
+        #[test]
+        fn subscribers_receive_what_their_filters_match(
+            subs in prop::collection::vec(prop::collection::vec(pattern(), 1..4), 1..8),
+            published in prop::collection::vec(prop::collection::btree_set(topic(), 1..4), 1..30),
+        ) {
+            let hub = Hub::new(limits());
+            let mut open: Vec<_> = subs
+                .iter()
+                .map(|ps| {
+                    let fs = ps.iter().cloned().map(Filter::Pattern).collect();
+                    hub.subscribe(fs, None, None).unwrap()
+                })
+                .collect();
+            let mut seqs_published = Vec::new();
+            for topics in &published {
+                let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+                let p = hub.publish(event(&names, "x"));
+                seqs_published.push((hub.epoch.parse(&p.id).unwrap(), topics.clone()));
+            }
+            for (sub, ps) in open.iter_mut().zip(&subs) {
+                let expected: Vec<u64> = seqs_published
+                    .iter()
+                    .filter(|(_, ts)| ts.iter().any(|t| ps.iter().any(|p| p.matches(t))))
+                    .map(|(seq, _)| *seq)
+                    .collect();
+                prop_assert_eq!(seqs(&drain(sub)), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn a_deep_topic_walks_the_index_off_the_stack() {
+        let mut index = patterns::Patterns::default();
+        let deep: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
+        let pattern = Pattern::parse(&format!("{}.*.>", deep[..20].join("."))).unwrap();
+        index.insert(&pattern, 1, Arc::new(Inbox::new(1, 1 << 20, None)));
+        let mut hits = 0;
+        index.matching(&deep.join("."), |_| hits += 1);
+        assert_eq!(hits, 1);
+        index.matching(&deep[..21].join("."), |_| hits += 1);
+        assert_eq!(hits, 1, "`>` needs one more segment");
+    }
+}

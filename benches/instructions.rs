@@ -1,0 +1,161 @@
+//! The hot paths, one scenario per run, for counting instructions under valgrind
+//! (`scripts/instructions`): `instructions SCENARIO ITERATIONS`. Single-threaded
+//! and free of timers, so two runs execute the same instructions give or take
+//! hash seeds. Without arguments (as `cargo test --all-targets` runs it) every
+//! scenario runs a few iterations, so the harness itself stays tested.
+
+mod common;
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use hookcast::hub::{Hub, NewEvent, Recv, Subscription};
+use hookcast::ingest::route::{Lookup, Router};
+use hookcast::template::{Input, Template};
+use hookcast::topic::Filter;
+use http::{HeaderMap, HeaderValue, Method};
+
+/// A scenario: its name, and what it runs for a number of iterations.
+type Scenario = (&'static str, fn(u64));
+
+const SCENARIOS: &[Scenario] = &[
+    ("publish", publish),
+    ("publish_100k_patterns", publish_100k_patterns),
+    ("delivery", delivery),
+    ("template", template),
+    ("route", route),
+];
+
+/// Subscribers per event in `delivery`; the script divides by it.
+const FAN_OUT: usize = 100;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [name, n] => {
+            let n: u64 = n.parse().expect("ITERATIONS is a number");
+            let Some((_, run)) = SCENARIOS.iter().find(|(s, _)| s == name) else {
+                panic!("unknown scenario {name}");
+            };
+            run(n);
+        }
+        _ => SCENARIOS.iter().for_each(|(_, run)| run(10)),
+    }
+}
+
+fn subscribe(hub: &Arc<Hub>, filter: &str) -> Subscription {
+    let filters = vec![Filter::parse(filter).unwrap()];
+    hub.subscribe(filters, None, None).unwrap()
+}
+
+fn event(topic: &str) -> NewEvent {
+    NewEvent {
+        topics: vec![topic.to_owned()],
+        event: Some("push".into()),
+        data: r#"{"repository":{"full_name":"acme/api"},"ref":"refs/heads/main","n":1}"#.into(),
+        dedupe: None,
+    }
+}
+
+/// Takes one live event, as a stream's body does.
+fn take(sub: &mut Subscription, cx: &mut Context<'_>) {
+    match sub.poll_recv(cx) {
+        Poll::Ready(Recv::Event(ev)) => {
+            black_box(ev.chunk.wire().clone());
+        }
+        _ => panic!("an event was queued"),
+    }
+}
+
+/// One publish to a topic with one subscriber, among 1,000 other topics' and
+/// 1,000 patterns' subscribers; history full, so every publish also trims.
+fn publish(n: u64) {
+    publish_among(n, 1000);
+}
+
+/// The same among 100,000 patterns, some sharing the topic's first segments:
+/// the pattern index keeps it within a few percent of `publish`.
+fn publish_100k_patterns(n: u64) {
+    publish_among(n, 100_000);
+}
+
+fn publish_among(n: u64, patterns: usize) {
+    let hub = Hub::new(common::limits());
+    let topics = (0..1000).map(|i| format!("orders.{i}"));
+    let patterns = (0..patterns).map(|i| match i % 3 {
+        0 => format!("tenant.{i}.>"),
+        1 => format!("repo.*.p{i}"),
+        _ => format!("repo.acme.{i}.*"),
+    });
+    let _others: Vec<_> = topics
+        .chain(patterns)
+        .map(|f| subscribe(&hub, &f))
+        .collect();
+    let mut sub = subscribe(&hub, "repo.acme.api");
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..n {
+        black_box(hub.publish(event("repo.acme.api")));
+        take(&mut sub, &mut cx);
+    }
+}
+
+/// One event to `FAN_OUT` subscribers, each taking it.
+fn delivery(n: u64) {
+    let hub = Hub::new(common::limits());
+    let mut subs: Vec<_> = (0..FAN_OUT).map(|_| subscribe(&hub, "room.1")).collect();
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..n {
+        hub.publish(event("room.1"));
+        subs.iter_mut().for_each(|s| take(s, &mut cx));
+    }
+}
+
+/// A topic and an event name rendered from a GitHub-like request.
+fn template(n: u64) {
+    let topic = Template::parse("repo.{json:/repository/full_name}.{path:tenant}").unwrap();
+    let name = Template::parse("{header:X-GitHub-Event}").unwrap();
+    let body =
+        br#"{"repository":{"full_name":"acme/api","private":false},"ref":"refs/heads/main"}"#;
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert("x-github-event", HeaderValue::from_static("push"));
+    let params = [("tenant".to_owned(), "acme".to_owned())];
+    let input = Input {
+        path_params: &params,
+        query: None,
+        headers: &headers,
+        body,
+        json: Some(&json),
+        response: None,
+        identity: None,
+    };
+    for _ in 0..n {
+        black_box(topic.render(black_box(&input)).unwrap());
+        black_box(name.render(black_box(&input)).unwrap());
+    }
+}
+
+/// The route chosen among 20 for a request that matches the last one's path.
+fn route(n: u64) {
+    let mut yaml = String::from("routes:\n");
+    for i in 0..20 {
+        yaml.push_str(&format!(
+            "  - name: r{i}\n    match:\n      path: \"/hooks/{{tenant}}/s{i}\"\n      \
+             headers: {{ X-GitHub-Event: \"*\" }}\n    publish:\n      topic: \"t.{{path:tenant}}\"\n"
+        ));
+    }
+    let config = hookcast::config::from_yaml("bench.yaml", &yaml).unwrap();
+    let router: &Router = &config.router;
+    let mut headers = HeaderMap::new();
+    headers.insert("x-github-event", HeaderValue::from_static("push"));
+    for _ in 0..n {
+        let Lookup::Candidates(candidates) =
+            router.lookup(&Method::POST, black_box("/hooks/acme/s19"))
+        else {
+            panic!("the route matches");
+        };
+        let chosen = candidates.iter().find(|(r, _)| r.accepts(&headers, None));
+        black_box(chosen.map(|(r, params)| (r.name.len(), params.len())));
+    }
+}
