@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Scale-out benchmark: two hookcast replicas sharing one Redis, publishing at one and
-# subscribing at the other, next to one node with the memory broker and one node on
-# Redis, on the same machine in the same run.
+# Scale-out benchmark: two hookcast replicas sharing one Redis, and two sharing one
+# NATS JetStream server, publishing at one and subscribing at the other, next to one
+# node with each broker, on the same machine in the same run.
 #
 #   bench/redis.sh            # 3 runs per scenario (median), writes bench/results/redis.md
 #   bench/redis.sh --runs 5
 #   bench/redis.sh --quick    # small counts, one run: checks the script, measures little
 #
 # Starts its own redis-server on a free port (no persistence), emptied before each
-# run; every hookcast is started fresh per run. Raw JSON lands in bench/results/redis/.
+# run, and a nats-server -js with a fresh store per run; every hookcast is started
+# fresh per run. Raw JSON lands in bench/results/redis/.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +27,7 @@ done
 log() { printf '[redis.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 command -v redis-server >/dev/null || { echo "redis.sh: redis-server is needed (apt-get install redis-server)" >&2; exit 1; }
+command -v nats-server >/dev/null || { echo "redis.sh: nats-server is needed (apt-get install nats-server)" >&2; exit 1; }
 command -v curl >/dev/null || { echo "redis.sh: curl is needed" >&2; exit 1; }
 
 log "building (release)"
@@ -51,6 +53,17 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$
 PIDS+=($!)
 REDIS_PID=$!
 until redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; do sleep 0.05; done
+NATS_PORT=$(free_port)
+NATS_PID=
+nats_fresh() { # a nats-server with an empty store
+    # SIGKILL: a nats-server here has been seen to sit through SIGTERM.
+    if [ -n "$NATS_PID" ]; then kill -KILL "$NATS_PID" 2>/dev/null || true; wait "$NATS_PID" 2>/dev/null || true; fi
+    rm -rf "$WORK/nats"
+    nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
+    NATS_PID=$!
+    PIDS+=("$NATS_PID")
+    until (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null; do sleep 0.05; done
+}
 
 config() { # port broker
     cat <<EOF
@@ -69,6 +82,8 @@ routes:
 EOF
     if [ "$2" = redis ]; then
         printf 'broker:\n  kind: redis\n  url: "redis://127.0.0.1:%s/0"\n' "$REDIS_PORT"
+    elif [ "$2" = nats ]; then
+        printf 'broker:\n  kind: nats\n  url: "nats://127.0.0.1:%s"\n' "$NATS_PORT"
     fi
 }
 
@@ -105,8 +120,9 @@ SCENARIOS=(
     "latency $LAT_SUBS $LAT_EVENTS $LAT_RATE 1"
     "throughput $THR_SUBS $THR_EVENTS max 8"
 )
-# setups: memory (one node), redis-1 (one node on Redis), redis-2 (publish at A, subscribe at B)
-SETUPS=(memory redis-1 redis-2)
+# setups: memory (one node), redis-1 / nats-1 (one node on that broker),
+# redis-2 / nats-2 (publish at A, subscribe at B)
+SETUPS=(memory redis-1 redis-2 nats-1 nats-2)
 
 for run in $(seq 1 "$RUNS"); do
     for sc in "${SCENARIOS[@]}"; do
@@ -120,10 +136,17 @@ for run in $(seq 1 "$RUNS"); do
                 redis-2)
                     start a "$pa" redis; servers=("$STARTED_PID")
                     pb=$(free_port); start b "$pb" redis; servers+=("$STARTED_PID") ;;
+                nats-1) nats_fresh; start a "$pa" nats; servers=("$STARTED_PID"); pb=$pa ;;
+                nats-2)
+                    nats_fresh; start a "$pa" nats; servers=("$STARTED_PID")
+                    pb=$(free_port); start b "$pb" nats; servers+=("$STARTED_PID") ;;
             esac
             pid_args=()
             for p in "${servers[@]}"; do pid_args+=(--server-pid "$p"); done
-            pid_args+=(--server-pid "$REDIS_PID")
+            case $setup in
+                nats-*) pid_args+=(--server-pid "$NATS_PID") ;;
+                *) pid_args+=(--server-pid "$REDIS_PID") ;;
+            esac
             log "run $run: $name / $setup"
             "$LOAD" --quiet \
                 --sub-url "http://127.0.0.1:$pb/events?topic={topic}" \
@@ -143,13 +166,15 @@ rows = []
 labels = {
     "memory": "one node, memory broker",
     "redis-1": "one node, Redis broker",
-    "redis-2": "two replicas: publish at A, subscribe at B",
+    "redis-2": "two replicas on Redis: publish at A, subscribe at B",
+    "nats-1": "one node, NATS broker",
+    "nats-2": "two replicas on NATS: publish at A, subscribe at B",
 }
 def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
 for name in ["latency", "throughput"]:
-    for setup in ["memory", "redis-1", "redis-2"]:
+    for setup in ["memory", "redis-1", "redis-2", "nats-1", "nats-2"]:
         docs = []
         for r in range(1, runs + 1):
             p = os.path.join(out, f"{name}-{setup}-{r}.json")
@@ -183,14 +208,15 @@ try:
 except OSError:
     pass
 redis_v = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
+nats_v = subprocess.run(["nats-server", "--version"], capture_output=True, text=True).stdout.split()[-1]
 with open(md, "w") as f:
-    f.write("# Scale-out benchmark: replicas sharing Redis\n\n")
+    f.write("# Scale-out benchmark: replicas sharing Redis or NATS JetStream\n\n")
     f.write(f"`bench/redis.sh` on {datetime.date.today()}, {os.cpu_count()} CPUs ({cpu}), Redis {redis_v.removeprefix('v=')} "
-            f"(local, no persistence), hookcast release build. Median of {runs} run(s); loss, reorder and duplicate "
+            f"(local, no persistence), nats-server {nats_v} (local, JetStream file store, one node), hookcast release build. Median of {runs} run(s); loss, reorder and duplicate "
             "counts are summed over the runs. hookcast, Redis and the load tool share the same CPUs, unpinned.\n\n")
     f.write("Latency is publish-to-delivery: from just before the webhook is written to the event's arrival at the "
-            "subscriber, so it includes the webhook's round trip (with Redis: the `XADD` script) and, across replicas, "
-            "the other replica's `XREAD`. Deliveries/s counts every subscriber's copy.\n\n")
+            "subscriber, so it includes the webhook's round trip (with Redis: the `XADD` script; with NATS: the "
+            "JetStream publish and its ack) and, across replicas, the other replica's read (`XREAD`, or a JetStream pull). Deliveries/s counts every subscriber's copy.\n\n")
     for name in ["latency", "throughput"]:
         sel = [r for r in rows if r["scenario"] == name]
         if not sel: continue

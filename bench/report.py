@@ -289,14 +289,14 @@ def proxy(results):
 
 
 def redis(results):
-    """What bench/redis.sh wrote: one node against two replicas sharing Redis."""
+    """What bench/redis.sh wrote: one node against two replicas sharing Redis or NATS."""
     path = os.path.join(results, os.pardir, "redis.md")
     if not os.path.exists(path):
         return ""
     with open(path) as f:
         body = [l.rstrip("\n") for l in f if not l.startswith("# ")]
     body = [("#### " + l[3:]) if l.startswith("## ") else l for l in body]
-    return "\n".join(["### R scale-out: replicas sharing Redis", ""] + body).rstrip()
+    return "\n".join(["### R scale-out: replicas sharing Redis or NATS JetStream", ""] + body).rstrip()
 
 
 def scaling_section(scaling, s2h):

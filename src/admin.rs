@@ -22,15 +22,9 @@ const METRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 /// Serves the admin endpoints until the task is dropped; it outlives the public
 /// listener so that `/readyz` can say 503 while hookcast drains.
 pub async fn serve(listener: TcpListener, live: Arc<Live>) {
+    let mut acceptor = crate::accept::Acceptor::new("admin");
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "admin accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                continue;
-            }
-        };
+        let (stream, peer) = acceptor.accept(&listener).await;
         let live = live.clone();
         let svc = service_fn(move |req| {
             let live = live.clone();

@@ -32,6 +32,10 @@ const MAX_HEAD: usize = 8 * 1024;
 const MAX_HEADERS: usize = 64;
 /// Most pieces written in one `writev`.
 const BATCH: usize = 8;
+/// Pieces are taken from the subscriber's queue only while fewer bytes than this
+/// wait to be written, so a client that stopped reading leaves its events in the
+/// queue, where `sse.subscriber_queue_bytes` bounds them (README, "Memory").
+const UNWRITTEN_BYTES: usize = 64 * 1024;
 /// Write rounds before the task yields, so one busy stream cannot hold a worker.
 const ROUNDS_PER_POLL: usize = 4;
 
@@ -400,7 +404,9 @@ impl Writer {
 
     /// Takes the pieces the stream has ready, up to a batch.
     fn fill(&mut self, body: &mut EventStream, cx: &mut Context<'_>) {
-        while self.out.len() < BATCH {
+        while self.out.len() < BATCH
+            && self.out.iter().map(Bytes::len).sum::<usize>() < UNWRITTEN_BYTES
+        {
             match body.poll_piece(cx) {
                 Poll::Ready(Some(Ok(piece))) => self.out.push(if self.chunked {
                     piece.chunk()

@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`config`]: the YAML file, checked whole before any port is bound.
 //! - [`server`]: the accept loop and graceful shutdown; [`run`] is the entry point.
+//! - [`accept`]: accepting at the file-descriptor limit (waiting connections closed at once).
 //! - [`direct`]: event streams over HTTP/1.x, served straight on the socket.
 //! - [`service`]: sends each request to a subscription, a webhook route, the demo page or the upstream.
 //! - [`ingest`]: webhooks: body limit, route match, signature check, templates, publish; forward-mode routes.
@@ -19,7 +20,7 @@
 //! - [`limits`]: client addresses behind trusted proxies, streams per address.
 //! - [`topic`]: topic names and `*` / `>` patterns.
 //! - [`hub`]: topics, bounded history, fan-out, replay.
-//! - [`broker`]: where events are stored: the hub alone, or Redis Streams shared by replicas.
+//! - [`broker`]: where events are stored: the hub alone, or Redis Streams or NATS JetStream shared by replicas.
 //! - [`streams`]: stream routes: event streams on the application's own URLs, topics from the request and the subscriber's identity.
 //! - [`subscribe`]: the subscription request and its response headers.
 //! - [`sse`]: the event-stream encoding and the streaming response body.
@@ -32,6 +33,7 @@
 //! - [`reload`]: the swappable config and its reload on SIGHUP or a file change.
 //! - [`shutdown`]: SIGTERM / SIGINT, and SIGHUP for reloads.
 
+pub mod accept;
 pub mod admin;
 pub mod auth;
 pub mod broker;

@@ -25,7 +25,7 @@ pub const SAMPLE_EVERY: u64 = 16;
 /// Why a subscriber was dropped or turned away (`hookcast_subscribers_dropped_total{reason}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dropped {
-    /// Fell `subscriber_queue` events behind.
+    /// Fell `subscriber_queue` events or `subscriber_queue_bytes` behind.
     Slow,
     AuthExpired,
     MaxDuration,

@@ -81,7 +81,7 @@ pub struct Source {
 impl Source {
     /// To be made right after `config` was loaded from `path`.
     pub fn new(path: PathBuf, trigger: Arc<Notify>, config: &Config) -> Self {
-        let loaded = fingerprint(&path, &config.secret_files);
+        let loaded = fingerprint(&path, &config.secret_files).unwrap_or_default();
         Source {
             path,
             trigger,
@@ -99,12 +99,29 @@ impl Source {
 /// changes. Runs until dropped.
 pub async fn watch(live: Arc<Live>, source: Source) {
     let mut seen = source.loaded;
+    // Set while the files cannot be read, so that an episode logs once.
+    let mut unreadable = false;
     let mut tick = tokio::time::interval(POLL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let why = tokio::select! {
             _ = tick.tick() => {
-                let now = fingerprint(&source.path, &live.load().config.secret_files);
+                let now = match fingerprint(&source.path, &live.load().config.secret_files) {
+                    Ok(now) => now,
+                    Err(e) => {
+                        // Out of file descriptors, say: nothing is known to have
+                        // changed, so nothing is reloaded.
+                        if !unreadable {
+                            tracing::warn!(
+                                error = %e,
+                                "cannot read the configuration files; treated as unchanged until they can be read"
+                            );
+                        }
+                        unreadable = true;
+                        continue;
+                    }
+                };
+                unreadable = false;
                 if now == seen {
                     continue;
                 }
@@ -114,18 +131,25 @@ pub async fn watch(live: Arc<Live>, source: Source) {
         };
         reload(&live, &source.path, why);
         // Taken after the reload, whose config may name other secret files.
-        seen = fingerprint(&source.path, &live.load().config.secret_files);
+        if let Ok(now) = fingerprint(&source.path, &live.load().config.secret_files) {
+            seen = now;
+        }
     }
 }
 
-/// A hash of the config file's and the secret files' contents (a missing file
-/// counts as a state of its own).
-fn fingerprint(path: &Path, secret_files: &[PathBuf]) -> u64 {
+/// A hash of the config file's and the secret files' contents. A missing file
+/// counts as a state of its own; any other read error (no file descriptor left,
+/// say) says nothing about the contents, and is returned.
+fn fingerprint(path: &Path, secret_files: &[PathBuf]) -> std::io::Result<u64> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for p in std::iter::once(path).chain(secret_files.iter().map(PathBuf::as_path)) {
-        std::fs::read(p).ok().hash(&mut h);
+        match std::fs::read(p) {
+            Ok(bytes) => Some(bytes).hash(&mut h),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None::<Vec<u8>>.hash(&mut h),
+            Err(e) => return Err(e),
+        }
     }
-    h.finish()
+    Ok(h.finish())
 }
 
 /// Reads and checks the file; a valid config replaces the current one, less the
@@ -168,12 +192,13 @@ fn keep_restart_settings(old: &Config, new: &mut Config) {
     if hub::Limits::from_config(new) != hub::Limits::from_config(old) {
         // The hub's history and queues are sized at start.
         restart.push(
-            "sse.history, history_ttl, history_bytes, subscriber_queue, max_subscribers, dedupe",
+            "sse.history, history_ttl, history_bytes, subscriber_queue, subscriber_queue_bytes, max_subscribers, dedupe",
         );
         new.sse.history = old.sse.history;
         new.sse.history_ttl = old.sse.history_ttl;
         new.sse.history_bytes = old.sse.history_bytes;
         new.sse.subscriber_queue = old.sse.subscriber_queue;
+        new.sse.subscriber_queue_bytes = old.sse.subscriber_queue_bytes;
         new.sse.max_subscribers = old.sse.max_subscribers;
         new.dedupe = old.dedupe.clone();
     }

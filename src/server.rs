@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tracing::Instrument;
 
+use crate::accept::Acceptor;
 use crate::admin;
 use crate::config::Config;
 use crate::direct::{self, Prefixed, Sniffed};
@@ -66,8 +67,8 @@ pub async fn serve(
     options: Options,
 ) -> std::io::Result<()> {
     let mut limits = hub::Limits::from_config(&config);
-    if matches!(config.broker, crate::config::Broker::Redis(_)) {
-        // Replay is read from Redis; the hub only fans out.
+    if !matches!(config.broker, crate::config::Broker::Memory) {
+        // Replay is read from the shared broker; the hub only fans out.
         limits.history = 0;
         limits.history_bytes = 0;
     }
@@ -111,18 +112,18 @@ pub async fn serve(
     tracing::info!(addr = %listener.local_addr()?, "listening");
 
     let mut shutdown = std::pin::pin!(shutdown);
+    let broker = live.load().broker.clone();
+    let mut fatal = std::pin::pin!(broker.fatal());
+    let mut acceptor = Acceptor::new("public");
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Usually EMFILE: wait for connections to close instead of spinning.
-                    tracing::error!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            },
+            conn = acceptor.accept(&listener) => conn,
             () = &mut shutdown => break,
+            why = &mut fatal => {
+                collector.abort();
+                broker.stop();
+                return Err(std::io::Error::other(why));
+            }
         };
         let permit = match permits.as_ref().map(|p| p.clone().try_acquire_owned()) {
             Some(Err(_)) => {

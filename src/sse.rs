@@ -359,8 +359,8 @@ impl EventStream {
             }
             Poll::Ready(Recv::Closed(Close::Shutdown)) => return self.finish(End::Shutdown),
             Poll::Ready(Recv::Closed(Close::Slow)) => {
+                // Counted by the hub when it cut the subscriber.
                 tracing::debug!(reason = ?End::Slow, "stream cut");
-                self.sub.metrics().dropped(End::Slow.dropped());
                 self.done = true;
                 return Poll::Ready(Some(Err(SlowSubscriber)));
             }

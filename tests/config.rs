@@ -450,6 +450,19 @@ fn subscriber_queue_zero_is_an_error() {
     );
 }
 
+#[test]
+fn subscriber_queue_bytes_zero_is_an_error_and_units_apply() {
+    assert_error(
+        "sse:\n  subscriber_queue_bytes: 0\n",
+        2,
+        27,
+        &["sse.subscriber_queue_bytes", "at least 1 byte"],
+    );
+    let c =
+        hookcast::config::from_yaml("t.yaml", "sse:\n  subscriber_queue_bytes: 1MiB\n").unwrap();
+    assert_eq!(c.sse.subscriber_queue_bytes, 1 << 20);
+}
+
 // ---------------------------------------------------------------- log
 
 #[test]
@@ -572,6 +585,7 @@ fn defaults_are_the_documented_values() {
     assert_eq!(c.sse.history_ttl, Duration::from_secs(3600));
     assert_eq!(c.sse.history_bytes, 16 * 1024 * 1024);
     assert_eq!(c.sse.subscriber_queue, 1024);
+    assert_eq!(c.sse.subscriber_queue_bytes, 8 * 1024 * 1024);
     assert_eq!(c.sse.max_subscribers, 100_000);
     assert_eq!(c.sse.max_topics_per_subscriber, 32);
     assert_eq!(c.sse.max_stream_duration, None);

@@ -240,7 +240,10 @@ async fn new_connections_are_refused_after_shutdown_began() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_that_never_reads_does_not_hold_shutdown() {
     const SIZE: usize = 64 * 1024;
-    let mut app = TestApp::spawn(&yaml("shutdown_grace: 1s\nsse:\n  retry: 1s")).await;
+    let mut app = TestApp::spawn(&yaml(
+        "shutdown_grace: 1s\nsse:\n  retry: 1s\n  subscriber_queue_bytes: 64MiB",
+    ))
+    .await;
     let addr = app.addr;
 
     // This one sends its request and never reads a byte.
@@ -252,7 +255,8 @@ async fn a_client_that_never_reads_does_not_hold_shutdown() {
     // This one reads.
     let mut reader = app.subscribe("topic=room.a", &[]).await;
 
-    // Far more than socket buffers hold, but within the subscriber queue (1024).
+    // Far more than socket buffers hold, but within the subscriber queue (1024
+    // events, 64 MiB).
     for i in 0..250 {
         let mut body = format!("{i:05}:");
         body.extend(std::iter::repeat_n('x', SIZE - body.len()));

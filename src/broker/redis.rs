@@ -13,9 +13,14 @@
 //! - `since`: the first id written to this Redis's data set; older ids are unknown
 //!   (they come from a Redis that lost its data).
 //! - `dedupe:<len>:<route>:<key>`: idempotency keys, `SET NX`-like inside the script.
+//! - `receipt:<token>`: the id a publish got, kept for a few `broker.timeout`s, so a
+//!   publisher whose connection broke before the answer can ask whether it ran.
 //!
 //! A publish is one Lua script, so the feed entry, the topic entries, the trims
-//! and the dedupe key are written together or not at all.
+//! and the dedupe key are written together or not at all. It carries a deadline
+//! on Redis's clock and stores nothing once `TIME` has passed it, so a publish
+//! answered 503 (Redis paused or stalled past `broker.timeout`) is never stored
+//! later (see [`super::health`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +33,7 @@ use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, Script, Value};
 use tokio::sync::Notify;
 
 use super::Unavailable;
+use super::health::{self, Health};
 use crate::config;
 use crate::hub::parse_stream_id as parse_id;
 use crate::hub::{
@@ -45,9 +51,15 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 const PUBLISH: &str = r"
--- KEYS: feed, since, topics, dedupe, then (stream, meta) per topic
+-- KEYS: feed, since, topics, dedupe, receipt, then (stream, meta) per topic
 -- ARGV: feed_length, history, ttl_ms, history_bytes, window_ms, topics joined by
---       spaces, has_event, event, data, has_dedupe, then one topic name per topic
+--       spaces, has_event, event, data, has_dedupe, deadline_ms, receipt_ms, then
+--       one topic name per topic
+-- Past its deadline hookcast has answered 503 (or is about to): store nothing.
+local now = redis.call('TIME')
+if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[11]) then
+  return {2, ''}
+end
 if ARGV[10] == '1' then
   local seen = redis.call('GET', KEYS[4])
   if seen then return {1, seen} end
@@ -60,14 +72,16 @@ if ARGV[7] == '1' then
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(feed))
 redis.call('SET', KEYS[2], id, 'NX')
+-- Read back by a publisher whose connection broke before the answer came.
+redis.call('SET', KEYS[5], id, 'PX', ARGV[12])
 local ms = tonumber(string.match(id, '^%d+'))
 local history = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
 local max_bytes = tonumber(ARGV[4])
 local len = string.len(ARGV[9])
-for i = 1, (#KEYS - 4) / 2 do
-  local k = KEYS[3 + 2 * i]
-  local m = KEYS[4 + 2 * i]
+for i = 1, (#KEYS - 5) / 2 do
+  local k = KEYS[4 + 2 * i]
+  local m = KEYS[5 + 2 * i]
   redis.call('XADD', k, id, unpack(entry))
   local bytes = redis.call('HINCRBY', m, 'bytes', len)
   local n = redis.call('XLEN', k)
@@ -87,7 +101,7 @@ for i = 1, (#KEYS - 4) / 2 do
   -- An idle topic's events all pass history_ttl; Redis then drops its keys.
   redis.call('PEXPIRE', k, ttl)
   redis.call('PEXPIRE', m, ttl)
-  redis.call('ZADD', KEYS[3], ms, ARGV[10 + i])
+  redis.call('ZADD', KEYS[3], ms, ARGV[12 + i])
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (ms - ttl))
 if ARGV[10] == '1' then
@@ -138,6 +152,10 @@ impl Keys {
         format!("{}meta:{name}", self.prefix)
     }
 
+    fn receipt(&self, token: u64) -> String {
+        format!("{}receipt:{token:016x}", self.prefix)
+    }
+
     fn dedupe(&self, route: &str, key: &str) -> String {
         // The route's length keeps `a:b`+`c` apart from `a`+`b:c`.
         format!("{}dedupe:{}:{route}:{key}", self.prefix, route.len())
@@ -157,7 +175,9 @@ pub(super) struct Shared {
     history_bytes: u64,
     dedupe_window: Duration,
     connected: AtomicBool,
-    reader: Mutex<Option<tokio::task::AbortHandle>>,
+    health: Health,
+    /// The reader and the pinger.
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -165,6 +185,7 @@ impl std::fmt::Debug for Shared {
         f.debug_struct("redis::Shared")
             .field("prefix", &self.keys.prefix)
             .field("connected", &self.connected)
+            .field("health", &self.health)
             .finish_non_exhaustive()
     }
 }
@@ -178,9 +199,11 @@ impl Shared {
     ) -> Arc<Shared> {
         // The URL was checked with the config; a failure here is a bug.
         let client = Client::open(c.url.as_str()).expect("broker.url was checked");
+        let health = Health::new(c.timeout);
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(c.timeout))
-            .set_response_timeout(Some(c.timeout))
+            // A publish is waited for past broker.timeout by the clock margin.
+            .set_response_timeout(Some(health.wait_limit()))
             .set_number_of_retries(1)
             .set_max_delay(BACKOFF_MAX);
         let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
@@ -197,21 +220,41 @@ impl Shared {
             history_bytes: sse.history_bytes,
             dedupe_window: dedupe.window,
             connected: AtomicBool::new(false),
-            reader: Mutex::new(None),
+            health,
+            tasks: Mutex::new(Vec::new()),
         });
-        let task = tokio::spawn(read(Arc::downgrade(&shared), hub));
-        *hub::lock(&shared.reader) = Some(task.abort_handle());
+        let reader = tokio::spawn(read(Arc::downgrade(&shared), hub));
+        // On the publishing connection, so that readiness follows whether Redis
+        // answers there, and the publish deadlines follow its clock.
+        let pinger = tokio::spawn(health::keep_pinging(
+            Arc::downgrade(&shared),
+            c.timeout,
+            |s: Arc<Shared>| async move {
+                let _ = s.time().await;
+            },
+        ));
+        *hub::lock(&shared.tasks) = vec![reader.abort_handle(), pinger.abort_handle()];
         shared
     }
 
     pub(super) fn ready(&self) -> bool {
-        self.connected.load(Ordering::Relaxed)
+        self.connected.load(Ordering::Relaxed) && self.health.healthy()
     }
 
     pub(super) fn stop(&self) {
-        if let Some(task) = hub::lock(&self.reader).take() {
+        for task in hub::lock(&self.tasks).drain(..) {
             task.abort();
         }
+    }
+
+    /// Reads Redis's clock on the publishing connection: an answer counts for
+    /// readiness and dates the publish deadlines.
+    async fn time(&self) -> redis::RedisResult<()> {
+        let mut conn = self.manager.clone();
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
+        self.health
+            .calibrate(secs * 1000 + micros / 1000, std::time::Instant::now());
+        Ok(())
     }
 
     async fn within<T>(
@@ -219,11 +262,33 @@ impl Shared {
         what: &'static str,
         f: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Unavailable> {
-        match tokio::time::timeout(self.timeout, f).await {
-            Ok(Ok(v)) => Ok(v),
+        self.within_for(what, self.timeout, f).await
+    }
+
+    /// [`Shared::within`] with a limit of its own. Any answer, an error reply
+    /// included, shows Redis is responsive.
+    async fn within_for<T>(
+        &self,
+        what: &'static str,
+        limit: Duration,
+        f: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Unavailable> {
+        match tokio::time::timeout(limit, f).await {
+            Ok(Ok(v)) => {
+                self.health.answered();
+                Ok(v)
+            }
             Ok(Err(e)) => {
                 tracing::warn!(what, error = %e, "redis command failed");
-                Err(Unavailable)
+                if !e.is_io_error() {
+                    // An error reply: Redis answered (a script is refused before
+                    // it writes: OOM, NOSCRIPT, a wrong argument).
+                    self.health.answered();
+                } else if !e.is_connection_refusal() && !e.is_timeout() {
+                    // Perhaps sent, perhaps run, and then the connection broke.
+                    return Err(Unavailable::Unknown);
+                }
+                Err(Unavailable::NotStored)
             }
             Err(_) => {
                 tracing::warn!(
@@ -231,12 +296,21 @@ impl Shared {
                     timeout_ms = self.timeout.as_millis() as u64,
                     "redis command timed out"
                 );
-                Err(Unavailable)
+                Err(Unavailable::NotStored)
             }
         }
     }
 
     pub(super) async fn publish(&self, new: NewEvent) -> Result<Published, Unavailable> {
+        let started = std::time::Instant::now();
+        if self.health.deadline(started).is_none() {
+            // No clock sample yet (the pinger has not been answered): take one.
+            self.within("time", self.time()).await?;
+        }
+        let deadline = self
+            .health
+            .deadline(started)
+            .ok_or(Unavailable::NotStored)?;
         let k = &self.keys;
         let joined = new.topics.join(" ");
         let mut inv = self.script.prepare_invoke();
@@ -245,6 +319,8 @@ impl Shared {
             Some((route, key)) => inv.key(k.dedupe(route, key)),
             None => inv.key(format!("{}dedupe", k.prefix)),
         };
+        let receipt = k.receipt(fastrand::u64(..));
+        inv.key(&receipt);
         for t in &new.topics {
             inv.key(k.topic(t)).key(k.meta(t));
         }
@@ -258,14 +334,58 @@ impl Shared {
             .arg(if new.event.is_some() { "1" } else { "0" })
             .arg(new.event.as_deref().unwrap_or_default())
             .arg(&new.data)
-            .arg(if new.dedupe.is_some() { "1" } else { "0" });
+            .arg(if new.dedupe.is_some() { "1" } else { "0" })
+            .arg(deadline)
+            // Long enough to be read after the deadline and the margin.
+            .arg(ms(self.timeout * 3 + Duration::from_secs(1)));
         for t in &new.topics {
             inv.arg(t);
         }
         let mut conn = self.manager.clone();
-        let (dup, value): (u8, String) =
-            self.within("publish", inv.invoke_async(&mut conn)).await?;
-        if dup == 1 {
+        // Waited for until the deadline plus the clock margin, counted from the
+        // start: after that, Redis refuses to run it, and its receipt tells.
+        let left = self.health.answer_limit().saturating_sub(started.elapsed());
+        let (status, value): (u8, String) =
+            match tokio::time::timeout(left, inv.invoke_async(&mut conn)).await {
+                Ok(Ok(v)) => {
+                    self.health.answered();
+                    v
+                }
+                Ok(Err(e)) if !e.is_io_error() => {
+                    // An error reply: Redis answered, and ran nothing (a script
+                    // is refused before it writes: OOM, a wrong argument).
+                    self.health.answered();
+                    tracing::warn!(error = %e, "redis refused a publish");
+                    return Err(Unavailable::NotStored);
+                }
+                Ok(Err(e)) if e.is_connection_refusal() => {
+                    tracing::warn!(error = %e, "redis refused the connection");
+                    return Err(Unavailable::NotStored);
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "the connection to redis broke during a publish");
+                    (
+                        0,
+                        self.settle(&receipt, started, deadline, Unavailable::Unknown)
+                            .await?,
+                    )
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        wait_ms = left.as_millis() as u64,
+                        "redis did not answer a publish in time"
+                    );
+                    // Silent Redis: frozen, so it never ran it, or ran it in the
+                    // instant before it froze and froze with the answer.
+                    let silent = Unavailable::Stalled;
+                    (0, self.settle(&receipt, started, deadline, silent).await?)
+                }
+            };
+        if status == 2 {
+            tracing::warn!("redis ran a publish after its deadline and stored nothing");
+            return Err(Unavailable::NotStored);
+        }
+        if status == 1 {
             // Stored as `<id> <topic> <topic>…`.
             let mut parts = value.split(' ');
             let id = parts.next().unwrap_or_default();
@@ -280,6 +400,44 @@ impl Shared {
             topics: new.topics,
             duplicate: false,
         })
+    }
+
+    /// A publish's answer did not come, or its connection broke. Once its
+    /// deadline and the clock margin have passed, Redis can no longer run it, so
+    /// whether it ran is settled: its receipt holds its id, or it never ran. Only
+    /// the data set that received the publish can say "never": one that began
+    /// after the publish started (a Redis restarted without its data) cannot.
+    /// Redis not answering within the rest of `broker.timeout` gives `silent`.
+    async fn settle(
+        &self,
+        receipt: &str,
+        started: std::time::Instant,
+        deadline: u64,
+        silent: Unavailable,
+    ) -> Result<String, Unavailable> {
+        tokio::time::sleep_until((started + self.health.answer_limit()).into()).await;
+        let left = self.health.wait_limit().saturating_sub(started.elapsed());
+        let mut conn = self.manager.clone();
+        let (since, id): (Option<String>, Option<String>) = self
+            .within_for(
+                "settle",
+                left,
+                redis::pipe()
+                    .get(&self.keys.since)
+                    .get(receipt)
+                    .query_async(&mut conn),
+            )
+            .await
+            .map_err(|_| silent)?;
+        if let Some(id) = id {
+            tracing::info!("redis had stored the publish whose answer did not come");
+            return Ok(id);
+        }
+        let start_ms = deadline.saturating_sub(self.health.run_limit().as_millis() as u64);
+        match since.as_deref().and_then(parse_id) {
+            Some((ms, _)) if ms < start_ms => Err(Unavailable::NotStored),
+            _ => Err(Unavailable::Unknown),
+        }
     }
 
     /// Subscribes at this replica's reader position, then reads what the client

@@ -49,7 +49,7 @@ pub struct Config {
     pub cors: Option<Cors>,
     pub subscribers: auth::Mode,
     pub log: Log,
-    /// Where events are stored and shared: this process, or Redis.
+    /// Where events are stored and shared: this process, Redis or NATS JetStream.
     pub broker: Broker,
     pub demo: bool,
     /// The delivery log the admin listener shows.
@@ -61,12 +61,13 @@ pub struct Config {
     pub secret_files: Vec<PathBuf>,
 }
 
-/// `broker:`: the in-memory hub alone, or Redis shared by replicas.
+/// `broker:`: the in-memory hub alone, or Redis or NATS JetStream shared by replicas.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub enum Broker {
     #[default]
     Memory,
     Redis(RedisBroker),
+    Nats(NatsBroker),
 }
 
 /// `broker: { kind: redis, ... }`.
@@ -87,6 +88,36 @@ impl RedisBroker {
     pub const DEFAULT_PREFIX: &str = "hookcast:";
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
     pub const DEFAULT_FEED_LENGTH: usize = 100_000;
+}
+
+/// `broker: { kind: nats, ... }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NatsBroker {
+    /// `nats://[user:password@]host[:port]`, or several, comma-separated (a cluster's
+    /// seeds); checked, not connected.
+    pub url: String,
+    /// The JetStream stream hookcast creates (or finds, with the same settings).
+    pub stream: String,
+    /// Events are stored under `<subject_prefix>.<first topic>`; the stream takes
+    /// `<subject_prefix>.>`.
+    pub subject_prefix: String,
+    /// Copies of the stream kept by the NATS cluster (1 for a single server).
+    pub replicas: usize,
+    /// Each request, a publish included, fails after this (then 503).
+    pub timeout: Duration,
+    /// Events the stream keeps across all topics (oldest dropped first); also
+    /// bounds what one replay reads.
+    pub max_msgs: usize,
+    /// Bytes the stream keeps across all topics (oldest dropped first); none by
+    /// default, since JetStream reserves this much storage on its servers up front.
+    pub max_bytes: Option<u64>,
+}
+
+impl NatsBroker {
+    pub const DEFAULT_STREAM: &str = "HOOKCAST";
+    pub const DEFAULT_SUBJECT_PREFIX: &str = "hookcast";
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const DEFAULT_MAX_MSGS: usize = 100_000;
 }
 
 /// Where proxied requests go: plain HTTP to one host.
@@ -121,6 +152,8 @@ pub struct Sse {
     pub history_ttl: Duration,
     pub history_bytes: u64,
     pub subscriber_queue: usize,
+    /// Bytes of queued events per subscriber before it is cut as slow.
+    pub subscriber_queue_bytes: u64,
     pub max_subscribers: usize,
     pub max_topics_per_subscriber: usize,
     pub max_stream_duration: Option<Duration>,
@@ -170,6 +203,7 @@ impl Default for Config {
                 history_ttl: Duration::from_secs(3600),
                 history_bytes: 16 << 20,
                 subscriber_queue: 1024,
+                subscriber_queue_bytes: 8 << 20,
                 max_subscribers: 100_000,
                 max_topics_per_subscriber: 32,
                 max_stream_duration: None,
@@ -482,7 +516,7 @@ impl Checker<'_> {
             self.subscribers(raw.subscribers.unwrap_or_default(), upstream_url.as_deref());
         let cors = raw.cors.and_then(|c| self.cors(c, &subscribers));
         let log = self.log(raw.log.unwrap_or_default(), d.log);
-        let broker = self.broker(raw.broker.unwrap_or_default());
+        let broker = self.broker(raw.broker.unwrap_or_default(), &sse, &dedupe);
         let demo = raw.demo.map_or(d.demo, |v| v.value);
         let inspect = self.inspect(raw.inspect.unwrap_or_default());
         let router = self.routes(raw.routes.unwrap_or_default(), &sse.path, raw_has_upstream);
@@ -521,48 +555,99 @@ impl Checker<'_> {
         parsed
     }
 
-    fn broker(&mut self, raw: raw::Broker) -> Broker {
+    fn broker(&mut self, raw: raw::Broker, sse: &Sse, dedupe: &Dedupe) -> Broker {
         let kind = raw.kind.as_ref().map_or("memory", |k| k.value.as_str());
-        match kind {
-            "memory" => {
-                for (key, v) in [
-                    ("url", &raw.url),
-                    ("prefix", &raw.prefix),
-                    ("timeout", &raw.timeout),
-                ] {
-                    if let Some(v) = v {
-                        self.error(
-                            &v.referenced,
-                            format!("broker.{key} is used only with kind: redis"),
-                        );
-                    }
-                }
-                if let Some(v) = &raw.feed_length {
-                    self.error(
-                        &v.referenced,
-                        "broker.feed_length is used only with kind: redis",
+        if !matches!(kind, "memory" | "redis" | "nats") {
+            if let Some(k) = &raw.kind {
+                self.error(
+                    &k.referenced,
+                    format!("broker.kind `{kind}` is not known; use memory, redis or nats"),
+                );
+            }
+            return Broker::Memory;
+        }
+        // Each key belongs to some kinds only; naming it under another is a mistake.
+        let keys: [(&str, Option<&Location>, &[&str]); 9] = [
+            (
+                "url",
+                raw.url.as_ref().map(|v| &v.referenced),
+                &["redis", "nats"],
+            ),
+            (
+                "timeout",
+                raw.timeout.as_ref().map(|v| &v.referenced),
+                &["redis", "nats"],
+            ),
+            (
+                "prefix",
+                raw.prefix.as_ref().map(|v| &v.referenced),
+                &["redis"],
+            ),
+            (
+                "feed_length",
+                raw.feed_length.as_ref().map(|v| &v.referenced),
+                &["redis"],
+            ),
+            (
+                "stream",
+                raw.stream.as_ref().map(|v| &v.referenced),
+                &["nats"],
+            ),
+            (
+                "subject_prefix",
+                raw.subject_prefix.as_ref().map(|v| &v.referenced),
+                &["nats"],
+            ),
+            (
+                "replicas",
+                raw.replicas.as_ref().map(|v| &v.referenced),
+                &["nats"],
+            ),
+            (
+                "max_msgs",
+                raw.max_msgs.as_ref().map(|v| &v.referenced),
+                &["nats"],
+            ),
+            (
+                "max_bytes",
+                raw.max_bytes.as_ref().map(|v| &v.referenced),
+                &["nats"],
+            ),
+        ];
+        for (key, at, kinds) in keys {
+            if let Some(at) = at
+                && !kinds.contains(&kind)
+            {
+                let kinds = kinds.join(" or ");
+                self.error(at, format!("broker.{key} is used only with kind: {kinds}"));
+            }
+        }
+        let url = |this: &mut Self, example: &str, check: fn(&str) -> Result<(), String>| match &raw
+            .url
+        {
+            None => {
+                if let Some(k) = &raw.kind {
+                    this.error(
+                        &k.referenced,
+                        format!("broker: kind {kind} needs url, e.g. {example}"),
                     );
                 }
-                Broker::Memory
+                String::new()
             }
+            Some(v) => {
+                if let Err(msg) = check(&v.value) {
+                    this.error(&v.referenced, format!("broker.url: {msg}"));
+                }
+                v.value.clone()
+            }
+        };
+        match kind {
             "redis" => {
-                let url = match raw.url {
-                    None => {
-                        if let Some(k) = &raw.kind {
-                            self.error(
-                                &k.referenced,
-                                "broker: kind redis needs url, e.g. redis://127.0.0.1:6379/0",
-                            );
-                        }
-                        String::new()
-                    }
-                    Some(v) => {
-                        if let Err(msg) = crate::broker::check_redis_url(&v.value) {
-                            self.error(&v.referenced, format!("broker.url: {msg}"));
-                        }
-                        v.value
-                    }
-                };
+                let url = url(
+                    self,
+                    "redis://127.0.0.1:6379/0",
+                    crate::broker::check_redis_url,
+                );
                 let prefix = match raw.prefix {
                     None => RedisBroker::DEFAULT_PREFIX.to_owned(),
                     Some(v)
@@ -594,15 +679,73 @@ impl Checker<'_> {
                     ),
                 })
             }
-            other => {
-                if let Some(k) = &raw.kind {
+            "nats" => {
+                let url = url(self, "nats://127.0.0.1:4222", crate::broker::check_nats_url);
+                let stream = match raw.stream {
+                    None => NatsBroker::DEFAULT_STREAM.to_owned(),
+                    Some(v) => {
+                        if let Err(msg) = crate::broker::check_nats_stream(&v.value) {
+                            self.error(&v.referenced, format!("broker.stream: {msg}"));
+                        }
+                        v.value
+                    }
+                };
+                let subject_prefix = match raw.subject_prefix {
+                    None => NatsBroker::DEFAULT_SUBJECT_PREFIX.to_owned(),
+                    Some(v) => {
+                        if let Err(msg) = crate::broker::check_nats_subject_prefix(&v.value) {
+                            self.error(&v.referenced, format!("broker.subject_prefix: {msg}"));
+                        }
+                        v.value
+                    }
+                };
+                let replicas = match raw.replicas {
+                    None => 1,
+                    Some(v) if !(1..=5).contains(&v.value) => {
+                        self.error(
+                            &v.referenced,
+                            "broker.replicas must be from 1 to 5 (JetStream keeps at most 5 copies)",
+                        );
+                        1
+                    }
+                    Some(v) => v.value as usize,
+                };
+                // JetStream remembers message ids only inside the stream's max_age.
+                if dedupe.window > sse.history_ttl
+                    && let Some(k) = &raw.kind
+                {
                     self.error(
                         &k.referenced,
-                        format!("broker.kind `{other}` is not known; use memory or redis"),
+                        format!(
+                            "with kind: nats, dedupe.window ({}s) must not exceed sse.history_ttl ({}s): JetStream remembers dedupe keys only as long as it keeps events",
+                            dedupe.window.as_secs(),
+                            sse.history_ttl.as_secs()
+                        ),
                     );
                 }
-                Broker::Memory
+                Broker::Nats(NatsBroker {
+                    url,
+                    stream,
+                    subject_prefix,
+                    replicas,
+                    timeout: self.duration(
+                        "broker.timeout",
+                        raw.timeout,
+                        NatsBroker::DEFAULT_TIMEOUT,
+                        Duration::from_millis(10),
+                    ),
+                    max_msgs: self.count(
+                        "broker.max_msgs",
+                        raw.max_msgs,
+                        NatsBroker::DEFAULT_MAX_MSGS,
+                        "",
+                    ),
+                    max_bytes: raw
+                        .max_bytes
+                        .map(|v| self.size("broker.max_bytes", Some(v), 0)),
+                })
             }
+            _ => Broker::Memory,
         }
     }
 
@@ -681,6 +824,11 @@ impl Checker<'_> {
                 raw.subscriber_queue,
                 d.subscriber_queue,
                 "",
+            ),
+            subscriber_queue_bytes: self.size(
+                "sse.subscriber_queue_bytes",
+                raw.subscriber_queue_bytes,
+                d.subscriber_queue_bytes,
             ),
             max_subscribers: self.count(
                 "sse.max_subscribers",

@@ -56,6 +56,7 @@ pub(super) struct Sse {
     pub(super) history_ttl: Option<S<String>>,
     pub(super) history_bytes: Option<S<String>>,
     pub(super) subscriber_queue: Option<S<u64>>,
+    pub(super) subscriber_queue_bytes: Option<S<String>>,
     pub(super) max_subscribers: Option<S<u64>>,
     pub(super) max_topics_per_subscriber: Option<S<u64>>,
     pub(super) max_stream_duration: Option<S<String>>,
@@ -157,6 +158,11 @@ pub(super) struct Broker {
     pub(super) prefix: Option<S<String>>,
     pub(super) timeout: Option<S<String>>,
     pub(super) feed_length: Option<S<u64>>,
+    pub(super) stream: Option<S<String>>,
+    pub(super) subject_prefix: Option<S<String>>,
+    pub(super) replicas: Option<S<u64>>,
+    pub(super) max_msgs: Option<S<u64>>,
+    pub(super) max_bytes: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,7 +11,8 @@ use super::{Event, lock};
 /// Why the hub ended a subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Close {
-    /// The queue overflowed: the client reads slower than events arrive.
+    /// The queue overflowed (in events or bytes): the client reads slower than
+    /// events arrive.
     Slow,
     /// hookcast is shutting down.
     Shutdown,
@@ -21,6 +22,8 @@ pub enum Close {
 #[derive(Debug)]
 pub(crate) struct Inbox {
     capacity: usize,
+    /// Bytes of queued events allowed; one event alone may exceed it.
+    capacity_bytes: u64,
     state: Mutex<State>,
     /// Fired on overflow. A client that stopped reading leaves hyper's buffers
     /// full, so hyper stops polling the body and would never see the close; the
@@ -31,11 +34,23 @@ pub(crate) struct Inbox {
 #[derive(Debug)]
 struct State {
     queue: VecDeque<Arc<Event>>,
+    /// Wire bytes of the events in `queue`.
+    bytes: u64,
     waker: Option<Waker>,
     closed: Option<Close>,
     /// The newest event queued, so an event reaching this inbox through several
     /// of its topics or patterns is queued once.
     last_seq: u64,
+}
+
+/// What [`Inbox::push`] did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    Queued,
+    /// Already queued through another topic, or the subscriber is closed.
+    Skipped,
+    /// The queue overflowed: the subscriber was cut as slow, just now.
+    Cut,
 }
 
 /// What [`Inbox::poll_recv`] yields.
@@ -46,12 +61,18 @@ pub enum Recv {
 }
 
 impl Inbox {
-    pub(crate) fn new(capacity: usize, on_overflow: Option<Arc<Notify>>) -> Self {
+    pub(crate) fn new(
+        capacity: usize,
+        capacity_bytes: u64,
+        on_overflow: Option<Arc<Notify>>,
+    ) -> Self {
         Inbox {
             capacity,
+            capacity_bytes,
             on_overflow,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
+                bytes: 0,
                 waker: None,
                 closed: None,
                 last_seq: 0,
@@ -59,31 +80,35 @@ impl Inbox {
         }
     }
 
-    /// Queues `event`; on overflow the subscriber is closed as slow and its queue freed.
-    /// Returns whether the event was queued.
-    pub(crate) fn push(&self, event: &Arc<Event>) -> bool {
-        let (waker, queued) = {
+    /// Queues `event`; on overflow (too many events, or too many bytes with at
+    /// least one queued) the subscriber is closed as slow and its queue freed.
+    pub(crate) fn push(&self, event: &Arc<Event>) -> Pushed {
+        let size = event.chunk.wire().len() as u64;
+        let (waker, pushed) = {
             let mut s = lock(&self.state);
             if s.closed.is_some() || s.last_seq >= event.seq {
-                return false;
+                return Pushed::Skipped;
             }
             s.last_seq = event.seq;
-            if s.queue.len() >= self.capacity {
+            let over_bytes = !s.queue.is_empty() && s.bytes + size > self.capacity_bytes;
+            if s.queue.len() >= self.capacity || over_bytes {
                 s.closed = Some(Close::Slow);
                 s.queue = VecDeque::new();
+                s.bytes = 0;
                 if let Some(cut) = &self.on_overflow {
                     cut.notify_one();
                 }
-                (s.waker.take(), false)
+                (s.waker.take(), Pushed::Cut)
             } else {
                 s.queue.push_back(event.clone());
-                (s.waker.take(), true)
+                s.bytes += size;
+                (s.waker.take(), Pushed::Queued)
             }
         };
         if let Some(w) = waker {
             w.wake();
         }
-        queued
+        pushed
     }
 
     pub(crate) fn close(&self, why: Close) {
@@ -119,6 +144,7 @@ impl Inbox {
             return Poll::Ready(Recv::Closed(Close::Slow));
         }
         if let Some(ev) = s.queue.pop_front() {
+            s.bytes -= ev.chunk.wire().len() as u64;
             return Poll::Ready(Recv::Event(ev));
         }
         if let Some(why) = s.closed {

@@ -26,7 +26,7 @@ pub use inbox::{Close, Recv};
 
 use dedupe::Dedupe;
 use id::Epoch;
-use inbox::Inbox;
+use inbox::{Inbox, Pushed};
 
 /// Bounds the hub keeps; taken from the `sse` and `dedupe` config sections.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +35,7 @@ pub struct Limits {
     pub history_ttl: Duration,
     pub history_bytes: u64,
     pub subscriber_queue: usize,
+    pub subscriber_queue_bytes: u64,
     pub max_subscribers: usize,
     pub dedupe_window: Duration,
     pub dedupe_max_keys: usize,
@@ -47,6 +48,7 @@ impl Limits {
             history_ttl: c.sse.history_ttl,
             history_bytes: c.sse.history_bytes,
             subscriber_queue: c.sse.subscriber_queue,
+            subscriber_queue_bytes: c.sse.subscriber_queue_bytes,
             max_subscribers: c.sse.max_subscribers,
             dedupe_window: c.dedupe.window,
             dedupe_max_keys: c.dedupe.max_keys,
@@ -320,7 +322,15 @@ impl Hub {
         });
 
         // Counted here, once per publish, so that delivery touches no shared counter.
+        // A cut is counted here too, where it happens, whichever HTTP path serves
+        // the stream and whether or not its writer ever polls again.
         let mut queued = 0;
+        let mut cut = 0;
+        let mut push = |inbox: &Inbox| match inbox.push(&event) {
+            Pushed::Queued => queued += 1,
+            Pushed::Cut => cut += 1,
+            Pushed::Skipped => {}
+        };
         for name in topics.iter() {
             let collected = st.collected_through;
             let topic = st
@@ -330,18 +340,17 @@ impl Hub {
             topic.history.push_back(event.clone());
             topic.history_bytes += data_len as u64;
             topic.trim(&self.limits, now);
-            for inbox in topic.subscribers.values() {
-                queued += usize::from(inbox.push(&event));
-            }
+            topic.subscribers.values().for_each(|i| push(i));
         }
         for (pattern, inboxes) in &st.patterns {
             if topics.iter().any(|t| pattern.matches(t)) {
-                for inbox in inboxes.values() {
-                    queued += usize::from(inbox.push(&event));
-                }
+                inboxes.values().for_each(|i| push(i));
             }
         }
         self.metrics.delivered(queued);
+        for _ in 0..cut {
+            self.metrics.dropped(crate::metrics::Dropped::Slow);
+        }
     }
 
     /// Registers a subscriber without replay, and returns the broker position at
@@ -370,7 +379,7 @@ impl Hub {
 
     /// Registers a subscriber for `filters` and, with `last_event_id`, takes every
     /// retained event after it, in the same step. `on_overflow` is notified if the
-    /// subscriber falls `subscriber_queue` events behind.
+    /// subscriber falls `subscriber_queue` events (or `subscriber_queue_bytes`) behind.
     pub fn subscribe(
         self: &Arc<Self>,
         filters: Vec<Filter>,
@@ -389,7 +398,11 @@ impl Hub {
         also: impl FnOnce(&State) -> T,
     ) -> Result<(Subscription, T), Refusal> {
         let id = self.next_subscriber.fetch_add(1, Ordering::Relaxed);
-        let inbox = Arc::new(Inbox::new(self.limits.subscriber_queue, on_overflow));
+        let inbox = Arc::new(Inbox::new(
+            self.limits.subscriber_queue,
+            self.limits.subscriber_queue_bytes,
+            on_overflow,
+        ));
         let now = Instant::now();
 
         let mut guard = lock(&self.state);

@@ -8,6 +8,7 @@ fn limits() -> Limits {
         history_ttl: Duration::from_secs(3600),
         history_bytes: 1 << 20,
         subscriber_queue: 1000,
+        subscriber_queue_bytes: 1 << 20,
         max_subscribers: 1000,
         dedupe_window: Duration::from_secs(60),
         dedupe_max_keys: 100,
@@ -188,6 +189,36 @@ fn overflow_closes_only_the_slow_subscriber() {
         Poll::Ready(Recv::Closed(Close::Slow))
     ));
     assert!(drain(&mut fast).is_empty());
+}
+
+#[test]
+fn a_queue_over_its_bytes_is_cut_and_counted_once() {
+    let hub = Hub::new(Limits {
+        subscriber_queue_bytes: 3000,
+        ..limits()
+    });
+    let mut slow = hub.subscribe(filters(&["a"]), None, None).unwrap();
+    let mut fast = hub.subscribe(filters(&["a"]), None, None).unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    // One event larger than the bound is queued alone, not cut.
+    hub.publish(event(&["a"], &"x".repeat(5000)));
+    assert_eq!(drain(&mut slow).len(), 1);
+    assert_eq!(drain(&mut fast).len(), 1);
+    // Three of about 1 KiB overflow 3000 bytes: the third cuts the one not reading.
+    for _ in 0..3 {
+        hub.publish(event(&["a"], &"y".repeat(1000)));
+        assert_eq!(drain(&mut fast).len(), 1);
+    }
+    assert!(matches!(
+        slow.poll_recv(&mut cx),
+        Poll::Ready(Recv::Closed(Close::Slow))
+    ));
+    hub.publish(event(&["a"], "later"));
+    let text = hub.metrics().render(hub.subscriber_count());
+    assert!(
+        text.contains("hookcast_subscribers_dropped_total{reason=\"slow\"} 1\n"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -43,7 +43,7 @@ pub enum Rejection {
     InvalidEvent(String),
     Signature(verify::Failure),
     /// The broker could not store the event.
-    BrokerUnavailable,
+    BrokerUnavailable(Unavailable),
 }
 
 impl Rejection {
@@ -93,10 +93,21 @@ impl Rejection {
                     "The rendered event name contains a line break or NUL.".to_owned()
                 },
             ),
-            Rejection::BrokerUnavailable => (
+            Rejection::BrokerUnavailable(why) => (
                 S::SERVICE_UNAVAILABLE,
                 "broker_unavailable",
-                "The event could not be stored because the broker is unreachable; nothing was published. Retry later.".into(),
+                match why {
+                    Unavailable::NotStored => {
+                        "The event could not be stored because the broker is unreachable or did not answer in time; nothing was published, and nothing will be. Retry later."
+                    }
+                    Unavailable::Stalled => {
+                        "The broker stopped answering, so the event was not acknowledged; it will not be published from now on, though the broker may have stored it just before it stopped. Retry later."
+                    }
+                    Unavailable::Unknown => {
+                        "The connection to the broker broke while the event was being stored, so the outcome is unknown: it may have been published. Retry later."
+                    }
+                }
+                .into(),
             ),
             Rejection::Signature(failure) => {
                 let message = match failure {
@@ -118,7 +129,7 @@ impl Rejection {
     pub fn into_response(self) -> Response<Body> {
         let (status, code, message) = self.describe();
         let mut resp = reply::error(status, code, message);
-        if matches!(self, Rejection::BrokerUnavailable) {
+        if matches!(self, Rejection::BrokerUnavailable(_)) {
             resp.headers_mut().insert(
                 http::header::RETRY_AFTER,
                 http::HeaderValue::from_static("5"),
@@ -316,7 +327,7 @@ async fn handle_routed(
                 outcome.published = Some(published);
                 resp
             }
-            Err(Unavailable) => rejected(outcome, Rejection::BrokerUnavailable),
+            Err(why) => rejected(outcome, Rejection::BrokerUnavailable(why)),
         },
         Decision::Forward(route) => {
             let req = Request::from_parts(parts, reply::full(body.clone()));

@@ -330,7 +330,7 @@ async fn redeliver(app: &App, log: &Deliveries, id: &str) -> Response<Body> {
                             outcome.published = Some(published);
                             Ok(body)
                         }
-                        Err(_) => Err(Rejection::BrokerUnavailable.describe()),
+                        Err(why) => Err(Rejection::BrokerUnavailable(why).describe()),
                     }
                 }
                 Decision::Forward(_) => Err(conflict(

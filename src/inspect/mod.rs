@@ -263,6 +263,7 @@ impl Deliveries {
             history_ttl: Duration::from_secs(1),
             history_bytes: 0,
             subscriber_queue: 1024,
+            subscriber_queue_bytes: 8 << 20,
             max_subscribers: MAX_TAIL_SUBSCRIBERS,
             dedupe_window: Duration::from_millis(1),
             dedupe_max_keys: 1,

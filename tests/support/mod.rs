@@ -2,6 +2,7 @@
 //! sockets, and an event-stream reader built on a spec-following parser.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod broker;
 pub mod sse_parser;
 
 use std::collections::VecDeque;
@@ -324,6 +325,31 @@ impl SseStream {
     }
 }
 
+/// Opens a stream once a replica's reader has reached Redis: before that, a
+/// replica answers "try later" (a retry hint, then the end of the stream).
+pub async fn subscribe_ready(app: &TestApp, query: &str, headers: &[(&str, &str)]) -> SseStream {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mut s = open_stream(app.addr, &format!("/events?{query}"), headers).await;
+        assert_eq!(s.status, StatusCode::OK);
+        assert!(matches!(
+            s.next_item_within(PATIENCE).await,
+            Some(Item::Retry(_))
+        ));
+        match s.next_item_within(PATIENCE).await {
+            Some(Item::Comment(c)) if c == "hookcast" => return s,
+            other => {
+                assert!(s.ended, "a try-later stream ends: {other:?}");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "replica never ready"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// The standard config used by most tests; `extra` is appended at the top level.
 pub fn config(extra: &str) -> String {
     format!(
@@ -440,6 +466,8 @@ impl AdminApp {
 pub struct RedisServer {
     pub port: u16,
     child: Option<std::process::Child>,
+    /// With persistence: the directory of its append-only file, kept across restarts.
+    dir: Option<std::path::PathBuf>,
 }
 
 impl RedisServer {
@@ -449,7 +477,24 @@ impl RedisServer {
             .local_addr()
             .unwrap()
             .port();
-        let mut r = RedisServer { port, child: None };
+        let mut r = RedisServer {
+            port,
+            child: None,
+            dir: None,
+        };
+        r.restart().await;
+        r
+    }
+
+    /// One that writes every command to its append-only file before answering
+    /// (`appendfsync always`), so a restart after a kill loses nothing acknowledged.
+    pub async fn start_persistent() -> RedisServer {
+        let mut r = RedisServer::start().await;
+        r.kill();
+        let dir =
+            std::env::temp_dir().join(format!("hookcast-redis-{}-{}", std::process::id(), r.port));
+        std::fs::create_dir_all(&dir).unwrap();
+        r.dir = Some(dir);
         r.restart().await;
         r
     }
@@ -460,9 +505,23 @@ impl RedisServer {
 
     /// Starts it (again) on the same port, empty, and waits until it accepts connections.
     pub async fn restart(&mut self) {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+        let mut cmd = std::process::Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"]);
+        match &self.dir {
+            None => cmd.args(["--save", "", "--appendonly", "no"]),
+            Some(dir) => cmd
+                .args([
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "always",
+                ])
+                .arg("--dir")
+                .arg(dir),
+        };
+        let child = cmd
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server is installed (apt-get install redis-server)");
@@ -477,6 +536,26 @@ impl RedisServer {
         }
     }
 
+    /// Freezes it (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Thaws it (SIGCONT): it runs what it received meanwhile.
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("redis-server runs").id();
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} {pid}");
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -488,5 +567,8 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
