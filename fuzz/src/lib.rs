@@ -11,8 +11,11 @@ use hookcast::verify::timestamped::{parse_standard_signatures, parse_stripe};
 use hookcast::verify::{Request, Scheme, Secret, Verifier};
 use http::{HeaderMap, HeaderValue};
 
+/// A target: it panics on an input that breaks what it checks.
+pub type Target = fn(&[u8]);
+
 /// The targets by name, as their corpus folders and binaries are named.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("config", config),
     ("http1_head", http1_head),
     ("route_match", route_match),
