@@ -73,22 +73,33 @@ pub async fn sniff(
     }
 }
 
+/// What the bytes read so far make of a connection (public for the fuzz target).
+#[derive(Debug)]
 #[expect(
     clippy::large_enum_variant,
     reason = "short-lived, and a stream is the case to serve fast"
 )]
-enum Head {
+pub enum Head {
+    /// A plain stream request, its head complete.
     Stream(http::request::Parts),
+    /// Not one: hyper serves it.
     Other,
+    /// Too soon to tell: read more.
     Partial,
 }
 
-fn classify(buf: &[u8], is_stream: &dyn Fn(&str) -> bool) -> Head {
+/// Decides on the bytes read so far; `is_stream` says whether a path serves event
+/// streams. Once it says `Stream` or `Other`, more bytes would not change that.
+pub fn classify(buf: &[u8], is_stream: &dyn Fn(&str) -> bool) -> Head {
     // The request line decides first: most connections are not streams.
     const GET: &[u8] = b"GET /";
     let have = buf.len().min(GET.len());
     if buf[..have] != GET[..have] {
         return Head::Other;
+    }
+    // A first read may end inside the request line's first bytes ("GE").
+    if have < GET.len() {
+        return Head::Partial;
     }
     let target = &buf[GET.len() - 1..];
     let Some(end) = target.iter().position(|&b| b == b' ' || b == b'\r') else {
@@ -555,6 +566,11 @@ mod tests {
         );
         assert_eq!(kind("GET /events HTTP/1.0\r\n\r\n"), "stream");
         assert_eq!(kind("GET /ev"), "partial");
+        // A head cut in its first bytes, by the fuzz target (fuzz/corpus/http1_head).
+        assert_eq!(kind(""), "partial");
+        assert_eq!(kind("GE"), "partial");
+        assert_eq!(kind("GET"), "partial");
+        assert_eq!(kind("GX"), "other");
         assert_eq!(kind("GET /users/7/feed HTTP/1.1\r\n\r\n"), "stream");
         assert_eq!(kind("GET /users/8/feed HTTP/1.1\r\n\r\n"), "other");
         assert_eq!(kind("GET /events?topic=a HTTP/1.1\r\nHost"), "partial");
