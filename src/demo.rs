@@ -12,13 +12,7 @@ const PAGE: &str = include_str!("demo.html");
 /// The page with the configured `sse.path` and stream routes filled in; built
 /// once per config.
 pub fn page(config: &Config) -> Bytes {
-    let streams: Vec<_> = config
-        .streams
-        .routes()
-        .iter()
-        .map(|r| serde_json::json!({ "name": &*r.name, "path": r.path.as_str() }))
-        .collect();
-    let streams = serde_json::Value::from(streams).to_string();
+    let streams = config.streams.listing().to_string();
     Bytes::from(
         PAGE.replace("{{SSE_PATH}}", &attribute(&config.sse.path))
             .replace("{{STREAMS}}", &attribute(&streams)),

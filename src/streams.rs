@@ -40,6 +40,14 @@ impl Streams {
         }
     }
 
+    /// Each route's name and path, as the demo and operator pages list them.
+    pub fn listing(&self) -> serde_json::Value {
+        self.routes
+            .iter()
+            .map(|r| serde_json::json!({ "name": &*r.name, "path": r.path.as_str() }))
+            .collect()
+    }
+
     pub fn routes(&self) -> &[Arc<StreamRoute>] {
         &self.routes
     }

@@ -278,7 +278,8 @@ async fn the_log_keeps_the_last_n_and_cuts_bodies_at_body_bytes() {
 #[tokio::test]
 async fn the_live_tail_streams_each_new_delivery() {
     let secret = SecretFile::new(SECRET);
-    let app = AdminApp::spawn(&yaml(&secret, "")).await;
+    let streams = "streams:\n  - { name: lobby, path: /lobby, topics: [room.lobby] }\n";
+    let app = AdminApp::spawn(&yaml(&secret, streams)).await;
     let mut tail = open_stream(app.admin, "/deliveries/stream", &[]).await;
     assert_eq!(tail.status, StatusCode::OK);
     assert_eq!(
@@ -307,6 +308,10 @@ async fn the_live_tail_streams_each_new_delivery() {
         .collect();
     assert_eq!(routes, ["named", "plain", "signed"]);
     assert_eq!(status["routes"][2]["verify"], "github");
+    assert_eq!(
+        status["stream_routes"],
+        serde_json::json!([{ "name": "lobby", "path": "/lobby" }])
+    );
     assert_eq!(status["subscribers"], 1);
     assert!(status["connections"].as_u64().unwrap() >= 1, "{status}");
     let lobby = status["topics"]

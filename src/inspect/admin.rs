@@ -256,6 +256,7 @@ fn status(live: &Live) -> Response<Body> {
             "version": env!("CARGO_PKG_VERSION"),
             "sse_path": app.config.sse.path,
             "routes": routes,
+            "stream_routes": app.config.streams.listing(),
             "subscribers": hub.subscriber_count(),
             "connections": live.connections.load(std::sync::atomic::Ordering::Relaxed),
             "topic_count": hub.topic_count(),
