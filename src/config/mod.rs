@@ -626,7 +626,7 @@ impl Checker<'_> {
                 if let Some(k) = &raw.kind {
                     self.error(
                         &k.referenced,
-                        format!("broker: kind {kind} needs url (e.g. {example}) or url_env"),
+                        format!("broker: kind {kind} needs url, e.g. {example}, or url_env"),
                     );
                 }
                 return String::new();
