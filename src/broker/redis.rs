@@ -345,42 +345,54 @@ impl Shared {
         // Waited for until the deadline plus the clock margin, counted from the
         // start: after that, Redis refuses to run it, and its receipt tells.
         let left = self.health.answer_limit().saturating_sub(started.elapsed());
-        let (status, value): (u8, String) =
-            match tokio::time::timeout(left, inv.invoke_async(&mut conn)).await {
-                Ok(Ok(v)) => {
-                    self.health.answered();
-                    v
+        let call = inv.invoke_async::<(u8, String)>(&mut conn);
+        tokio::pin!(call);
+        let (status, value): (u8, String) = match tokio::time::timeout(left, &mut call).await {
+            Ok(Ok(v)) => {
+                self.health.answered();
+                v
+            }
+            Ok(Err(e)) if !e.is_io_error() => {
+                // An error reply: Redis answered, and ran nothing (a script
+                // is refused before it writes: OOM, a wrong argument).
+                self.health.answered();
+                tracing::warn!(error = %e, "redis refused a publish");
+                return Err(Unavailable::NotStored);
+            }
+            Ok(Err(e)) if e.is_connection_refusal() => {
+                tracing::warn!(error = %e, "redis refused the connection");
+                return Err(Unavailable::NotStored);
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the connection to redis broke during a publish");
+                (
+                    0,
+                    self.settle(&receipt, started, deadline, Unavailable::Unknown)
+                        .await?,
+                )
+            }
+            Err(_) => {
+                tracing::warn!(
+                    wait_ms = left.as_millis() as u64,
+                    "redis did not answer a publish in time"
+                );
+                // Silent Redis: frozen, so it never ran it, or ran it in the
+                // instant before it froze and froze with the answer. Its
+                // answer is still taken if it comes while the receipt is
+                // asked for: Redis may have run it just before its deadline
+                // and the answer be late on a busy host.
+                let settled = self.settle(&receipt, started, deadline, Unavailable::Stalled);
+                tokio::pin!(settled);
+                tokio::select! {
+                    biased;
+                    Ok(v) = &mut call => {
+                        self.health.answered();
+                        v
+                    }
+                    r = &mut settled => (0, r?),
                 }
-                Ok(Err(e)) if !e.is_io_error() => {
-                    // An error reply: Redis answered, and ran nothing (a script
-                    // is refused before it writes: OOM, a wrong argument).
-                    self.health.answered();
-                    tracing::warn!(error = %e, "redis refused a publish");
-                    return Err(Unavailable::NotStored);
-                }
-                Ok(Err(e)) if e.is_connection_refusal() => {
-                    tracing::warn!(error = %e, "redis refused the connection");
-                    return Err(Unavailable::NotStored);
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "the connection to redis broke during a publish");
-                    (
-                        0,
-                        self.settle(&receipt, started, deadline, Unavailable::Unknown)
-                            .await?,
-                    )
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        wait_ms = left.as_millis() as u64,
-                        "redis did not answer a publish in time"
-                    );
-                    // Silent Redis: frozen, so it never ran it, or ran it in the
-                    // instant before it froze and froze with the answer.
-                    let silent = Unavailable::Stalled;
-                    (0, self.settle(&receipt, started, deadline, silent).await?)
-                }
-            };
+            }
+        };
         if status == 2 {
             tracing::warn!("redis ran a publish after its deadline and stored nothing");
             return Err(Unavailable::NotStored);

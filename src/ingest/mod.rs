@@ -101,7 +101,7 @@ impl Rejection {
                         "The event could not be stored because the broker is unreachable or did not answer in time; nothing was published, and nothing will be. Retry later."
                     }
                     Unavailable::Stalled => {
-                        "The broker stopped answering, so the event was not acknowledged; it will not be published from now on, though the broker may have stored it just before it stopped. Retry later."
+                        "The broker stopped answering, so the event was not acknowledged; it will not be published from now on, though the broker may have stored it before this answer. Retry later."
                     }
                     Unavailable::Unknown => {
                         "The connection to the broker broke while the event was being stored, so the outcome is unknown: it may have been published. Retry later."
