@@ -372,10 +372,7 @@ async fn forward_auth_passes_only_the_named_headers_and_follows_the_answer() {
 #[tokio::test]
 async fn forward_auth_unreachable_is_try_later() {
     // A port that was just free: nothing listens there.
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let free = free_addr();
     let app = TestApp::spawn(&upstream_config(&format!("http://{free}"), "30s")).await;
     assert_try_later(&app, "topic=room.a", &[]).await;
     assert_try_later(&app, "topic=room.a", &[]).await;
@@ -411,17 +408,11 @@ async fn forward_auth_answers_are_cached_per_topics_and_headers() {
 
 // ---------------------------------------------------------------- config
 
-fn config_error(yaml: &str) -> String {
-    hookcast::config::from_yaml("c.yaml", yaml)
-        .unwrap_err()
-        .to_string()
-}
-
 #[test]
 fn subscriber_auth_config_errors() {
     let e = config_error("subscribers:\n  auth: oauth\n");
     assert!(
-        e.starts_with("c.yaml:2:9: subscribers.auth `oauth` is not known"),
+        e.starts_with("test.yaml:2:9: subscribers.auth `oauth` is not known"),
         "{e}"
     );
     let e = config_error("subscribers:\n  auth: jwt\n");
@@ -435,7 +426,7 @@ fn subscriber_auth_config_errors() {
         "subscribers:\n  auth: jwt\n  jwt:\n    public_key_file: \"{FIXTURES}/rsa-public.pem\"\n    algorithms: [ES256]\n"
     ));
     assert!(
-        e.contains("c.yaml:5:18: subscribers.jwt.algorithms: ES256 needs an EC public key"),
+        e.contains("test.yaml:5:18: subscribers.jwt.algorithms: ES256 needs an EC public key"),
         "{e}"
     );
     let e = config_error(&format!(
@@ -460,7 +451,7 @@ fn subscriber_auth_config_errors() {
         "subscribers:\n  auth: upstream\n  upstream:\n    url: http://a\n    path: auth\n",
     );
     assert!(
-        e.contains("c.yaml:5:11: subscribers.upstream.path `auth` must be a path"),
+        e.contains("test.yaml:5:11: subscribers.upstream.path `auth` must be a path"),
         "{e}"
     );
 }

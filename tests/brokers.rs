@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use support::broker::{BrokerServer, Kind, free_port};
-use support::{AdminApp, Item, PATIENCE, TestApp, open_stream, subscribe_ready};
+use support::broker::{BrokerServer, Kind};
+use support::{AdminApp, Item, PATIENCE, TestApp, free_port, open_stream, subscribe_ready};
 
 /// Runs each named test (an `async fn(Kind)`) once per broker.
 macro_rules! for_each_broker {

@@ -1,12 +1,16 @@
 //! The command line (SPEC §1) and graceful shutdown of the real process (SPEC §7),
 //! run against the built `hookcast` binary.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use support::free_addr;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hookcast");
 
@@ -166,12 +170,6 @@ impl Running {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// An address on 127.0.0.1 that was free a moment ago.
-fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
 }
 
 const ONE_ROUTE: &str = "routes:

@@ -2,32 +2,21 @@
 //! `cors.allow_headers` and `subscribers.upstream.url`: each mistake is reported
 //! at its line and column, by the library and by `hookcast check`.
 
+mod support;
+
 use std::process::Command;
 
-use hookcast::config::{self, Diagnostic, Error};
-
-const FILE: &str = "test.yaml";
+use hookcast::config::{self, Diagnostic};
+use support::checks::{FILE, assert_one_diagnostic, load_with_env, rejected};
 
 fn diagnostics(yaml: &str) -> Vec<Diagnostic> {
-    match config::from_yaml_with_env(FILE, yaml, &|name| {
-        (name == "JWT").then(|| "jwt-secret".into())
-    }) {
-        Ok(_) => panic!("accepted, but it should have been rejected:\n{yaml}"),
-        Err(Error::Invalid { diagnostics, .. }) => diagnostics,
-        Err(e) => panic!("unexpected: {e}"),
-    }
+    rejected(load_with_env(yaml, &[("JWT", "jwt-secret")]), yaml)
 }
 
 /// Asserts exactly one problem, at `line`:`column`, whose message has every phrase.
 #[track_caller]
 fn assert_error(yaml: &str, line: u64, column: u64, phrases: &[&str]) {
-    let ds = diagnostics(yaml);
-    assert_eq!(ds.len(), 1, "one diagnostic for\n{yaml}\ngot {ds:#?}");
-    let d = &ds[0];
-    assert_eq!((d.line, d.column), (line, column), "{}", d.message);
-    for p in phrases {
-        assert!(d.message.contains(p), "{:?} lacks {p:?}", d.message);
-    }
+    assert_one_diagnostic(&diagnostics(yaml), yaml, line, column, phrases);
 }
 
 /// One stream route with these topics, under `auth`.

@@ -16,7 +16,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use support::{AdminApp, PATIENCE, RedisServer, SseStream, TestApp, request, subscribe_ready};
+use support::{
+    AdminApp, PATIENCE, RedisServer, SseStream, TestApp, free_port, read_to_close, request,
+    subscribe_ready,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -519,14 +522,6 @@ struct Binary {
     log: PathBuf,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Binary {
     /// Starts the binary with `yaml`, under at most `max_fds` open files when given.
     async fn start(yaml: &str, max_fds: Option<u32>) -> Binary {
@@ -640,26 +635,6 @@ async fn stalled_reader(addr: SocketAddr, head: &str) -> TcpStream {
     s
 }
 
-/// Reads until EOF or a reset; returns the bytes and whether the stream ended
-/// with HTTP/1.1's last chunk (a clean end) rather than being cut.
-async fn read_to_close(s: &mut TcpStream) -> (usize, bool) {
-    let mut total = 0;
-    let mut tail = Vec::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        match tokio::time::timeout(PATIENCE, s.read(&mut buf)).await {
-            Err(_) => panic!("the connection stayed open ({total} bytes read)"),
-            Ok(Ok(0)) | Ok(Err(_)) => return (total, tail.ends_with(b"0\r\n\r\n")),
-            Ok(Ok(n)) => {
-                total += n;
-                tail.extend_from_slice(&buf[..n]);
-                let keep = tail.len().saturating_sub(16);
-                tail.drain(..keep);
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_reader_under_1_mib_events_is_cut_with_memory_bounded() {
     const EVENT: usize = 1 << 20;
@@ -736,8 +711,15 @@ async fn a_stalled_reader_under_1_mib_events_is_cut_with_memory_bounded() {
         bound >> 20
     );
     assert_eq!(slow, 2.0, "both stalled readers cut and counted as slow");
-    let (direct_bytes, direct_clean) = read_to_close(&mut direct).await;
-    let (hyper_bytes, hyper_clean) = read_to_close(&mut hyper).await;
+    // Whether each ended with HTTP/1.1's last chunk (a clean end) rather than being cut.
+    let (direct_bytes, direct_clean) = {
+        let c = read_to_close(&mut direct).await;
+        (c.bytes.len(), c.ends_with_last_chunk())
+    };
+    let (hyper_bytes, hyper_clean) = {
+        let c = read_to_close(&mut hyper).await;
+        (c.bytes.len(), c.ends_with_last_chunk())
+    };
     assert!(!direct_clean && !hyper_clean, "a cut is not a clean end");
     for got in [direct_bytes, hyper_bytes] {
         assert!(

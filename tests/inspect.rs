@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use http::{Method, StatusCode};
 use serde_json::Value;
 use sha2::Sha256;
-use support::{AdminApp, PATIENCE, Reply, SecretFile, open_stream, request};
+use support::{AdminApp, PATIENCE, Reply, SecretFile, config_error, open_stream, request};
 
 const SECRET: &str = "inspect-secret-Hq72";
 
@@ -601,14 +601,12 @@ fn inspect_config_errors_point_at_the_key() {
         ("inspect:\n  bodies: maybe\n", "2:11", ""),
     ];
     for (yaml, at, says) in cases {
-        let err = hookcast::config::from_yaml("c.yaml", yaml)
-            .expect_err(yaml)
-            .to_string();
-        assert!(err.contains(&format!("c.yaml:{at}:")), "{yaml}: {err}");
+        let err = config_error(yaml);
+        assert!(err.contains(&format!("test.yaml:{at}:")), "{yaml}: {err}");
         assert!(err.contains(says), "{yaml}: {err}");
     }
     let ok = hookcast::config::from_yaml(
-        "c.yaml",
+        "test.yaml",
         "inspect: { deliveries: 0, bodies: true, body_bytes: 64KiB }\n",
     )
     .unwrap();

@@ -51,13 +51,6 @@ fn nginx_binary() -> Option<PathBuf> {
     }
 }
 
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 async fn start_nginx(bin: PathBuf, hookcast: SocketAddr, app: SocketAddr) -> Nginx {
     let snippet = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

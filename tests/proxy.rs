@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use support::{PATIENCE, Reply, TestApp};
+use support::{PATIENCE, Reply, TestApp, config_error};
 use upstream::{Legacy, Upstream, echoed, empty, full, next_data, read_all, send};
 
 fn req(app: &TestApp, method: Method, target: &str) -> http::request::Builder {
@@ -646,13 +646,6 @@ async fn a_client_breaking_off_its_body_does_not_reach_the_upstream_as_complete(
 
 // ------------------------------------------------------------ configuration
 
-fn config_error(yaml: &str) -> String {
-    hookcast::config::from_yaml("test.yaml", yaml)
-        .map(|_| ())
-        .unwrap_err()
-        .to_string()
-}
-
 #[test]
 fn upstream_configuration_defaults_and_settings() {
     let c =
@@ -827,12 +820,8 @@ impl Drop for TempConfig {
 }
 
 async fn binary(yaml: &str) -> Binary {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = support::free_addr();
+    let port = addr.port();
     let path =
         std::env::temp_dir().join(format!("hookcast-proxy-{}-{port}.yaml", std::process::id()));
     std::fs::write(

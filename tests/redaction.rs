@@ -30,13 +30,6 @@ fn temp(name: &str, contents: &str) -> std::path::PathBuf {
     path
 }
 
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 fn token(exp_in: i64) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

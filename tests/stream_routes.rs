@@ -353,10 +353,7 @@ async fn a_request_chosen_topic_is_sent_to_the_auth_endpoint_and_answers_are_cac
 
 #[tokio::test]
 async fn an_unreachable_auth_endpoint_means_try_later() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = free_addr();
     let app = TestApp::spawn(&yaml(&format!(
         "upstream:\n  url: \"http://{closed}\"\nsubscribers:\n  auth: upstream\n  upstream:\n    path: /api/me\nstreams:\n  - name: s\n    path: /api/subscribe\n    topics: [\"user.{{auth:/id}}\"]\n"
     )))

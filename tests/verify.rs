@@ -500,12 +500,6 @@ async fn a_route_without_verify_still_accepts_unsigned_webhooks() {
 
 // ---------------------------------------------------------------- config
 
-fn config_error(yaml: &str) -> String {
-    hookcast::config::from_yaml("c.yaml", yaml)
-        .unwrap_err()
-        .to_string()
-}
-
 #[test]
 fn verify_config_errors_point_at_the_key() {
     let route = |verify: &str| {
@@ -517,7 +511,7 @@ fn verify_config_errors_point_at_the_key() {
         "      scheme: gitlab\n      secret_file: /dev/null\n",
     ));
     assert!(
-        e.starts_with("c.yaml:8:15: route `r`: verify.scheme `gitlab` is not known"),
+        e.starts_with("test.yaml:8:15: route `r`: verify.scheme `gitlab` is not known"),
         "{e}"
     );
     let e = config_error(&route("      scheme: github\n"));
@@ -531,7 +525,9 @@ fn verify_config_errors_point_at_the_key() {
         "      scheme: github\n      header: X-Sig\n      secret_env: X\n",
     ));
     assert!(
-        e.contains("c.yaml:9:15: route `r`: verify.header applies to hmac-sha256 and token only"),
+        e.contains(
+            "test.yaml:9:15: route `r`: verify.header applies to hmac-sha256 and token only"
+        ),
         "{e}"
     );
     let e = config_error(&route(
@@ -545,7 +541,7 @@ fn verify_config_errors_point_at_the_key() {
         "      scheme: hmac-sha256\n      header: X-Sig\n      encoding: hexa\n      secret_env: X\n",
     ));
     assert!(
-        e.contains("c.yaml:10:17: route `r`: verify.encoding `hexa` is not known"),
+        e.contains("test.yaml:10:17: route `r`: verify.encoding `hexa` is not known"),
         "{e}"
     );
     let e = config_error(&route("      scheme: twilio\n      secret_env: X\n"));
@@ -569,14 +565,14 @@ fn verify_config_errors_point_at_the_key() {
 fn secret_env_is_read_from_the_given_environment() {
     let yaml = "routes:\n  - name: r\n    match:\n      path: /h\n    publish:\n      topic: t\n    verify:\n      scheme: github\n      secret_env: [A, B]\n";
     let env = |name: &str| (name == "A").then(|| std::ffi::OsString::from("a-secret"));
-    let e = hookcast::config::from_yaml_with_env("c.yaml", yaml, &env)
+    let e = hookcast::config::from_yaml_with_env("test.yaml", yaml, &env)
         .unwrap_err()
         .to_string();
     // At the item, not at the list.
     assert_eq!(
         e,
-        "c.yaml:9:23: route `r`: verify.secret_env: environment variable `B` is not set"
+        "test.yaml:9:23: route `r`: verify.secret_env: environment variable `B` is not set"
     );
     let env = |_: &str| Some(std::ffi::OsString::from("s"));
-    assert!(hookcast::config::from_yaml_with_env("c.yaml", yaml, &env).is_ok());
+    assert!(hookcast::config::from_yaml_with_env("test.yaml", yaml, &env).is_ok());
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use support::*;
@@ -727,51 +727,10 @@ async fn post_chunked(
     if !out.is_empty() {
         sock.write_all(&out).await.unwrap();
     }
-    read_response(&mut sock).await
-}
-
-/// Reads one HTTP/1.1 response with a Content-Length (or up to EOF).
-async fn read_response(sock: &mut TcpStream) -> (u16, Vec<u8>) {
-    let mut buf = Vec::new();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-            let status: u16 = head
-                .split(' ')
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or_else(|| panic!("bad status line: {head}"));
-            let len = head.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse::<usize>().unwrap())
-            });
-            let body_start = end + 4;
-            if let Some(len) = len
-                && buf.len() >= body_start + len
-            {
-                return (status, buf[body_start..body_start + len].to_vec());
-            }
-        }
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout_at(deadline, sock.read(&mut chunk))
-            .await
-            .expect("a response in time")
-            .unwrap_or_else(|e| {
-                panic!(
-                    "read failed ({e}) after {:?}",
-                    String::from_utf8_lossy(&buf)
-                )
-            });
-        if n == 0 {
-            panic!(
-                "connection closed before a whole response: {:?}",
-                String::from_utf8_lossy(&buf)
-            );
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    let r = read_response(&mut sock, PATIENCE)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (r.status, r.body)
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::PATIENCE;
+use super::{PATIENCE, free_port};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -22,14 +22,6 @@ pub struct BrokerServer {
     child: Option<Child>,
     /// NATS's JetStream store, removed on drop.
     store: PathBuf,
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl BrokerServer {

@@ -1,8 +1,11 @@
 //! Test support: a real hookcast on 127.0.0.1:0, a small HTTP client over real
 //! sockets, and an event-stream reader built on a spec-following parser.
-#![allow(dead_code, unreachable_pub)]
+// Each test binary uses a part of this module.
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub mod broker;
+pub mod checks;
+pub mod net;
 pub mod sse_parser;
 
 use std::collections::VecDeque;
@@ -18,6 +21,8 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use checks::config_error;
+pub use net::{Closed, RawResponse, free_addr, free_port, read_response, read_to_close};
 pub use sse_parser::{Item, Parser, SseEvent};
 
 /// How long a test waits for something that should happen at once.
@@ -472,11 +477,7 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub async fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut r = RedisServer {
             port,
             child: None,
