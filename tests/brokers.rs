@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use http::StatusCode;
 use support::broker::{BrokerServer, Kind};
-use support::{AdminApp, Item, PATIENCE, TestApp, free_port, open_stream, subscribe_ready};
+use support::{
+    AdminApp, Item, PATIENCE, TestApp, config_error, free_port, open_stream, subscribe_ready,
+};
 
 /// Runs each named test (an `async fn(Kind)`) once per broker.
 macro_rules! for_each_broker {
@@ -40,34 +42,24 @@ for_each_broker!(
     a_stalled_broker_refuses_and_never_publishes_what_it_refused,
 );
 
-fn yaml(broker: &BrokerServer, extra: &str) -> String {
-    format!(
-        r#"
-sse:
-  heartbeat: 200ms
-  retry: 1s
-  history: 3
-broker:
-{broker}routes:
-  - name: rooms
+/// Three routes to `room.*`: `rooms`, `once` (deduplicated by `X-Delivery`) and
+/// `both` (one event to `room.a` and `room.b`), with a history of 3.
+fn yaml(broker: &BrokerServer) -> String {
+    broker.replica_yaml(
+        "  history: 3\n",
+        r#"  - name: once
     match:
-      path: "/hooks/{{room}}"
+      path: "/once/{room}"
     publish:
-      topic: "room.{{path:room}}"
-  - name: once
-    match:
-      path: "/once/{{room}}"
-    publish:
-      topic: "room.{{path:room}}"
-      dedupe: "{{header:X-Delivery}}"
+      topic: "room.{path:room}"
+      dedupe: "{header:X-Delivery}"
   - name: both
     match:
       path: "/both"
     publish:
       topic: ["room.a", "room.b"]
       event: "pair"
-{extra}"#,
-        broker = broker.broker_yaml(&broker.url(), "500ms")
+"#,
     )
 }
 
@@ -102,9 +94,9 @@ fn is_stream_id(id: &str) -> bool {
 
 async fn an_event_published_at_one_replica_reaches_every_replica_in_order(kind: Kind) {
     let broker = BrokerServer::start(kind).await;
-    let a = spawn_ready(&yaml(&broker, "")).await;
-    let b = spawn_ready(&yaml(&broker, "")).await;
-    let c = spawn_ready(&yaml(&broker, "")).await;
+    let a = spawn_ready(&yaml(&broker)).await;
+    let b = spawn_ready(&yaml(&broker)).await;
+    let c = spawn_ready(&yaml(&broker)).await;
     let mut at_a = subscribe_ready(&a, "topic=room.x", &[]).await;
     let mut at_b = subscribe_ready(&b, "topic=room.x", &[]).await;
     let mut at_c = subscribe_ready(&c, "topic=room.*", &[]).await;
@@ -138,8 +130,8 @@ async fn an_event_published_at_one_replica_reaches_every_replica_in_order(kind: 
 
 async fn a_client_reconnecting_to_another_replica_misses_nothing(kind: Kind) {
     let broker = BrokerServer::start(kind).await;
-    let a = spawn_ready(&yaml(&broker, "")).await;
-    let b = spawn_ready(&yaml(&broker, "")).await;
+    let a = spawn_ready(&yaml(&broker)).await;
+    let b = spawn_ready(&yaml(&broker)).await;
     let mut s = subscribe_ready(&a, "topic=room.x&topic=room.y", &[]).await;
     let first = a.publish("/hooks/x", "1").await;
     assert_eq!(s.next_event().await.id, first);
@@ -171,8 +163,8 @@ async fn a_client_reconnecting_to_another_replica_misses_nothing(kind: Kind) {
 
 async fn ids_that_cannot_be_resumed_get_a_resync_event(kind: Kind) {
     let broker = BrokerServer::start(kind).await;
-    let a = spawn_ready(&yaml(&broker, "")).await;
-    let b = spawn_ready(&yaml(&broker, "")).await;
+    let a = spawn_ready(&yaml(&broker)).await;
+    let b = spawn_ready(&yaml(&broker)).await;
     let _warm = subscribe_ready(&b, "topic=room.x", &[]).await;
     let ids = [
         a.publish("/hooks/x", "1").await,
@@ -208,8 +200,8 @@ async fn ids_that_cannot_be_resumed_get_a_resync_event(kind: Kind) {
 
 async fn a_retried_webhook_is_a_duplicate_at_another_replica(kind: Kind) {
     let broker = BrokerServer::start(kind).await;
-    let a = spawn_ready(&yaml(&broker, "")).await;
-    let b = spawn_ready(&yaml(&broker, "")).await;
+    let a = spawn_ready(&yaml(&broker)).await;
+    let b = spawn_ready(&yaml(&broker)).await;
     let mut s = subscribe_ready(&b, "topic=room.x", &[]).await;
     let first = a.post("/once/x", &[("X-Delivery", "d-1")], "once").await;
     assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text());
@@ -230,8 +222,8 @@ async fn a_retried_webhook_is_a_duplicate_at_another_replica(kind: Kind) {
 
 async fn broker_down_refuses_webhooks_keeps_streams_and_recovers(kind: Kind) {
     let mut broker = BrokerServer::start(kind).await;
-    let a = spawn_ready(&yaml(&broker, "")).await;
-    let b = spawn_ready(&yaml(&broker, "")).await;
+    let a = spawn_ready(&yaml(&broker)).await;
+    let b = spawn_ready(&yaml(&broker)).await;
     let mut s = subscribe_ready(&b, "topic=room.x", &[]).await;
     let before = a.publish("/hooks/x", "before").await;
     assert_eq!(s.next_event().await.id, before);
@@ -272,7 +264,7 @@ async fn broker_down_refuses_webhooks_keeps_streams_and_recovers(kind: Kind) {
 
 async fn readiness_follows_the_broker(kind: Kind) {
     let mut server = BrokerServer::start(kind).await;
-    let config = hookcast::config::from_yaml("test.yaml", &yaml(&server, "")).unwrap();
+    let config = hookcast::config::from_yaml("test.yaml", &yaml(&server)).unwrap();
     let hub = hookcast::hub::Hub::new(hookcast::hub::Limits::from_config(&config));
     let broker = hookcast::broker::Broker::new(&config, hub.clone());
     wait_for(|| broker.ready(), "ready once the broker is reached").await;
@@ -285,7 +277,7 @@ async fn readiness_follows_the_broker(kind: Kind) {
     // Started with no broker at all: not ready, and ready once it appears.
     let mut late = BrokerServer::start(kind).await;
     late.kill();
-    let config = hookcast::config::from_yaml("test.yaml", &yaml(&late, "")).unwrap();
+    let config = hookcast::config::from_yaml("test.yaml", &yaml(&late)).unwrap();
     let broker = Arc::new(hookcast::broker::Broker::new(
         &config,
         hookcast::hub::Hub::new(hookcast::hub::Limits::from_config(&config)),
@@ -307,21 +299,15 @@ async fn wait_for(cond: impl Fn() -> bool, what: &str) {
 
 #[test]
 fn broker_config_errors_point_at_the_value() {
-    let check = |broker: &str| {
-        let yaml = format!("broker:\n{broker}");
-        match hookcast::config::from_yaml("h.yaml", &yaml) {
-            Ok(_) => panic!("accepted: {broker}"),
-            Err(e) => e.to_string(),
-        }
-    };
+    let check = |broker: &str| config_error(&format!("broker:\n{broker}"));
     let e = check("  kind: redis\n  url: \"http://127.0.0.1:6379\"\n");
-    assert!(e.starts_with("h.yaml:3:8: broker.url:"), "{e}");
+    assert!(e.starts_with("test.yaml:3:8: broker.url:"), "{e}");
     assert!(e.contains("not a Redis URL"), "{e}");
     let e = check("  kind: redis\n  url: \"rediss://cache:6380\"\n");
     assert!(e.contains("TLS"), "{e}");
     let e = check("  kind: redis\n");
     assert!(
-        e.starts_with("h.yaml:2:9:") && e.contains("needs url"),
+        e.starts_with("test.yaml:2:9:") && e.contains("needs url"),
         "{e}"
     );
     let e = check("  kind: kafka\n");
@@ -329,7 +315,7 @@ fn broker_config_errors_point_at_the_value() {
     let e = check("  url: \"redis://127.0.0.1\"\n");
     assert!(e.contains("only with kind: redis"), "{e}");
     let e = check("  kind: redis\n  url: \"redis://h\"\n  timeout: 5\n");
-    assert!(e.starts_with("h.yaml:4:12: broker.timeout"), "{e}");
+    assert!(e.starts_with("test.yaml:4:12: broker.timeout"), "{e}");
     let e = check("  kind: redis\n  url: \"redis://h\"\n  prefix: \"a b\"\n");
     assert!(e.contains("broker.prefix"), "{e}");
     let e = check("  kind: redis\n  url: \"redis://h\"\n  feed_length: 0\n");
@@ -337,7 +323,7 @@ fn broker_config_errors_point_at_the_value() {
     let e = check("  kind: redis\n  hosts: [a]\n");
     assert!(e.contains("unknown field"), "{e}");
     hookcast::config::from_yaml(
-        "h.yaml",
+        "test.yaml",
         "broker:\n  kind: redis\n  url: \"redis://:pw@10.0.0.5:6380/2\"\n  prefix: \"app1:\"\n",
     )
     .unwrap();
@@ -346,7 +332,7 @@ fn broker_config_errors_point_at_the_value() {
     let nats = |rest: &str| check(&format!("  kind: nats\n  url: \"nats://h:4222\"\n{rest}"));
     let e = check("  kind: nats\n  url: \"http://h:4222\"\n");
     assert!(
-        e.starts_with("h.yaml:3:8: broker.url:") && e.contains("not NATS"),
+        e.starts_with("test.yaml:3:8: broker.url:") && e.contains("not NATS"),
         "{e}"
     );
     let e = check("  kind: nats\n  url: \"tls://h:4222\"\n");
@@ -355,28 +341,34 @@ fn broker_config_errors_point_at_the_value() {
     assert!(e.contains("not a NATS URL"), "{e}");
     let e = check("  kind: nats\n");
     assert!(
-        e.starts_with("h.yaml:2:9:") && e.contains("needs url, e.g. nats://"),
+        e.starts_with("test.yaml:2:9:") && e.contains("needs url, e.g. nats://"),
         "{e}"
     );
     for (rest, located) in [
-        ("  stream: \"my.stream\"\n", "h.yaml:4:11: broker.stream:"),
+        (
+            "  stream: \"my.stream\"\n",
+            "test.yaml:4:11: broker.stream:",
+        ),
         (
             "  subject_prefix: \"a.>\"\n",
-            "h.yaml:4:19: broker.subject_prefix:",
+            "test.yaml:4:19: broker.subject_prefix:",
         ),
         (
             "  replicas: 7\n",
-            "h.yaml:4:13: broker.replicas must be from 1 to 5",
+            "test.yaml:4:13: broker.replicas must be from 1 to 5",
         ),
         (
             "  max_msgs: 0\n",
-            "h.yaml:4:13: broker.max_msgs must be at least 1",
+            "test.yaml:4:13: broker.max_msgs must be at least 1",
         ),
-        ("  max_bytes: 12 apples\n", "h.yaml:4:14: broker.max_bytes"),
-        ("  timeout: 2\n", "h.yaml:4:12: broker.timeout"),
+        (
+            "  max_bytes: 12 apples\n",
+            "test.yaml:4:14: broker.max_bytes",
+        ),
+        ("  timeout: 2\n", "test.yaml:4:12: broker.timeout"),
         (
             "  feed_length: 10\n",
-            "h.yaml:4:16: broker.feed_length is used only with kind: redis",
+            "test.yaml:4:16: broker.feed_length is used only with kind: redis",
         ),
     ] {
         let e = nats(rest);
@@ -386,21 +378,16 @@ fn broker_config_errors_point_at_the_value() {
     assert!(e.contains("unknown field"), "{e}");
     let e = check("  kind: redis\n  url: \"redis://h\"\n  stream: S\n");
     assert!(
-        e.starts_with("h.yaml:4:11: broker.stream is used only with kind: nats"),
+        e.starts_with("test.yaml:4:11: broker.stream is used only with kind: nats"),
         "{e}"
     );
-    let e = hookcast::config::from_yaml(
-        "h.yaml",
-        "dedupe:\n  window: 2h\nbroker:\n  kind: nats\n  url: \"nats://h\"\n",
-    )
-    .unwrap_err()
-    .to_string();
+    let e = config_error("dedupe:\n  window: 2h\nbroker:\n  kind: nats\n  url: \"nats://h\"\n");
     assert!(
-        e.starts_with("h.yaml:4:9:") && e.contains("must not exceed sse.history_ttl"),
+        e.starts_with("test.yaml:4:9:") && e.contains("must not exceed sse.history_ttl"),
         "{e}"
     );
     let c = hookcast::config::from_yaml(
-        "h.yaml",
+        "test.yaml",
         "broker:\n  kind: nats\n  url: \"nats://u:p@a:4222,nats://b:4222\"\n  stream: APP\n  subject_prefix: app.events\n  replicas: 3\n  max_msgs: 5000\n  max_bytes: 64MiB\n",
     )
     .unwrap();
@@ -424,8 +411,8 @@ fn broker_config_errors_point_at_the_value() {
 /// it delivered, so its subscriber gets every event once, in order.
 async fn a_reader_cut_off_resumes_after_its_last_id(kind: Kind) {
     let mut broker = BrokerServer::start(kind).await;
-    let a = spawn_ready(&yaml(&broker, "")).await;
-    let b = spawn_ready(&yaml(&broker, "")).await;
+    let a = spawn_ready(&yaml(&broker)).await;
+    let b = spawn_ready(&yaml(&broker)).await;
     let mut s = subscribe_ready(&b, "topic=room.x", &[]).await;
     let mut ids = Vec::new();
     for i in 0..30 {
@@ -446,8 +433,8 @@ async fn a_reader_cut_off_resumes_after_its_last_id(kind: Kind) {
 /// delivered, live or by replay.
 async fn a_stalled_broker_refuses_and_never_publishes_what_it_refused(kind: Kind) {
     let server = BrokerServer::start(kind).await;
-    let a = AdminApp::spawn(&yaml(&server, "")).await;
-    let b = spawn_ready(&yaml(&server, "")).await;
+    let a = AdminApp::spawn(&yaml(&server)).await;
+    let b = spawn_ready(&yaml(&server)).await;
     let mut s = subscribe_ready(&b, "topic=room.x", &[]).await;
     let before = publish_eventually(&a.app, "/hooks/x", "before").await;
     assert_eq!(s.next_event().await.id, before);
@@ -488,8 +475,8 @@ async fn a_stalled_broker_refuses_and_never_publishes_what_it_refused(kind: Kind
 #[tokio::test]
 async fn nats_restarted_with_its_store_resumes_and_keeps_ids() {
     let mut server = BrokerServer::start(Kind::Nats).await;
-    let a = spawn_ready(&yaml(&server, "")).await;
-    let b = spawn_ready(&yaml(&server, "")).await;
+    let a = spawn_ready(&yaml(&server)).await;
+    let b = spawn_ready(&yaml(&server)).await;
     let mut s = subscribe_ready(&b, "topic=room.x", &[]).await;
     let first = publish_eventually(&a, "/hooks/x", "1").await;
     let second = publish_eventually(&a, "/hooks/x", "2").await;
@@ -513,7 +500,7 @@ async fn a_nats_stream_with_other_settings_stops_hookcast() {
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     let run = || async {
-        let config = hookcast::config::from_yaml("test.yaml", &yaml(&server, "")).unwrap();
+        let config = hookcast::config::from_yaml("test.yaml", &yaml(&server)).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let ran = tokio::time::timeout(
             PATIENCE,

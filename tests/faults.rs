@@ -29,24 +29,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_hookcast");
 // Redis paused, Redis killed
 
 fn redis_yaml(redis: &RedisServer) -> String {
-    format!(
-        r#"
-sse:
-  heartbeat: 200ms
-  retry: 1s
-broker:
-  kind: redis
-  url: "{url}"
-  timeout: 1s
-routes:
-  - name: faults
-    match:
-      path: "/hooks/{{room}}"
-    publish:
-      topic: "faults.{{path:room}}"
-"#,
-        url = redis.url()
-    )
+    let broker = format!("  kind: redis\n  url: \"{}\"\n  timeout: 1s\n", redis.url());
+    support::broker::replica_yaml("", &broker, "")
 }
 
 /// What one webhook got.
@@ -257,8 +241,8 @@ impl Replicas {
     async fn start(redis: &RedisServer) -> Replicas {
         let a = AdminApp::spawn(&redis_yaml(redis)).await;
         let b = TestApp::spawn(&redis_yaml(redis)).await;
-        let at_a = subscribe_ready(&a.app, "topic=faults.room", &[]).await;
-        let at_b = subscribe_ready(&b, "topic=faults.room", &[]).await;
+        let at_a = subscribe_ready(&a.app, "topic=room.room", &[]).await;
+        let at_b = subscribe_ready(&b, "topic=room.room", &[]).await;
         wait_ready(&a, StatusCode::OK, "ready before the fault").await;
         Replicas { a, b, at_a, at_b }
     }
@@ -477,7 +461,7 @@ async fn a_publish_cut_off_mid_flight_is_settled_by_its_receipt() {
     let proxy = CuttingProxy::start(&redis).await;
     let yaml = redis_yaml(&redis).replace(&redis.url(), &format!("redis://{}/0", proxy.addr));
     let app = TestApp::spawn(&yaml).await;
-    let mut stream = subscribe_ready(&app, "topic=faults.room", &[]).await;
+    let mut stream = subscribe_ready(&app, "topic=room.room", &[]).await;
     // The first publish loads the script; the cuts watch for EVALSHA after it.
     let r = app.post("/hooks/room", &[], "warm").await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());

@@ -14,28 +14,9 @@ use support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-const ROUTES: &str = r#"
-routes:
-  - name: both
-    match:
-      path: "/both/{a}/{b}"
-    publish:
-      topic: ["room.{path:a}", "room.{path:b}"]
-  - name: plain
-    match:
-      path: "/hooks/{room}"
-    publish:
-      topic: "room.{path:room}"
-"#;
-
+/// A config with `top` at the top level and [`ROUTES`].
 fn yaml(top: &str) -> String {
     format!("{top}\n{ROUTES}")
-}
-
-async fn publish_at(addr: SocketAddr, path: &str, body: impl Into<Bytes>) -> String {
-    let r = request(addr, Method::POST, path, &[], body.into()).await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
-    r.json()["id"].as_str().unwrap().to_owned()
 }
 
 /// A webhook whose body is still arriving: the head (with `Expect: 100-continue`) and a

@@ -111,6 +111,11 @@ impl BrokerServer {
         }
     }
 
+    /// [`replica_yaml`] for this server, reached at its own URL with a 500 ms timeout.
+    pub fn replica_yaml(&self, sse: &str, more: &str) -> String {
+        replica_yaml(sse, &self.broker_yaml(&self.url(), "500ms"), more)
+    }
+
     /// The `broker:` keys for this server (indented for a `broker:` map).
     pub fn broker_yaml(&self, url: &str, timeout: &str) -> String {
         let kind = match self.kind {
@@ -204,4 +209,25 @@ impl Drop for BrokerServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.store);
     }
+}
+
+/// A replica's config: heartbeats every 200 ms and `retry: 1s`, then the `sse`
+/// lines; `broker` (the keys of the `broker:` map, indented); the route `rooms`
+/// (`/hooks/{room}` publishes to `room.{room}`); then `more`, which may go on
+/// with the list of routes.
+pub fn replica_yaml(sse: &str, broker: &str, more: &str) -> String {
+    format!(
+        r#"
+sse:
+  heartbeat: 200ms
+  retry: 1s
+{sse}broker:
+{broker}routes:
+  - name: rooms
+    match:
+      path: "/hooks/{{room}}"
+    publish:
+      topic: "room.{{path:room}}"
+{more}"#
+    )
 }

@@ -355,6 +355,36 @@ pub async fn subscribe_ready(app: &TestApp, query: &str, headers: &[(&str, &str)
     }
 }
 
+/// Routes: `/both/{a}/{b}` publishes one event to `room.{a}` and `room.{b}`;
+/// `/hooks/{room}` publishes to `room.{room}`, named by `X-Event` when it is sent.
+pub const ROUTES: &str = r#"
+routes:
+  - name: both
+    match:
+      path: "/both/{a}/{b}"
+    publish:
+      topic: ["room.{path:a}", "room.{path:b}"]
+  - name: named
+    match:
+      path: "/hooks/{room}"
+      headers: { X-Event: "*" }
+    publish:
+      topic: "room.{path:room}"
+      event: "{header:X-Event}"
+  - name: plain
+    match:
+      path: "/hooks/{room}"
+    publish:
+      topic: "room.{path:room}"
+"#;
+
+/// Publishes `body` on `path` with no [`TestApp`] at hand; returns the id.
+pub async fn publish_at(addr: SocketAddr, path: &str, body: impl Into<Bytes>) -> String {
+    let r = request(addr, Method::POST, path, &[], body.into()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    r.json()["id"].as_str().unwrap().to_owned()
+}
+
 /// The standard config used by most tests; `extra` is appended at the top level.
 pub fn config(extra: &str) -> String {
     format!(
