@@ -9,7 +9,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -23,24 +22,8 @@ use support::*;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn hs256(claims: &Value, secret: &str) -> String {
-    encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
-}
-
 fn claims(topics: &[&str], exp_in: i64) -> Value {
-    json!({ "sub": "u1", "exp": now() as i64 + exp_in, "hookcast": { "subscribe": topics } })
+    json!({ "sub": "u1", "exp": unix_now() + exp_in, "hookcast": { "subscribe": topics } })
 }
 
 /// A JWT-protected hookcast; HS256 secret `jwt-secret` from a file.
@@ -143,7 +126,10 @@ async fn jwt_refusals_have_their_status_and_code() {
         r.assert_error(StatusCode::FORBIDDEN, "topic_forbidden");
         assert!(r.json()["message"].as_str().unwrap().contains(outside));
     }
-    let no_claim = hs256(&json!({ "sub": "u1", "exp": now() + 600 }), "jwt-secret");
+    let no_claim = hs256(
+        &json!({ "sub": "u1", "exp": unix_now() + 600 }),
+        "jwt-secret",
+    );
     app.get(
         "/events?topic=room.a",
         &[("Authorization", &format!("Bearer {no_claim}"))],
@@ -164,7 +150,7 @@ async fn issuer_audience_and_a_custom_claim() {
         "    issuer: https://auth.example.com\n    audience: hookcast\n    topics_claim: /topics\n",
     )
     .await;
-    let good = json!({"iss": "https://auth.example.com", "aud": "hookcast", "topics": ["room.a"], "exp": now() + 600});
+    let good = json!({"iss": "https://auth.example.com", "aud": "hookcast", "topics": ["room.a"], "exp": unix_now() + 600});
     let t = hs256(&good, "jwt-secret");
     assert_streams(&app, &format!("topic=room.a&access_token={t}"), &[]).await;
     for (k, v) in [("iss", "https://evil.example.com"), ("aud", "other")] {

@@ -6,19 +6,13 @@ mod support;
 mod upstream;
 
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
 use http::{Method, StatusCode};
 use serde_json::Value;
-use sha2::Sha256;
-use support::{AdminApp, PATIENCE, Reply, SecretFile, config_error, open_stream, request};
+use support::{
+    AdminApp, PATIENCE, Reply, SecretFile, config_error, github_signature, open_stream, request,
+};
 
 const SECRET: &str = "inspect-secret-Hq72";
-
-fn sign(secret: &str, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
 
 /// The standard routes (`named`, `plain` on `/hooks/{room}`), then `signed` on
 /// `/signed` with a GitHub signature, an admin listener and `inspect`.
@@ -59,12 +53,12 @@ async fn each_webhook_is_logged_newest_first_with_route_event_and_signature_resu
         .app
         .post(
             "/signed",
-            &[("x-hub-signature-256", &sign(SECRET, body))],
+            &[("x-hub-signature-256", &github_signature(SECRET, body))],
             body,
         )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
-    let forged = sign("wrong", body);
+    let forged = github_signature("wrong", body);
     let r = app
         .app
         .post("/signed", &[("x-hub-signature-256", &forged)], body)
@@ -363,7 +357,7 @@ routes:
     std::fs::write(&file, route("order")).unwrap();
     let app = AdminApp::spawn_file(&file).await;
     let body = r#"{"id":"o-1","region":"eu"}"#;
-    let sig = sign(SECRET, body);
+    let sig = github_signature(SECRET, body);
     let headers = [("x-hub-signature-256", sig.as_str()), ("x-kind", "Order")];
     app.app
         .post("/hooks/orders", &headers, body)

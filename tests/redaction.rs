@@ -8,13 +8,10 @@ mod support;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
 use http::{Method, StatusCode};
-use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::json;
-use sha2::Sha256;
 
 use support::*;
 
@@ -31,22 +28,10 @@ fn temp(name: &str, contents: &str) -> std::path::PathBuf {
 }
 
 fn token(exp_in: i64) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    encode(
-        &Header::default(),
-        &json!({"exp": now + exp_in, "hookcast": {"subscribe": ["room.>"]}}),
-        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    hs256(
+        &json!({"exp": unix_now() + exp_in, "hookcast": {"subscribe": ["room.>"]}}),
+        JWT_SECRET,
     )
-    .unwrap()
-}
-
-fn sign(secret: &str, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 async fn wait_listening(addr: SocketAddr) {
@@ -116,15 +101,13 @@ routes:
 
     let good = token(600);
     let expired = token(-600);
-    let forged = encode(
-        &Header::default(),
+    let forged = hs256(
         &json!({"hookcast": {"subscribe": [">"]}}),
-        &EncodingKey::from_secret(b"forged-key-Lm33"),
-    )
-    .unwrap();
+        "forged-key-Lm33",
+    );
     let body = r#"{"msg":"hello"}"#;
-    let good_sig = sign(HOOK_SECRET, body);
-    let bad_sig = sign("wrong-secret-Qq11", body);
+    let good_sig = github_signature(HOOK_SECRET, body);
+    let bad_sig = github_signature("wrong-secret-Qq11", body);
 
     let mut stream = open_stream(
         addr,

@@ -2,11 +2,10 @@
 //! mismatch reason, the answers a real request would get, `--verify`, and each
 //! exit code.
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
-
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hookcast");
 const SECRET: &str = "dry-run-secret-Pw19";
@@ -85,9 +84,7 @@ fn route(config: &str, args: &[&str]) -> (i32, String, String) {
 }
 
 fn sign(body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    support::github_signature(SECRET, body)
 }
 
 const PUSH: &str = r#"{"type":"b","repository":{"name":"hookcast"},"n":[1,2]}"#;

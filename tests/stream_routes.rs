@@ -10,11 +10,9 @@ mod upstream;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -368,20 +366,8 @@ async fn an_unreachable_auth_endpoint_means_try_later() {
     app.shutdown().await;
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn token(claims: Value) -> String {
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(b"jwt-secret"),
-    )
-    .unwrap()
+    hs256(&claims, "jwt-secret")
 }
 
 #[tokio::test]
@@ -406,7 +392,7 @@ streams:
         secret.path()
     )))
     .await;
-    let exp = now() + 600;
+    let exp = unix_now() + 600;
     // No topics claim at all: the topic is the token's own subject.
     let plain = token(json!({"sub": "42", "exp": exp}));
     let mut me = open(&app, &format!("/me?access_token={plain}"), &[]).await;

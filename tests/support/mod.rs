@@ -6,6 +6,7 @@
 pub mod broker;
 pub mod checks;
 pub mod net;
+pub mod sign;
 pub mod sse_parser;
 
 use std::collections::VecDeque;
@@ -23,6 +24,7 @@ use tokio::task::JoinHandle;
 
 pub use checks::config_error;
 pub use net::{Closed, RawResponse, free_addr, free_port, read_response, read_to_close};
+pub use sign::{github_signature, hs256, unix_now};
 pub use sse_parser::{Item, Parser, SseEvent};
 
 /// How long a test waits for something that should happen at once.
