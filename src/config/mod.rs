@@ -1306,6 +1306,3 @@ fn parse_upstream_url(url: &str) -> Result<(http::uri::Authority, String), Strin
 fn is_reserved(path: &str) -> bool {
     path == "/_hookcast" || path.starts_with("/_hookcast/")
 }
-
-#[cfg(test)]
-mod tests;
