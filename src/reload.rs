@@ -1,4 +1,4 @@
-//! Reload (SPEC §8): on SIGHUP, or when the config file or a `secret_file`
+//! Reload (README, "Operate"): on SIGHUP, or when the config file or a `secret_file`
 //! changes, the file is read and checked again; a valid config replaces what the
 //! handlers use, with no connection dropped.
 //!
@@ -18,7 +18,8 @@ use crate::config::{self, Config};
 use crate::hub;
 use crate::service::App;
 
-/// How often the files are read to look for a change (SPEC: within 5 s).
+/// How often the files are read to look for a change (README, "Operate": once a
+/// second, so an edit or a Kubernetes update is seen without inotify).
 pub const POLL_EVERY: Duration = Duration::from_secs(1);
 
 /// What every connection reads its handlers' state from, and the draining flag.

@@ -64,7 +64,7 @@ impl App {
         app
     }
 
-    /// Whether the broker can take events (SPEC §6 `/readyz`).
+    /// Whether the broker can take events (`/readyz`; README, "Operate").
     pub fn ready(&self) -> bool {
         self.broker.ready()
     }

@@ -1,7 +1,8 @@
-//! Subscriber authorization (SPEC §4) over real sockets: JWT (HS256, RS256, ES256)
-//! from each place a token may travel, every refusal with its status and code, the
-//! stream ending when the token expires; and forward-auth against a real HTTP
-//! endpoint started here: allow, refuse, unreachable ("try later"), and the cache.
+//! Subscriber authorization (README, "Subscriber authorization") over real sockets:
+//! JWT (HS256, RS256, ES256) from each place a token may travel, every refusal with
+//! its status and code, the stream ending when the token expires; and forward-auth
+//! against a real HTTP endpoint started here: allow, refuse, unreachable ("try
+//! later"), and the cache.
 
 mod support;
 

@@ -1,5 +1,5 @@
-//! The command line (SPEC §1) and graceful shutdown of the real process (SPEC §7),
-//! run against the built `hookcast` binary.
+//! The command line (README, "Command line") and graceful shutdown of the real
+//! process (README, "Operate"), run against the built `hookcast` binary.
 
 mod support;
 

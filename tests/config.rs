@@ -1,6 +1,7 @@
-//! The configuration contract (SPEC §2): every problem is reported at a 1-based
-//! line and column (an unknown key at the key, a bad value at the value), all
-//! semantic problems of a file at once, and the defaults are the documented ones.
+//! The configuration contract (README, "Configuration"): every problem is reported
+//! at a 1-based line and column (an unknown key at the key, a bad value at the
+//! value), all semantic problems of a file at once, and the defaults are the
+//! documented ones.
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,7 +1,8 @@
-//! CORS on the event stream (SPEC §4): allowed origins get the headers (with
-//! credentials when configured), others get none; `Vary: Origin` when the answer
-//! depends on it; the preflight event-source-polyfill triggers; and the config
-//! errors that would make a browser refuse anyway.
+//! CORS on the event stream (README, "CORS for a separate front-end origin"):
+//! allowed origins get the headers (with credentials when configured), others get
+//! none; `Vary: Origin` when the answer depends on it; the preflight
+//! event-source-polyfill triggers; and the config errors that would make a browser
+//! refuse anyway.
 
 mod support;
 

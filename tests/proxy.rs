@@ -1,7 +1,7 @@
-//! The reverse proxy (SPEC §5): every request that is not the event stream, a
-//! matched route or `/_hookcast/*` reaches the upstream as if hookcast were not
-//! there — methods, targets, headers, bodies both ways, streaming, trailers,
-//! WebSockets — and each failure gets its own answer.
+//! The reverse proxy (README, "Put hookcast in front of your app"): every request
+//! that is not the event stream, a matched route or `/_hookcast/*` reaches the
+//! upstream as if hookcast were not there — methods, targets, headers, bodies both
+//! ways, streaming, trailers, WebSockets — and each failure gets its own answer.
 
 mod support;
 mod upstream;

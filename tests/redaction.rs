@@ -1,8 +1,8 @@
-//! No leaks (SPEC §4, issue "no log line holds a secret"): the real binary runs at
-//! debug level with webhook secrets and JWT secrets from the environment, serves
-//! signed webhooks and token-carrying subscriptions (good and bad), shuts down,
-//! and neither its logs, its config errors, nor what its admin listener shows (the
-//! delivery log, its live tail, the operator page) hold any secret, token or signature.
+//! No leaks (README, "No leaks"): the real binary runs at debug level with webhook
+//! secrets and JWT secrets from the environment, serves signed webhooks and
+//! token-carrying subscriptions (good and bad), shuts down, and neither its logs,
+//! its config errors, nor what its admin listener shows (the delivery log, its live
+//! tail, the operator page) hold any secret, token or signature.
 
 mod support;
 

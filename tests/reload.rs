@@ -1,6 +1,6 @@
-//! Reload (SPEC §8): a valid config replaces routes and secrets with streams kept
-//! open; an invalid one changes nothing; a Kubernetes-style `..data` symlink swap
-//! is seen; restart-only settings keep their running value.
+//! Reload (README, "Operate"): a valid config replaces routes and secrets with
+//! streams kept open; an invalid one changes nothing; a Kubernetes-style `..data`
+//! symlink swap is seen; restart-only settings keep their running value.
 
 mod support;
 

@@ -1,6 +1,7 @@
-//! SPEC §7 over real sockets: on shutdown, streams get what was accepted, a jittered
-//! `retry:` and a clean end; in-flight webhooks finish; new connections are refused;
-//! and nothing holds the process past `shutdown_grace`.
+//! Shutdown over real sockets (README, "Operate"): on shutdown, streams get what
+//! was accepted, a jittered `retry:` and a clean end; in-flight webhooks finish;
+//! new connections are refused; and nothing holds the process past
+//! `shutdown_grace`.
 
 mod support;
 mod upstream;

@@ -1,6 +1,7 @@
-//! SPEC §4 over real sockets: the event-stream response, its encoding, refusals,
-//! patterns, replay and resync, history bounds, capacity, slow subscribers and
-//! `max_stream_duration`. Every test runs its own hookcast with inline YAML.
+//! Subscribing (README, "Subscribing") over real sockets: the event-stream
+//! response, its encoding, refusals, patterns, replay and resync, history bounds,
+//! capacity, slow subscribers and `max_stream_duration`. Every test runs its own
+//! hookcast with inline YAML.
 
 mod support;
 

@@ -19,8 +19,9 @@ use support::*;
 
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/vectors");
 
-/// SPEC §3 accepts hex in either case; this vector records the other choice.
-const SPEC_OVERRIDES: [(&str, bool); 1] = [("uppercase_hex_rejected_by_exact_compare", true)];
+/// hookcast accepts hex signatures in either case (README, "Securing hookcast");
+/// this vector records the other choice.
+const OUR_CHOICES: [(&str, bool); 1] = [("uppercase_hex_rejected_by_exact_compare", true)];
 
 struct Vector {
     file: String,
@@ -34,7 +35,7 @@ impl Vector {
 
     fn expected(&self) -> bool {
         let name = self.v["name"].as_str().unwrap();
-        SPEC_OVERRIDES
+        OUR_CHOICES
             .iter()
             .find(|(n, _)| *n == name)
             .map_or_else(|| self.v["expected_valid"].as_bool().unwrap(), |(_, e)| *e)

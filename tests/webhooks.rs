@@ -1,6 +1,6 @@
-//! Webhooks (SPEC §3), over real sockets: the 202 answer and its event id, route
-//! matching, templates, errors (and that a rejected webhook publishes nothing),
-//! dedupe, and per-topic order under concurrent publishers.
+//! Webhooks (README, "Routes"), over real sockets: the 202 answer and its event id,
+//! route matching, templates, errors (and that a rejected webhook publishes
+//! nothing), dedupe, and per-topic order under concurrent publishers.
 
 mod support;
 
@@ -31,7 +31,7 @@ fn seq_of(id: &str) -> u64 {
         .unwrap_or_else(|_| panic!("id {id:?} does not end in a number"))
 }
 
-/// SPEC §4: at most 128 bytes of `A-Z a-z 0-9 . _ ~ -`.
+/// An event id: at most 128 bytes of `A-Z a-z 0-9 . _ ~ -`.
 fn assert_id_format(id: &str) {
     assert!(!id.is_empty(), "empty id");
     assert!(id.len() <= 128, "id longer than 128 bytes: {id:?}");

@@ -2,7 +2,7 @@
 // `Authorization: Bearer` against `subscribers.auth: jwt`, and a page on another
 // origin subscribing with `withCredentials: true` under `cors`.
 //
-// These need the subscriber auth and CORS of SPEC §2/§4. Each test first asks
+// These need subscriber auth and CORS (README, "Securing hookcast"). Each test first asks
 // `hookcast check` whether the binary accepts its config, and is skipped, with
 // hookcast's own words as the reason, when it does not.
 
