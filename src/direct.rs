@@ -246,7 +246,7 @@ impl StreamTask {
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let _entered = self.span.enter();
         let result = ready!(self.writer.poll_run(&mut self.body, cx));
-        if let Ok(End::Finished) = result {
+        if let Ok(SocketEnd::Finished) = result {
             // A clean end; the shutdown of a TCP socket does not wait.
             let _ = Pin::new(&mut self.writer.io).poll_shutdown(cx);
         }
@@ -255,7 +255,7 @@ impl StreamTask {
     }
 }
 
-fn answered(status: u16, started: std::time::Instant, result: &io::Result<End>) {
+fn answered(status: u16, started: std::time::Instant, result: &io::Result<SocketEnd>) {
     tracing::debug!(
         status,
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -267,9 +267,9 @@ fn answered(status: u16, started: std::time::Instant, result: &io::Result<End>) 
     );
 }
 
-/// How a stream ended.
+/// How a stream written straight to the socket ended.
 #[derive(Debug, Clone, Copy)]
-enum End {
+enum SocketEnd {
     /// The stream ended cleanly (shutdown, stream lifetime).
     Finished,
     /// The client went away.
@@ -278,12 +278,12 @@ enum End {
     Cut,
 }
 
-impl End {
+impl SocketEnd {
     fn as_str(self) -> &'static str {
         match self {
-            End::Finished => "finished",
-            End::Gone => "client left",
-            End::Cut => "cut: client fell behind",
+            SocketEnd::Finished => "finished",
+            SocketEnd::Gone => "client left",
+            SocketEnd::Cut => "cut: client fell behind",
         }
     }
 }
@@ -291,7 +291,11 @@ impl End {
 /// Anything but a stream (an error, "try later"): written whole, then the
 /// connection closes. "Try later" is an event stream that ends at once, so it
 /// keeps the stream's framing.
-async fn answer(mut io: TcpStream, resp: Response<Body>, version: Version) -> io::Result<End> {
+async fn answer(
+    mut io: TcpStream,
+    resp: Response<Body>,
+    version: Version,
+) -> io::Result<SocketEnd> {
     let (parts, body) = resp.into_parts();
     let bytes = body
         .collect()
@@ -314,7 +318,7 @@ async fn answer(mut io: TcpStream, resp: Response<Body>, version: Version) -> io
         io.write_all(&bytes).await?;
     }
     io.shutdown().await?;
-    Ok(End::Finished)
+    Ok(SocketEnd::Finished)
 }
 
 /// The status line and headers. `framing` stands for the headers hookcast sets
@@ -359,14 +363,18 @@ struct Writer {
     out: Vec<Bytes>,
     offset: usize,
     /// Set once the stream has ended; what is in `out` is the last of it.
-    ending: Option<End>,
+    ending: Option<SocketEnd>,
 }
 
 impl Writer {
-    fn poll_run(&mut self, body: &mut EventStream, cx: &mut Context<'_>) -> Poll<io::Result<End>> {
+    fn poll_run(
+        &mut self,
+        body: &mut EventStream,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<SocketEnd>> {
         for _ in 0..ROUNDS_PER_POLL {
             if self.peer_gone(cx) {
-                return Poll::Ready(Ok(End::Gone));
+                return Poll::Ready(Ok(SocketEnd::Gone));
             }
             if self.ending.is_none() {
                 self.fill(body, cx);
@@ -383,7 +391,7 @@ impl Writer {
                 Poll::Pending => {
                     // The client is not reading; the hub may cut it meanwhile.
                     if body.poll_cut(cx).is_ready() {
-                        return Poll::Ready(Ok(End::Cut));
+                        return Poll::Ready(Ok(SocketEnd::Cut));
                     }
                     return Poll::Pending;
                 }
@@ -417,14 +425,14 @@ impl Writer {
                     // The connection ends without the last chunk, so the client
                     // sees an error, not a clean end.
                     self.out.clear();
-                    self.ending = Some(End::Cut);
+                    self.ending = Some(SocketEnd::Cut);
                     return;
                 }
                 Poll::Ready(None) => {
                     if self.chunked {
                         self.out.push(Bytes::from_static(b"0\r\n\r\n"));
                     }
-                    self.ending = Some(End::Finished);
+                    self.ending = Some(SocketEnd::Finished);
                     return;
                 }
                 Poll::Pending => return,

@@ -179,7 +179,7 @@ async fn stream(app: &App, parts: &Parts) -> Subscribed {
     let route = app.config.streams.lookup(parts.uri.path());
     let asked = match &route {
         // A stream route chooses its topics itself: `topic=` is not read there.
-        Some(_) => Ok(subscribe::Request {
+        Some(_) => Ok(subscribe::Selection {
             filters: Vec::new(),
             last_event_id: subscribe::last_event_id(parts.uri.query(), &parts.headers),
         }),

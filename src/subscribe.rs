@@ -16,9 +16,9 @@ use crate::server::ConnectionCut;
 use crate::sse::{self, EventStream, StreamSettings};
 use crate::topic::{Filter, TopicError};
 
-/// What the client asked for.
+/// Which events the client asks for: its topic filters and where to resume.
 #[derive(Debug)]
-pub struct Request {
+pub struct Selection {
     pub filters: Vec<Filter>,
     pub last_event_id: Option<String>,
 }
@@ -59,7 +59,7 @@ pub fn parse(
     query: Option<&str>,
     headers: &HeaderMap,
     max_topics: usize,
-) -> Result<Request, BadRequest> {
+) -> Result<Selection, BadRequest> {
     let mut filters: Vec<Filter> = Vec::new();
     let mut query_last_id = None;
     for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
@@ -84,7 +84,7 @@ pub fn parse(
             max: max_topics,
         });
     }
-    Ok(Request {
+    Ok(Selection {
         filters,
         last_event_id: header_last_id(headers).or(query_last_id),
     })
@@ -133,14 +133,18 @@ impl Subscribed {
 pub async fn open(
     broker: &Broker,
     config: &Config,
-    req: Request,
+    asked: Selection,
     version: Version,
     cut: Option<ConnectionCut>,
     until: Option<SystemTime>,
 ) -> Subscribed {
     let sse = &config.sse;
     let opened = broker
-        .subscribe(req.filters, req.last_event_id.as_deref(), cut.map(|c| c.0))
+        .subscribe(
+            asked.filters,
+            asked.last_event_id.as_deref(),
+            cut.map(|c| c.0),
+        )
         .await;
     match opened {
         Ok(sub) => {
