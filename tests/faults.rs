@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
+use support::broker::{BrokerServer, Kind};
 use support::{
-    AdminApp, PATIENCE, RedisServer, SseStream, TestApp, free_port, read_to_close, request,
-    subscribe_ready,
+    AdminApp, PATIENCE, SseStream, TestApp, free_port, read_to_close, request, subscribe_ready,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -28,8 +28,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_hookcast");
 // ---------------------------------------------------------------------------
 // Redis paused, Redis killed
 
-fn redis_yaml(redis: &RedisServer) -> String {
-    let broker = format!("  kind: redis\n  url: \"{}\"\n  timeout: 1s\n", redis.url());
+fn redis_yaml(redis: &BrokerServer) -> String {
+    let broker = redis.broker_yaml(&redis.url(), "1s");
     support::broker::replica_yaml("", &broker, "")
 }
 
@@ -238,7 +238,7 @@ struct Replicas {
 }
 
 impl Replicas {
-    async fn start(redis: &RedisServer) -> Replicas {
+    async fn start(redis: &BrokerServer) -> Replicas {
         let a = AdminApp::spawn(&redis_yaml(redis)).await;
         let b = TestApp::spawn(&redis_yaml(redis)).await;
         let at_a = subscribe_ready(&a.app, "topic=room.room", &[]).await;
@@ -289,7 +289,7 @@ impl Outcome {
 /// before to half a second after), then publishes `end`. `/readyz` must turn 503
 /// during the fault and 200 after it.
 async fn under_fault(
-    redis: &mut RedisServer,
+    redis: &mut BrokerServer,
     r: &Replicas,
     fault: Fault,
     hold: Duration,
@@ -337,7 +337,7 @@ async fn under_fault(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_paused_past_the_timeout_publishes_nothing_it_refused() {
-    let mut redis = RedisServer::start().await;
+    let mut redis = BrokerServer::start(Kind::Redis).await;
     let mut r = Replicas::start(&redis).await;
     // Paused three times broker.timeout, as a stalled Redis would be.
     let o = under_fault(&mut redis, &r, Fault::Pause, Duration::from_secs(3)).await;
@@ -364,7 +364,7 @@ async fn redis_paused_past_the_timeout_publishes_nothing_it_refused() {
 async fn redis_killed_and_restarted_from_its_append_only_file() {
     // Without persistence, a kill loses what Redis acknowledged and had not yet
     // handed to every reader (the README's "Durability is Redis's").
-    let mut redis = RedisServer::start_persistent().await;
+    let mut redis = BrokerServer::start_persistent_redis().await;
     let mut r = Replicas::start(&redis).await;
     let o = under_fault(&mut redis, &r, Fault::Kill, Duration::from_millis(1000)).await;
     let got = read_through_end(&mut r.at_b).await;
@@ -393,7 +393,7 @@ struct CuttingProxy {
 }
 
 impl CuttingProxy {
-    async fn start(redis: &RedisServer) -> CuttingProxy {
+    async fn start(redis: &BrokerServer) -> CuttingProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let upstream = SocketAddr::from(([127, 0, 0, 1], redis.port));
@@ -457,7 +457,7 @@ impl Drop for CuttingProxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_publish_cut_off_mid_flight_is_settled_by_its_receipt() {
-    let redis = RedisServer::start().await;
+    let redis = BrokerServer::start(Kind::Redis).await;
     let proxy = CuttingProxy::start(&redis).await;
     let yaml = redis_yaml(&redis).replace(&redis.url(), &format!("redis://{}/0", proxy.addr));
     let app = TestApp::spawn(&yaml).await;

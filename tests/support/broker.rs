@@ -1,6 +1,7 @@
-//! The shared brokers the scale-out tests run against, each a real server of the
-//! test's own on a free port: `redis-server` without persistence, or
-//! `nats-server -js` with a store directory of its own. Killed on drop.
+//! The shared brokers the scale-out and fault tests run against, each a real
+//! server of the test's own on a free port: `redis-server` (without persistence,
+//! or writing every command to its append-only file), or `nats-server -js` with
+//! a store directory of its own. Killed on drop.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -20,8 +21,10 @@ pub struct BrokerServer {
     pub kind: Kind,
     pub port: u16,
     child: Option<Child>,
-    /// NATS's JetStream store, removed on drop.
+    /// NATS's JetStream store, or a persistent Redis's append-only file; removed on drop.
     store: PathBuf,
+    /// Redis only: writes every command to its append-only file before answering.
+    persistent: bool,
 }
 
 impl BrokerServer {
@@ -40,12 +43,24 @@ impl BrokerServer {
             port,
             child: None,
             store,
+            persistent: false,
         }
     }
 
     async fn start_on(kind: Kind, host: &str, port: u16) -> BrokerServer {
         let mut b = Self::new(kind, port);
         b.spawn(host, None).await;
+        b
+    }
+
+    /// A `redis-server` that writes every command to its append-only file before
+    /// answering (`appendfsync always`), so a restart after a kill loses nothing
+    /// it acknowledged.
+    pub async fn start_persistent_redis() -> BrokerServer {
+        let mut b = Self::new(Kind::Redis, free_port());
+        b.persistent = true;
+        std::fs::create_dir_all(&b.store).unwrap();
+        b.spawn("127.0.0.1", None).await;
         b
     }
 
@@ -82,6 +97,11 @@ impl BrokerServer {
             None => Command::new("env"),
         };
         match self.kind {
+            Kind::Redis if self.persistent => cmd
+                .args(["redis-server", "--port", &port, "--bind", host])
+                .args(["--save", "", "--protected-mode", "no"])
+                .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                .arg(&self.store),
             Kind::Redis => cmd
                 .args(["redis-server", "--port", &port, "--bind", host])
                 .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"]),
@@ -125,8 +145,8 @@ impl BrokerServer {
         format!("  kind: {kind}\n  url: \"{url}\"\n  timeout: {timeout}\n")
     }
 
-    /// Stops it and starts it again on the same port with its data (NATS keeps
-    /// its store; Redis, without persistence, comes back empty).
+    /// Stops it and starts it again on the same port with its data (NATS and a
+    /// persistent Redis keep their store; Redis without persistence comes back empty).
     pub async fn restart(&mut self) {
         self.kill();
         self.spawn("127.0.0.1", None).await;
