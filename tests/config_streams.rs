@@ -186,10 +186,8 @@ fn cors_allow_headers_must_be_header_names() {
 
 #[test]
 fn hookcast_check_reports_stream_errors_with_file_line_and_column() {
-    let dir = std::env::temp_dir().join(format!("hookcast-check-streams-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("bad.yaml");
-    std::fs::write(&file, stream("", "/feed", r#"["user.{claim:/sub}"]"#)).unwrap();
+    let dir = support::TempDir::new("check-streams");
+    let file = dir.write("bad.yaml", &stream("", "/feed", r#"["user.{claim:/sub}"]"#));
     let out = Command::new(env!("CARGO_BIN_EXE_hookcast"))
         .arg("check")
         .arg("--config")
@@ -200,5 +198,4 @@ fn hookcast_check_reports_stream_errors_with_file_line_and_column() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let want = format!("{}:6:13: stream `s`: topics:", file.display());
     assert!(stderr.contains(&want), "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

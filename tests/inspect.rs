@@ -9,7 +9,8 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde_json::Value;
 use support::{
-    AdminApp, PATIENCE, Reply, SecretFile, config_error, github_signature, open_stream, request,
+    AdminApp, PATIENCE, Reply, SecretFile, TempDir, config_error, github_signature, open_stream,
+    request,
 };
 
 const SECRET: &str = "inspect-secret-Hq72";
@@ -333,9 +334,8 @@ async fn the_live_tail_streams_each_new_delivery() {
 
 #[tokio::test]
 async fn redelivery_publishes_a_kept_webhook_again_through_the_routes_as_they_are_now() {
-    let dir = std::env::temp_dir().join(format!("hookcast-inspect-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("config.yaml");
+    let dir = TempDir::new("inspect");
+    let file = dir.path("config.yaml");
     let secret = SecretFile::new(SECRET);
     let route = |header: &str| {
         format!(
@@ -438,14 +438,12 @@ routes:
         .await;
     r.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     assert_eq!(r.headers["allow"], "POST");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn a_reload_keeps_the_log_applies_bodies_and_leaves_its_size_for_a_restart() {
-    let dir = std::env::temp_dir().join(format!("hookcast-inspect-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("config.yaml");
+    let dir = TempDir::new("inspect-reload");
+    let file = dir.path("config.yaml");
     let yaml = |inspect: &str, route: &str| {
         format!(
             "admin: {{ listen: \"127.0.0.1:0\" }}\ninspect: {inspect}\nroutes:\n  - {{ name: {route}, match: {{ path: /hooks/a }}, publish: {{ topic: a }} }}\n"
@@ -474,7 +472,6 @@ async fn a_reload_keeps_the_log_applies_bodies_and_leaves_its_size_for_a_restart
     assert_eq!(log[0]["body"], "third");
     assert_eq!(log[1]["body"], "with body");
     assert_eq!(log[1]["route"], "after");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

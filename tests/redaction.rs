@@ -20,13 +20,6 @@ const HOOK_SECRET: &str = "hook-secret-Zq81xV";
 const OLD_HOOK_SECRET: &str = "old-hook-secret-Kp20mW";
 const JWT_SECRET: &str = "jwt-secret-Yt55aR";
 
-fn temp(name: &str, contents: &str) -> std::path::PathBuf {
-    let path =
-        std::env::temp_dir().join(format!("hookcast-redaction-{}-{name}", std::process::id()));
-    std::fs::write(&path, contents).unwrap();
-    path
-}
-
 fn token(exp_in: i64) -> String {
     hs256(
         &json!({"exp": unix_now() + exp_in, "hookcast": {"subscribe": ["room.>"]}}),
@@ -80,8 +73,9 @@ routes:
       topic: "room.{{path:room}}"
 "#
     );
-    let config = temp(&format!("{format}.yaml"), &yaml);
-    let log_path = temp(&format!("{format}.log"), "");
+    let dir = TempDir::new("redaction");
+    let config = dir.write(&format!("{format}.yaml"), &yaml);
+    let log_path = dir.write(&format!("{format}.log"), "");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(BIN)
         .args(["--config", config.to_str().unwrap()])
@@ -199,8 +193,7 @@ routes:
         std::thread::sleep(Duration::from_millis(20));
     }
     let logs = std::fs::read_to_string(&log_path).unwrap();
-    let _ = std::fs::remove_file(&config);
-    let _ = std::fs::remove_file(&log_path);
+    drop(dir);
     let secrets: Vec<String> = vec![
         HOOK_SECRET.to_owned(),
         OLD_HOOK_SECRET.to_owned(),
@@ -274,7 +267,8 @@ async fn text_logs_at_debug_hold_no_secret_or_token() {
 
 #[test]
 fn config_errors_name_the_secret_never_its_value() {
-    let bad = temp("sw-secret", "whsec_not*base64*Hh72Rp\n");
+    let dir = TempDir::new("redaction");
+    let bad = dir.write("sw-secret", "whsec_not*base64*Hh72Rp\n");
     let yaml = format!(
         r#"
 routes:
@@ -290,7 +284,7 @@ routes:
 "#,
         bad.display()
     );
-    let config = temp("check.yaml", &yaml);
+    let config = dir.write("check.yaml", &yaml);
     let out = Command::new(BIN)
         .args(["check", "--config", config.to_str().unwrap()])
         .env_remove("REDACTION_UNSET_VARIABLE")

@@ -575,9 +575,8 @@ async fn a_slow_subscriber_on_a_stream_route_is_cut() {
 
 #[tokio::test]
 async fn a_reload_adds_a_stream_route_and_open_streams_stay() {
-    let dir = std::env::temp_dir().join(format!("hookcast-streams-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("hookcast.yaml");
+    let dir = TempDir::new("streams-reload");
+    let file = dir.path("hookcast.yaml");
     let first = yaml(
         "streams:\n  - name: m\n    path: /matches\n    topics: [\"org.{header:org-id}.matches\"]\n",
     );
@@ -589,7 +588,7 @@ async fn a_reload_adds_a_stream_route_and_open_streams_stay() {
         .await
         .assert_error(StatusCode::NOT_FOUND, "not_found");
 
-    let tmp = dir.join("hookcast.yaml.tmp");
+    let tmp = dir.path("hookcast.yaml.tmp");
     std::fs::write(
         &tmp,
         format!("{first}  - name: me\n    path: /me\n    topics: [\"user.{{query:id}}\"]\n"),
@@ -614,5 +613,4 @@ async fn a_reload_adds_a_stream_route_and_open_streams_stay() {
     assert_eq!(me.next_event().await.data, "new route");
     assert_eq!(kept.next_event().await.data, "old stream");
     app.app.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
