@@ -19,6 +19,7 @@ use http::{Method, StatusCode};
 use support::broker::{BrokerServer, Kind};
 use support::{
     AdminApp, PATIENCE, SseStream, TestApp, free_port, read_to_close, request, subscribe_ready,
+    wait_listening,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -541,14 +542,7 @@ impl Binary {
             config,
             log,
         };
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while TcpStream::connect(admin).await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "hookcast did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_listening(admin, "hookcast").await;
         b
     }
 

@@ -102,14 +102,7 @@ async fn start_nginx(bin: PathBuf, hookcast: SocketAddr, app: SocketAddr) -> Ngi
         .spawn()
         .unwrap();
     let nginx = Nginx { child, addr, dir };
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nginx did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_listening(addr, "nginx").await;
     nginx
 }
 

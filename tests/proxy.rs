@@ -842,14 +842,7 @@ async fn binary(yaml: &str) -> Binary {
         addr,
         _config: TempConfig(path),
     };
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while TcpStream::connect(addr).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "hookcast did not start listening"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::wait_listening(addr, "hookcast").await;
     b
 }
 

@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,17 +24,6 @@ fn token(exp_in: i64) -> String {
         &json!({"exp": unix_now() + exp_in, "hookcast": {"subscribe": ["room.>"]}}),
         JWT_SECRET,
     )
-}
-
-async fn wait_listening(addr: SocketAddr) {
-    let deadline = Instant::now() + PATIENCE;
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "hookcast did not start listening"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// What a run leaves to read: its logs, and what its admin listener showed (the
@@ -88,8 +76,8 @@ routes:
         .stderr(Stdio::from(log))
         .spawn()
         .unwrap();
-    wait_listening(addr).await;
-    wait_listening(admin).await;
+    wait_listening(addr, "hookcast").await;
+    wait_listening(admin, "hookcast's admin listener").await;
     let mut tail = open_stream(admin, "/deliveries/stream", &[]).await;
     assert_eq!(tail.status, StatusCode::OK);
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::{PATIENCE, free_port};
+use super::{PATIENCE, free_port, wait_listening};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -74,15 +74,8 @@ impl BrokerServer {
 
     /// Waits until `host` (an address in the namespace) accepts connections.
     pub async fn wait_reachable(&self, host: &str) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while TcpStream::connect((host, self.port)).await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{:?} server unreachable at {host}",
-                self.kind
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("the {:?} server at {host}", self.kind);
+        wait_listening((host, self.port), &what).await;
     }
 
     /// Spawns the server, optionally through `ip netns exec NS`.

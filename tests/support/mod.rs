@@ -23,7 +23,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use checks::config_error;
-pub use net::{Closed, RawResponse, free_addr, free_port, read_response, read_to_close};
+pub use net::{
+    Closed, RawResponse, free_addr, free_port, read_response, read_to_close, wait_listening,
+};
 pub use sign::{github_signature, hs256, unix_now};
 pub use sse_parser::{Item, Parser, SseEvent};
 

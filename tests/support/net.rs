@@ -22,6 +22,18 @@ pub fn free_port() -> u16 {
     free_addr().port()
 }
 
+/// Waits until `addr` accepts connections; `what` names the server if it never does.
+pub async fn wait_listening(addr: impl tokio::net::ToSocketAddrs + Copy, what: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not start listening"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// What a connection carried until the peer closed it.
 #[derive(Debug)]
 pub struct Closed {
