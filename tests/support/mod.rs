@@ -447,29 +447,48 @@ impl Drop for TempDir {
     }
 }
 
-/// A secret written to a file under the temp dir (as a Kubernetes Secret mount
-/// would be), removed on drop.
-pub struct SecretFile(std::path::PathBuf);
+/// A file of the test's own under the temp dir (unique per process and call;
+/// `tag` says what it is), removed on drop.
+pub struct TempFile(std::path::PathBuf);
 
-impl SecretFile {
-    pub fn new(contents: &str) -> SecretFile {
+impl TempFile {
+    pub fn new(tag: &str, contents: &str) -> TempFile {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("hookcast-secret-{}-{n}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("hookcast-{}-{n}-{tag}", std::process::id()));
         std::fs::write(&path, contents).unwrap();
-        SecretFile(path)
+        TempFile(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// The path as text.
+    pub fn name(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A secret written to a file under the temp dir (as a Kubernetes Secret mount
+/// would be), removed on drop.
+pub struct SecretFile(TempFile);
+
+impl SecretFile {
+    pub fn new(contents: &str) -> SecretFile {
+        SecretFile(TempFile::new("secret", contents))
     }
 
     /// The path, quoted for YAML.
     pub fn path(&self) -> String {
-        format!("{:?}", self.0.display().to_string())
-    }
-}
-
-impl Drop for SecretFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        format!("{:?}", self.0.name())
     }
 }
 
