@@ -669,18 +669,18 @@ routes:
     assert_eq!(s.next_event().await.id, id);
 }
 
-#[tokio::test]
-async fn body_over_max_body_with_content_length_is_413() {
-    let app = TestApp::spawn(
-        r#"
+/// `max_body: 1KiB` and one route, `/hooks/big`, publishing to `big`.
+const BIG: &str = r#"
 limits: { max_body: 1KiB }
 routes:
   - name: big
     match: { path: "/hooks/big" }
     publish: { topic: "big" }
-"#,
-    )
-    .await;
+"#;
+
+#[tokio::test]
+async fn body_over_max_body_with_content_length_is_413() {
+    let app = TestApp::spawn(BIG).await;
     let mut s = app.subscribe("topic=big", &[]).await;
     for n in [1025, 4096, 200_000] {
         app.post("/hooks/big", &[], "x".repeat(n))
@@ -735,16 +735,7 @@ async fn post_chunked(
 
 #[tokio::test]
 async fn chunked_body_over_max_body_is_413() {
-    let app = TestApp::spawn(
-        r#"
-limits: { max_body: 1KiB }
-routes:
-  - name: big
-    match: { path: "/hooks/big" }
-    publish: { topic: "big" }
-"#,
-    )
-    .await;
+    let app = TestApp::spawn(BIG).await;
     let mut s = app.subscribe("topic=big", &[]).await;
 
     // 3 x 400 bytes, complete with the final chunk.
