@@ -600,24 +600,11 @@ async fn a_three_node_nats_cluster_keeps_going_without_one_node() {
         .map(|p| format!("nats://127.0.0.1:{p}"))
         .collect();
     let config = |urls: &[String]| {
-        format!(
-            r#"
-sse:
-  heartbeat: 200ms
-broker:
-  kind: nats
-  url: "{}"
-  replicas: 3
-  timeout: 2s
-routes:
-  - name: rooms
-    match:
-      path: "/hooks/{{room}}"
-    publish:
-      topic: "room.{{path:room}}"
-"#,
+        let broker = format!(
+            "  kind: nats\n  url: \"{}\"\n  replicas: 3\n  timeout: 2s\n",
             urls.join(",")
-        )
+        );
+        support::broker::replica_yaml("", &broker, "")
     };
     let a = TestApp::spawn(&config(&urls)).await;
     let reversed: Vec<String> = urls.iter().rev().cloned().collect();
