@@ -55,11 +55,6 @@ async fn open(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> SseStream 
     s
 }
 
-/// Publishes `body` and returns the event id.
-async fn publish(app: &TestApp, path: &str, body: &str) -> String {
-    app.publish(path, body).await
-}
-
 #[tokio::test]
 async fn topics_come_from_the_path_query_and_headers_and_topic_is_not_read() {
     let app = TestApp::spawn(&yaml(
@@ -85,9 +80,9 @@ streams:
     let mut rooms = open(&app, "/rooms/a/feed?also=b", &[]).await;
 
     // `topic=room.x` was not followed: the first event /matches sees is its own.
-    publish(&app, "/hooks/room/x", "not for matches").await;
-    publish(&app, "/hooks/org/8", "other org").await;
-    let id = publish(&app, "/hooks/org/7", r#"{"score":1}"#).await;
+    app.publish("/hooks/room/x", "not for matches").await;
+    app.publish("/hooks/org/8", "other org").await;
+    let id = app.publish("/hooks/org/7", r#"{"score":1}"#).await;
     let ev = matches.next_event().await;
     assert_eq!(
         (ev.id.as_str(), ev.event.as_str()),
@@ -95,8 +90,8 @@ streams:
     );
     assert_eq!(ev.data, r#"{"score":1}"#);
 
-    publish(&app, "/hooks/room/b", "to b").await;
-    publish(&app, "/hooks/room/a", "to a").await;
+    app.publish("/hooks/room/b", "to b").await;
+    app.publish("/hooks/room/a", "to a").await;
     let got = rooms.events(2).await;
     assert_eq!(
         (got[0].data.as_str(), got[1].data.as_str()),
@@ -131,7 +126,7 @@ async fn the_same_route_after_another_request_on_the_connection_is_served_by_hyp
             break;
         }
         if !published && text.contains("retry: 3000") {
-            publish(&app, "/hooks/org/7", "hyper").await;
+            app.publish("/hooks/org/7", "hyper").await;
             published = true;
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -187,9 +182,9 @@ async fn replay_with_last_event_id_or_the_query_and_resync_on_an_unknown_id() {
     ))
     .await;
     let ids = [
-        publish(&app, "/hooks/org/7", "one").await,
-        publish(&app, "/hooks/org/7", "two").await,
-        publish(&app, "/hooks/org/7", "three").await,
+        app.publish("/hooks/org/7", "one").await,
+        app.publish("/hooks/org/7", "two").await,
+        app.publish("/hooks/org/7", "three").await,
     ];
     let org = [("org-id", "7")];
     let mut by_header = open(
@@ -214,7 +209,7 @@ async fn replay_with_last_event_id_or_the_query_and_resync_on_an_unknown_id() {
     let data: Value = serde_json::from_str(&resync.data).unwrap();
     assert_eq!(data["topics"], json!(["org.7.matches"]));
     assert_eq!(data["last_event_id"], "nope");
-    publish(&app, "/hooks/org/7", "live").await;
+    app.publish("/hooks/org/7", "live").await;
     assert_eq!(unknown.next_event().await.data, "live");
     app.shutdown().await;
 }
@@ -306,8 +301,8 @@ async fn auth_answer_topics_need_no_grant_and_each_user_gets_only_their_own() {
     let mut bob = open(&app, "/api/subscribe", &[("Authorization", "tok-7")]).await;
     // One call each, with no topic=: the topic comes from the answer.
     assert_eq!(me.uris(), ["/api/me", "/api/me"]);
-    publish(&app, "/hooks/user/7", "for bob").await;
-    publish(&app, "/hooks/user/42", "for ann").await;
+    app.publish("/hooks/user/7", "for bob").await;
+    app.publish("/hooks/user/42", "for ann").await;
     assert_eq!(ann.next_event().await.data, "for ann");
     assert_eq!(bob.next_event().await.data, "for bob");
 
@@ -335,8 +330,8 @@ async fn a_request_chosen_topic_is_sent_to_the_auth_endpoint_and_answers_are_cac
     let mut own = open(&app, "/api/subscribe", &[("Authorization", "tok-42")]).await;
     let _again = open(&app, "/api/subscribe", &[("Authorization", "tok-42")]).await;
     assert_eq!(me.calls.load(Ordering::SeqCst), 2);
-    publish(&app, "/hooks/org/7", "goal").await;
-    publish(&app, "/hooks/user/42", "mine").await;
+    app.publish("/hooks/org/7", "goal").await;
+    app.publish("/hooks/user/42", "mine").await;
     assert_eq!(first.next_event().await.data, "goal");
     assert_eq!(second.next_event().await.data, "goal");
     assert_eq!(own.next_event().await.data, "mine");
@@ -396,8 +391,8 @@ streams:
     // No topics claim at all: the topic is the token's own subject.
     let plain = token(json!({"sub": "42", "exp": exp}));
     let mut me = open(&app, &format!("/me?access_token={plain}"), &[]).await;
-    publish(&app, "/hooks/user/41", "not mine").await;
-    publish(&app, "/hooks/user/42", "mine").await;
+    app.publish("/hooks/user/41", "not mine").await;
+    app.publish("/hooks/user/42", "mine").await;
     assert_eq!(me.next_event().await.data, "mine");
 
     let no_sub = token(json!({"exp": exp}));
@@ -419,7 +414,7 @@ streams:
     app.get(&format!("/orgs/7?access_token={plain}"), &[])
         .await
         .assert_error(StatusCode::FORBIDDEN, "topic_forbidden");
-    publish(&app, "/hooks/org/7", "kickoff").await;
+    app.publish("/hooks/org/7", "kickoff").await;
     assert_eq!(org.next_event().await.data, "kickoff");
 
     // Part request, part identity: the claim must cover the whole topic.
@@ -513,7 +508,7 @@ async fn limits_metrics_and_shutdown_hold_on_a_stream_route() {
         metrics.lines().any(|l| l == "hookcast_subscribers 1"),
         "{metrics}"
     );
-    publish(&app.app, "/hooks/org/7", "x").await;
+    app.app.publish("/hooks/org/7", "x").await;
     s.next_event().await;
     let metrics = app.admin_get("/metrics").await.text();
     assert!(
@@ -558,7 +553,7 @@ async fn a_slow_subscriber_on_a_stream_route_is_cut() {
             "never cut after {published} events: {}",
             app.admin_get("/metrics").await.text()
         );
-        publish(&app.app, "/hooks/org/7", &big).await;
+        app.app.publish("/hooks/org/7", &big).await;
         published += 1;
     }
     let mut got = Vec::new();
@@ -608,8 +603,8 @@ async fn a_reload_adds_a_stream_route_and_open_streams_stay() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    publish(&app.app, "/hooks/user/42", "new route").await;
-    publish(&app.app, "/hooks/org/7", "old stream").await;
+    app.app.publish("/hooks/user/42", "new route").await;
+    app.app.publish("/hooks/org/7", "old stream").await;
     assert_eq!(me.next_event().await.data, "new route");
     assert_eq!(kept.next_event().await.data, "old stream");
     app.app.shutdown().await;

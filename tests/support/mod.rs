@@ -76,9 +76,7 @@ impl TestApp {
 
     /// Publishes `body` on `path` and returns the event id; panics unless 202.
     pub async fn publish(&self, path: &str, body: &str) -> String {
-        let r = self.post(path, &[], body.to_owned()).await;
-        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
-        r.json()["id"].as_str().unwrap().to_owned()
+        publish_at(self.addr, path, body.to_owned()).await
     }
 
     /// Opens an event stream; panics unless 200.
