@@ -18,16 +18,12 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Webhook routes that publish to `user.ID`, `org.ORG.matches` (event `matches`)
-/// and `room.ROOM`; `extra` is appended at the top level.
+/// The standard config ([`config`]) with webhook routes that publish to
+/// `user.ID`, `org.ORG.matches` (event `matches`) and `room.ROOM`; `extra` is
+/// appended at the top level.
 fn yaml(extra: &str) -> String {
-    format!(
-        r#"
-sse:
-  heartbeat: 15s
-  retry: 3s
-routes:
-  - name: user
+    config(&format!(
+        r#"  - name: user
     match: {{ path: "/hooks/user/{{id}}" }}
     publish: {{ topic: "user.{{path:id}}" }}
   - name: org
@@ -37,7 +33,7 @@ routes:
     match: {{ path: "/hooks/room/{{room}}" }}
     publish: {{ topic: "room.{{path:room}}" }}
 {extra}"#
-    )
+    ))
 }
 
 /// Opens a stream on `path` and reads its prelude; panics unless 200.
