@@ -415,12 +415,18 @@ routes:
 /// call), removed on drop, also when the test fails.
 pub struct TempDir(std::path::PathBuf);
 
+/// A path under the temp dir that no other test of any process has: the
+/// process id and a count, then `tag`.
+fn unique_temp_path(tag: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("hookcast-{}-{n}-{tag}", std::process::id()))
+}
+
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("hookcast-{tag}-{}-{n}", std::process::id()));
+        let dir = unique_temp_path(tag);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -451,10 +457,7 @@ pub struct TempFile(std::path::PathBuf);
 
 impl TempFile {
     pub fn new(tag: &str, contents: &str) -> TempFile {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("hookcast-{}-{n}-{tag}", std::process::id()));
+        let path = unique_temp_path(tag);
         std::fs::write(&path, contents).unwrap();
         TempFile(path)
     }
