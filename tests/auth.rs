@@ -5,17 +5,13 @@
 //! later"), and the cache.
 
 mod support;
+mod upstream;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
@@ -249,7 +245,7 @@ async fn the_stream_ends_when_the_token_expires() {
 
 /// An authorization endpoint: answers `status`, records each request.
 struct AuthEndpoint {
-    addr: SocketAddr,
+    server: upstream::Upstream,
     status: Arc<AtomicU16>,
     calls: Arc<AtomicUsize>,
     seen: Arc<Mutex<Vec<(String, HeaderMap)>>>,
@@ -257,37 +253,23 @@ struct AuthEndpoint {
 
 impl AuthEndpoint {
     async fn start() -> AuthEndpoint {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let status = Arc::new(AtomicU16::new(200));
         let calls = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (st, ca, se) = (status.clone(), calls.clone(), seen.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (st, ca, se) = (st.clone(), ca.clone(), se.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        ca.fetch_add(1, Ordering::SeqCst);
-                        se.lock()
-                            .unwrap()
-                            .push((req.uri().to_string(), req.headers().clone()));
-                        let mut resp = hyper::Response::new(Full::new(Bytes::from_static(b"{}")));
-                        *resp.status_mut() =
-                            StatusCode::from_u16(st.load(Ordering::SeqCst)).unwrap();
-                        async move { Ok::<_, Infallible>(resp) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let server =
+            upstream::Upstream::serve(move |req: hyper::Request<hyper::body::Incoming>| {
+                ca.fetch_add(1, Ordering::SeqCst);
+                se.lock()
+                    .unwrap()
+                    .push((req.uri().to_string(), req.headers().clone()));
+                let mut resp = hyper::Response::new(upstream::full(Bytes::from_static(b"{}")));
+                *resp.status_mut() = StatusCode::from_u16(st.load(Ordering::SeqCst)).unwrap();
+                async move { resp }
+            })
+            .await;
         AuthEndpoint {
-            addr,
+            server,
             status,
             calls,
             seen,
@@ -324,7 +306,11 @@ async fn assert_try_later(app: &TestApp, query: &str, headers: &[(&str, &str)]) 
 #[tokio::test]
 async fn forward_auth_passes_only_the_named_headers_and_follows_the_answer() {
     let auth = AuthEndpoint::start().await;
-    let app = TestApp::spawn(&upstream_config(&format!("http://{}", auth.addr), "0s")).await;
+    let app = TestApp::spawn(&upstream_config(
+        &format!("http://{}", auth.server.addr),
+        "0s",
+    ))
+    .await;
     let headers = [
         ("Cookie", "session=abc"),
         ("Authorization", "Bearer t"),
@@ -368,7 +354,11 @@ async fn forward_auth_unreachable_is_try_later() {
 #[tokio::test]
 async fn forward_auth_answers_are_cached_per_topics_and_headers() {
     let auth = AuthEndpoint::start().await;
-    let app = TestApp::spawn(&upstream_config(&format!("http://{}", auth.addr), "60s")).await;
+    let app = TestApp::spawn(&upstream_config(
+        &format!("http://{}", auth.server.addr),
+        "60s",
+    ))
+    .await;
     let alice = [("Cookie", "session=alice")];
     let bob = [("Cookie", "session=bob")];
     drop(assert_streams(&app, "topic=room.a", &alice).await);
