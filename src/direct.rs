@@ -246,7 +246,7 @@ impl StreamTask {
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let _entered = self.span.enter();
         let result = ready!(self.writer.poll_run(&mut self.body, cx));
-        if let Ok(SocketEnd::Finished) = result {
+        if let Ok(End::Finished) = result {
             // A clean end; the shutdown of a TCP socket does not wait.
             let _ = Pin::new(&mut self.writer.io).poll_shutdown(cx);
         }
@@ -255,7 +255,7 @@ impl StreamTask {
     }
 }
 
-fn answered(status: u16, started: std::time::Instant, result: &io::Result<SocketEnd>) {
+fn answered(status: u16, started: std::time::Instant, result: &io::Result<End>) {
     tracing::debug!(
         status,
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -267,9 +267,9 @@ fn answered(status: u16, started: std::time::Instant, result: &io::Result<Socket
     );
 }
 
-/// How a stream written straight to the socket ended.
+/// How a stream ended.
 #[derive(Debug, Clone, Copy)]
-enum SocketEnd {
+enum End {
     /// The stream ended cleanly (shutdown, stream lifetime).
     Finished,
     /// The client went away.
@@ -278,12 +278,12 @@ enum SocketEnd {
     Cut,
 }
 
-impl SocketEnd {
+impl End {
     fn as_str(self) -> &'static str {
         match self {
-            SocketEnd::Finished => "finished",
-            SocketEnd::Gone => "client left",
-            SocketEnd::Cut => "cut: client fell behind",
+            End::Finished => "finished",
+            End::Gone => "client left",
+            End::Cut => "cut: client fell behind",
         }
     }
 }
@@ -291,11 +291,7 @@ impl SocketEnd {
 /// Anything but a stream (an error, "try later"): written whole, then the
 /// connection closes. "Try later" is an event stream that ends at once, so it
 /// keeps the stream's framing.
-async fn answer(
-    mut io: TcpStream,
-    resp: Response<Body>,
-    version: Version,
-) -> io::Result<SocketEnd> {
+async fn answer(mut io: TcpStream, resp: Response<Body>, version: Version) -> io::Result<End> {
     let (parts, body) = resp.into_parts();
     let bytes = body
         .collect()
@@ -318,7 +314,7 @@ async fn answer(
         io.write_all(&bytes).await?;
     }
     io.shutdown().await?;
-    Ok(SocketEnd::Finished)
+    Ok(End::Finished)
 }
 
 /// The status line and headers. `framing` stands for the headers hookcast sets
@@ -363,18 +359,14 @@ struct Writer {
     out: Vec<Bytes>,
     offset: usize,
     /// Set once the stream has ended; what is in `out` is the last of it.
-    ending: Option<SocketEnd>,
+    ending: Option<End>,
 }
 
 impl Writer {
-    fn poll_run(
-        &mut self,
-        body: &mut EventStream,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<SocketEnd>> {
+    fn poll_run(&mut self, body: &mut EventStream, cx: &mut Context<'_>) -> Poll<io::Result<End>> {
         for _ in 0..ROUNDS_PER_POLL {
             if self.peer_gone(cx) {
-                return Poll::Ready(Ok(SocketEnd::Gone));
+                return Poll::Ready(Ok(End::Gone));
             }
             if self.ending.is_none() {
                 self.fill(body, cx);
@@ -391,7 +383,7 @@ impl Writer {
                 Poll::Pending => {
                     // The client is not reading; the hub may cut it meanwhile.
                     if body.poll_cut(cx).is_ready() {
-                        return Poll::Ready(Ok(SocketEnd::Cut));
+                        return Poll::Ready(Ok(End::Cut));
                     }
                     return Poll::Pending;
                 }
@@ -425,14 +417,14 @@ impl Writer {
                     // The connection ends without the last chunk, so the client
                     // sees an error, not a clean end.
                     self.out.clear();
-                    self.ending = Some(SocketEnd::Cut);
+                    self.ending = Some(End::Cut);
                     return;
                 }
                 Poll::Ready(None) => {
                     if self.chunked {
                         self.out.push(Bytes::from_static(b"0\r\n\r\n"));
                     }
-                    self.ending = Some(SocketEnd::Finished);
+                    self.ending = Some(End::Finished);
                     return;
                 }
                 Poll::Pending => return,

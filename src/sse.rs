@@ -200,9 +200,9 @@ pub fn resync_frame(r: &Resync) -> Bytes {
     })
 }
 
-/// Why hookcast ends a stream, for logs and `hookcast_subscribers_dropped_total`.
+/// Why a stream ended, for logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
+pub enum End {
     Slow,
     Shutdown,
     MaxDuration,
@@ -210,14 +210,14 @@ pub enum EndReason {
     AuthExpired,
 }
 
-impl EndReason {
+impl End {
     fn dropped(self) -> crate::metrics::Dropped {
         use crate::metrics::Dropped;
         match self {
-            EndReason::Slow => Dropped::Slow,
-            EndReason::Shutdown => Dropped::Shutdown,
-            EndReason::MaxDuration => Dropped::MaxDuration,
-            EndReason::AuthExpired => Dropped::AuthExpired,
+            End::Slow => Dropped::Slow,
+            End::Shutdown => Dropped::Shutdown,
+            End::MaxDuration => Dropped::MaxDuration,
+            End::AuthExpired => Dropped::AuthExpired,
         }
     }
 }
@@ -256,7 +256,7 @@ pub struct EventStream {
     heartbeat: Pin<Box<Sleep>>,
     last_write: Instant,
     /// The earlier of `max_duration` and `auth_expires`, and which one it is.
-    deadline: Option<(Pin<Box<Sleep>>, EndReason)>,
+    deadline: Option<(Pin<Box<Sleep>>, End)>,
     /// Set once the stream has decided to end; the next poll returns `None`.
     done: bool,
     /// Whether this stream feeds `hookcast_publish_to_write_seconds` (a sample).
@@ -313,14 +313,14 @@ impl EventStream {
         Poll::Ready(Some(Ok(piece)))
     }
 
-    fn finish(&mut self, end: EndReason) -> Poll<Option<Result<Piece, SlowSubscriber>>> {
+    fn finish(&mut self, end: End) -> Poll<Option<Result<Piece, SlowSubscriber>>> {
         self.closed(end);
         Poll::Ready(Some(Ok(Piece::Own(jittered_retry(self.settings.retry)))))
     }
 
     /// Every stream that hookcast itself ends: one line at info and one count, with
     /// the reason's metric label (`slow`, `shutdown`, `max_duration`, `auth_expired`).
-    fn closed(&mut self, end: EndReason) {
+    fn closed(&mut self, end: End) {
         let reason = end.dropped();
         tracing::info!(reason = reason.as_str(), "stream closed by hookcast");
         self.sub.metrics().dropped(reason);
@@ -364,11 +364,11 @@ impl EventStream {
                 }
                 return self.wrote(Piece::Event(ev));
             }
-            Poll::Ready(Recv::Closed(Close::Shutdown)) => return self.finish(EndReason::Shutdown),
+            Poll::Ready(Recv::Closed(Close::Shutdown)) => return self.finish(End::Shutdown),
             Poll::Ready(Recv::Closed(Close::Slow)) => {
                 // Counted by the hub when it cut the subscriber.
                 tracing::info!(
-                    reason = EndReason::Slow.dropped().as_str(),
+                    reason = End::Slow.dropped().as_str(),
                     "stream closed by hookcast"
                 );
                 self.done = true;
@@ -395,11 +395,11 @@ impl EventStream {
     }
 }
 
-fn earliest(max: Option<Duration>, auth: Option<Duration>) -> Option<(Duration, EndReason)> {
+fn earliest(max: Option<Duration>, auth: Option<Duration>) -> Option<(Duration, End)> {
     match (max, auth) {
-        (Some(m), Some(a)) if a < m => Some((a, EndReason::AuthExpired)),
-        (Some(m), _) => Some((m, EndReason::MaxDuration)),
-        (None, Some(a)) => Some((a, EndReason::AuthExpired)),
+        (Some(m), Some(a)) if a < m => Some((a, End::AuthExpired)),
+        (Some(m), _) => Some((m, End::MaxDuration)),
+        (None, Some(a)) => Some((a, End::AuthExpired)),
         (None, None) => None,
     }
 }
