@@ -43,23 +43,26 @@ for_each_broker!(
 );
 
 /// Three routes to `room.*`: `rooms`, `once` (deduplicated by `X-Delivery`) and
-/// `both` (one event to `room.a` and `room.b`), with a history of 3.
-fn yaml(broker: &BrokerServer) -> String {
+/// `both` (one event to `room.a` and `room.b`), with a history of 3; `extra` is
+/// appended at the top level.
+fn yaml(broker: &BrokerServer, extra: &str) -> String {
     broker.replica_yaml(
         "  history: 3\n",
-        r#"  - name: once
+        &format!(
+            r#"  - name: once
     match:
-      path: "/once/{room}"
+      path: "/once/{{room}}"
     publish:
-      topic: "room.{path:room}"
-      dedupe: "{header:X-Delivery}"
+      topic: "room.{{path:room}}"
+      dedupe: "{{header:X-Delivery}}"
   - name: both
     match:
       path: "/both"
     publish:
       topic: ["room.a", "room.b"]
       event: "pair"
-"#,
+{extra}"#
+        ),
     )
 }
 
@@ -94,9 +97,9 @@ fn is_stream_id(id: &str) -> bool {
 
 async fn an_event_published_at_one_replica_reaches_every_replica_in_order(kind: Kind) {
     let broker = BrokerServer::start(kind).await;
-    let a = spawn_ready(&yaml(&broker)).await;
-    let b = spawn_ready(&yaml(&broker)).await;
-    let c = spawn_ready(&yaml(&broker)).await;
+    let a = spawn_ready(&yaml(&broker, "")).await;
+    let b = spawn_ready(&yaml(&broker, "")).await;
+    let c = spawn_ready(&yaml(&broker, "")).await;
     let mut at_a = subscribe_ready(&a, "topic=room.x", &[]).await;
     let mut at_b = subscribe_ready(&b, "topic=room.x", &[]).await;
     let mut at_c = subscribe_ready(&c, "topic=room.*", &[]).await;
@@ -130,8 +133,8 @@ async fn an_event_published_at_one_replica_reaches_every_replica_in_order(kind: 
 
 async fn a_client_reconnecting_to_another_replica_misses_nothing(kind: Kind) {
     let broker = BrokerServer::start(kind).await;
-    let a = spawn_ready(&yaml(&broker)).await;
-    let b = spawn_ready(&yaml(&broker)).await;
+    let a = spawn_ready(&yaml(&broker, "")).await;
+    let b = spawn_ready(&yaml(&broker, "")).await;
     let mut s = subscribe_ready(&a, "topic=room.x&topic=room.y", &[]).await;
     let first = a.publish("/hooks/x", "1").await;
     assert_eq!(s.next_event().await.id, first);
@@ -163,8 +166,8 @@ async fn a_client_reconnecting_to_another_replica_misses_nothing(kind: Kind) {
 
 async fn ids_that_cannot_be_resumed_get_a_resync_event(kind: Kind) {
     let broker = BrokerServer::start(kind).await;
-    let a = spawn_ready(&yaml(&broker)).await;
-    let b = spawn_ready(&yaml(&broker)).await;
+    let a = spawn_ready(&yaml(&broker, "")).await;
+    let b = spawn_ready(&yaml(&broker, "")).await;
     let _warm = subscribe_ready(&b, "topic=room.x", &[]).await;
     let ids = [
         a.publish("/hooks/x", "1").await,
@@ -200,8 +203,8 @@ async fn ids_that_cannot_be_resumed_get_a_resync_event(kind: Kind) {
 
 async fn a_retried_webhook_is_a_duplicate_at_another_replica(kind: Kind) {
     let broker = BrokerServer::start(kind).await;
-    let a = spawn_ready(&yaml(&broker)).await;
-    let b = spawn_ready(&yaml(&broker)).await;
+    let a = spawn_ready(&yaml(&broker, "")).await;
+    let b = spawn_ready(&yaml(&broker, "")).await;
     let mut s = subscribe_ready(&b, "topic=room.x", &[]).await;
     let first = a.post("/once/x", &[("X-Delivery", "d-1")], "once").await;
     assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text());
@@ -222,8 +225,8 @@ async fn a_retried_webhook_is_a_duplicate_at_another_replica(kind: Kind) {
 
 async fn broker_down_refuses_webhooks_keeps_streams_and_recovers(kind: Kind) {
     let mut broker = BrokerServer::start(kind).await;
-    let a = spawn_ready(&yaml(&broker)).await;
-    let b = spawn_ready(&yaml(&broker)).await;
+    let a = spawn_ready(&yaml(&broker, "")).await;
+    let b = spawn_ready(&yaml(&broker, "")).await;
     let mut s = subscribe_ready(&b, "topic=room.x", &[]).await;
     let before = a.publish("/hooks/x", "before").await;
     assert_eq!(s.next_event().await.id, before);
@@ -264,7 +267,7 @@ async fn broker_down_refuses_webhooks_keeps_streams_and_recovers(kind: Kind) {
 
 async fn readiness_follows_the_broker(kind: Kind) {
     let mut server = BrokerServer::start(kind).await;
-    let config = hookcast::config::from_yaml("test.yaml", &yaml(&server)).unwrap();
+    let config = hookcast::config::from_yaml("test.yaml", &yaml(&server, "")).unwrap();
     let hub = hookcast::hub::Hub::new(hookcast::hub::Limits::from_config(&config));
     let broker = hookcast::broker::Broker::new(&config, hub.clone());
     wait_for(|| broker.ready(), "ready once the broker is reached").await;
@@ -277,7 +280,7 @@ async fn readiness_follows_the_broker(kind: Kind) {
     // Started with no broker at all: not ready, and ready once it appears.
     let mut late = BrokerServer::start(kind).await;
     late.kill();
-    let config = hookcast::config::from_yaml("test.yaml", &yaml(&late)).unwrap();
+    let config = hookcast::config::from_yaml("test.yaml", &yaml(&late, "")).unwrap();
     let broker = Arc::new(hookcast::broker::Broker::new(
         &config,
         hookcast::hub::Hub::new(hookcast::hub::Limits::from_config(&config)),
@@ -411,8 +414,8 @@ fn broker_config_errors_point_at_the_value() {
 /// it delivered, so its subscriber gets every event once, in order.
 async fn a_reader_cut_off_resumes_after_its_last_id(kind: Kind) {
     let mut broker = BrokerServer::start(kind).await;
-    let a = spawn_ready(&yaml(&broker)).await;
-    let b = spawn_ready(&yaml(&broker)).await;
+    let a = spawn_ready(&yaml(&broker, "")).await;
+    let b = spawn_ready(&yaml(&broker, "")).await;
     let mut s = subscribe_ready(&b, "topic=room.x", &[]).await;
     let mut ids = Vec::new();
     for i in 0..30 {
@@ -433,8 +436,8 @@ async fn a_reader_cut_off_resumes_after_its_last_id(kind: Kind) {
 /// delivered, live or by replay.
 async fn a_stalled_broker_refuses_and_never_publishes_what_it_refused(kind: Kind) {
     let server = BrokerServer::start(kind).await;
-    let a = AdminApp::spawn(&yaml(&server)).await;
-    let b = spawn_ready(&yaml(&server)).await;
+    let a = AdminApp::spawn(&yaml(&server, "")).await;
+    let b = spawn_ready(&yaml(&server, "")).await;
     let mut s = subscribe_ready(&b, "topic=room.x", &[]).await;
     let before = publish_eventually(&a.app, "/hooks/x", "before").await;
     assert_eq!(s.next_event().await.id, before);
@@ -475,8 +478,8 @@ async fn a_stalled_broker_refuses_and_never_publishes_what_it_refused(kind: Kind
 #[tokio::test]
 async fn nats_restarted_with_its_store_resumes_and_keeps_ids() {
     let mut server = BrokerServer::start(Kind::Nats).await;
-    let a = spawn_ready(&yaml(&server)).await;
-    let b = spawn_ready(&yaml(&server)).await;
+    let a = spawn_ready(&yaml(&server, "")).await;
+    let b = spawn_ready(&yaml(&server, "")).await;
     let mut s = subscribe_ready(&b, "topic=room.x", &[]).await;
     let first = publish_eventually(&a, "/hooks/x", "1").await;
     let second = publish_eventually(&a, "/hooks/x", "2").await;
@@ -500,7 +503,7 @@ async fn a_nats_stream_with_other_settings_stops_hookcast() {
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     let run = || async {
-        let config = hookcast::config::from_yaml("test.yaml", &yaml(&server)).unwrap();
+        let config = hookcast::config::from_yaml("test.yaml", &yaml(&server, "")).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let ran = tokio::time::timeout(
             PATIENCE,
