@@ -59,8 +59,7 @@ const READ_COUNT: usize = 1000;
 /// How long one pull waits; the server sends heartbeats meanwhile.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
 const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
-/// Reconnection backoff bounds; the ceiling keeps resumption within the 5 s that
-/// README, "Scale out", promises once the broker is back.
+/// Reconnection backoff bounds; the ceiling keeps resumption within SPEC's 5 s.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How often readiness is checked with a request to JetStream.

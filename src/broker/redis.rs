@@ -7,7 +7,7 @@
 //!   gives one order: ids increase in publish order across topics.
 //! - `topic:<name>`: per-topic history for replay, the same entries under the same
 //!   ids, trimmed by `sse.history`, `sse.history_ttl` and `sse.history_bytes`, so
-//!   a topic's history has the same bounds as in memory. `meta:<name>` counts its bytes and records
+//!   the SPEC's per-topic bounds hold. `meta:<name>` counts its bytes and records
 //!   the newest id trimmed away (to tell a complete replay from a partial one).
 //! - `topics`: a sorted set of topic names by last publish time, for patterns.
 //! - `since`: the first id written to this Redis's data set; older ids are unknown
@@ -46,8 +46,7 @@ use crate::topic::Filter;
 const BLOCK: Duration = Duration::from_secs(5);
 /// Entries taken per `XREAD`; bounds what the reader holds at once.
 const READ_COUNT: usize = 1000;
-/// Reconnection backoff bounds; the ceiling keeps resumption within the 5 s that
-/// README, "Scale out", promises once the broker is back.
+/// Reconnection backoff bounds; the ceiling keeps resumption within SPEC's 5 s.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 

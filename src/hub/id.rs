@@ -53,8 +53,7 @@ pub fn parse_stream_id(id: &str) -> Option<(u64, u64)> {
     Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
-/// Whether `id` is a valid event id: 1 to [`MAX_ID_LEN`] bytes of `A-Z a-z 0-9 . _ ~ -`,
-/// safe as is in an `id:` line, a `Last-Event-ID` header and a query string.
+/// Whether `id` uses only the bytes SPEC allows in event ids.
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_ID_LEN
