@@ -1,5 +1,7 @@
 //! Test support: a real hookcast on 127.0.0.1:0, a small HTTP client over real
-//! sockets, and an event-stream reader built on a spec-following parser.
+//! sockets, an event-stream reader built on a spec-following parser, the
+//! standard routes and temporary files. Raw sockets are in `net`, config errors
+//! in `checks`, signatures and tokens in `sign`, broker servers in `broker`.
 // Each test binary uses a part of this module.
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
