@@ -14,12 +14,6 @@ use crate::config::{self, Config};
 use crate::hub::{Hub, NewEvent, Published, Refusal, Subscription};
 use crate::topic::Filter;
 
-pub use self::nats::{
-    check_stream as check_nats_stream, check_subject_prefix as check_nats_subject_prefix,
-    check_url as check_nats_url,
-};
-pub use self::redis::check_url as check_redis_url;
-
 /// The broker could not store an event (or read history): nothing was acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unavailable {

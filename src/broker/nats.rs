@@ -23,12 +23,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use async_nats::HeaderMap;
 use async_nats::datetime::DateTime;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::message::PublishMessage as Publish;
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::{self, Context};
-use async_nats::{HeaderMap, ServerAddr};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::Notify;
@@ -66,73 +66,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const PING_EVERY: Duration = Duration::from_secs(1);
 /// An ephemeral consumer left behind (replica gone) is removed after this.
 const CONSUMER_IDLE: Duration = Duration::from_secs(30);
-
-/// Checks a `broker.url` (one URL, or several comma-separated) without connecting.
-pub fn check_url(url: &str) -> Result<(), String> {
-    addrs(url).map(|_| ())
-}
-
-fn addrs(url: &str) -> Result<Vec<ServerAddr>, String> {
-    let hint = "write nats://[user:password@]host[:port], several separated by commas";
-    let mut out = Vec::new();
-    for one in url.split(',').map(str::trim) {
-        if one.is_empty() {
-            return Err(format!("`{url}` has an empty server address; {hint}"));
-        }
-        let scheme = one.split_once("://").map_or("nats", |(s, _)| s);
-        match scheme {
-            "nats" => {}
-            "tls" => {
-                return Err(
-                    "TLS (tls://) is not built into hookcast; reach NATS on a private network or through a TLS tunnel".into(),
-                );
-            }
-            other => {
-                return Err(format!(
-                    "`{one}` has scheme `{other}`, which is not NATS; {hint}"
-                ));
-            }
-        }
-        match one.parse::<ServerAddr>() {
-            Ok(a) => out.push(a),
-            Err(e) => return Err(format!("`{one}` is not a NATS URL ({e}); {hint}")),
-        }
-    }
-    Ok(out)
-}
-
-/// Checks a `broker.stream` name as JetStream takes it.
-pub fn check_stream(name: &str) -> Result<(), String> {
-    if name.is_empty()
-        || name.len() > 255
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        return Err(format!(
-            "`{name}` is not a stream name: use 1 to 255 of A-Z a-z 0-9 _ -"
-        ));
-    }
-    Ok(())
-}
-
-/// Checks a `broker.subject_prefix`: dot-separated tokens without wildcards.
-pub fn check_subject_prefix(prefix: &str) -> Result<(), String> {
-    let ok = !prefix.is_empty()
-        && prefix.split('.').all(|t| {
-            !t.is_empty()
-                && t != "*"
-                && t != ">"
-                && t.chars().all(|c| !c.is_whitespace() && !c.is_control())
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{prefix}` is not a subject prefix: use dot-separated tokens without spaces, `*` or `>`, e.g. hookcast"
-        ))
-    }
-}
 
 fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -923,7 +856,7 @@ fn differences(have: &stream::Config, want: &stream::Config) -> Vec<String> {
 }
 
 async fn connect(c: &config::NatsBroker) -> Result<Context, String> {
-    let addrs = addrs(&c.url).expect("broker.url was checked");
+    let addrs = config::nats_servers(&c.url).expect("broker.url was checked");
     let options = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .max_reconnects(None)
@@ -1119,21 +1052,6 @@ async fn ping(shared: Weak<Shared>) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn urls() {
-        check_url("nats://127.0.0.1:4222").unwrap();
-        check_url("nats://a:4222, nats://b:4222,c").unwrap();
-        check_url("nats://u:p@h:4222").unwrap();
-        assert!(check_url("tls://h:4222").unwrap_err().contains("TLS"));
-        assert!(check_url("http://h").unwrap_err().contains("not NATS"));
-        assert!(check_url("nats://a,,b").unwrap_err().contains("empty"));
-        assert!(
-            check_url("nats://h:notaport")
-                .unwrap_err()
-                .contains("not a NATS URL")
-        );
-    }
-
     fn ev(seq: u64, topics: &[&str], data: &str) -> Stored {
         Stored {
             seq,
@@ -1173,18 +1091,5 @@ mod tests {
         let (r, lost) = window(&filters(&["c", "b"]), events(), 10, 6, 9);
         assert_eq!(ids(&r), ["9-4", "9-5"]);
         assert!(lost.is_empty());
-    }
-
-    #[test]
-    fn names() {
-        check_stream("HOOKCAST_2-a").unwrap();
-        for bad in ["", "a.b", "a b", "a*", "a>"] {
-            assert!(check_stream(bad).is_err(), "{bad}");
-        }
-        check_subject_prefix("hookcast").unwrap();
-        check_subject_prefix("app.events").unwrap();
-        for bad in ["", ".a", "a.", "a..b", "a.*", "a.>", "a b"] {
-            assert!(check_subject_prefix(bad).is_err(), "{bad}");
-        }
     }
 }

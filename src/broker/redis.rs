@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
-use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, Script, Value};
+use redis::{AsyncConnectionConfig, Client, Script, Value};
 use tokio::sync::Notify;
 
 use super::Unavailable;
@@ -109,21 +109,6 @@ if ARGV[10] == '1' then
 end
 return {0, id}
 ";
-
-/// Checks a `broker.url` without connecting.
-pub fn check_url(url: &str) -> Result<(), String> {
-    if url.starts_with("rediss://") || url.starts_with("valkeys://") {
-        return Err(
-            "TLS (rediss://) is not built into hookcast; reach Redis on a private network or through a TLS tunnel".into(),
-        );
-    }
-    match url.into_connection_info() {
-        Ok(_) => Ok(()),
-        Err(e) => Err(format!(
-            "`{url}` is not a Redis URL ({e}); write redis://[user:password@]host[:port][/db]"
-        )),
-    }
-}
 
 /// Key names under the prefix.
 #[derive(Debug)]

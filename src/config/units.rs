@@ -6,6 +6,10 @@
 
 use std::time::Duration;
 
+use serde_saphyr::Spanned;
+
+use super::Checker;
+
 const DURATION_UNITS: &str = "d, h, m, s or ms";
 const SIZE_UNITS: &str = "KiB, MiB, GiB (or Ki, Mi, Gi), KB, MB or GB";
 
@@ -47,7 +51,7 @@ fn scaled((mantissa, scale): (u128, u32), per_unit: u128) -> Option<(u128, bool)
 
 /// Parses a duration that carries its units: one or more `<number><unit>` parts from
 /// the largest unit down, each unit at most once (`1h30m`, `2m30s`, `1.5s`).
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+fn parse_duration(s: &str) -> Result<Duration, String> {
     const NANOS: [(&str, u128); 5] = [
         ("d", 86_400_000_000_000),
         ("h", 3_600_000_000_000),
@@ -102,7 +106,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Parses a size: a bare number is bytes; KiB/MiB/GiB (or Ki/Mi/Gi, as Kubernetes
 /// writes them) are powers of 1024, KB/MB/GB of 1000.
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let Some((n, unit)) = number(s) else {
         return Err(format!(
@@ -126,6 +130,63 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
         return Err(format!("`{s}` is not a whole number of bytes"));
     }
     u64::try_from(bytes).map_err(|_| format!("`{s}` is too large a size"))
+}
+
+/// Durations, sizes and counts, each reported under its key.
+impl Checker<'_> {
+    pub(super) fn duration(
+        &mut self,
+        key: &str,
+        v: Option<Spanned<String>>,
+        default: Duration,
+        min: Duration,
+    ) -> Duration {
+        let Some(v) = v else { return default };
+        match parse_duration(&v.value) {
+            Ok(d) if d < min => {
+                self.error(
+                    &v.referenced,
+                    format!("{key} must be at least {}ms", min.as_millis()),
+                );
+                default
+            }
+            Ok(d) => d,
+            Err(msg) => {
+                self.error(&v.referenced, format!("{key}: {msg}"));
+                default
+            }
+        }
+    }
+
+    pub(super) fn size(&mut self, key: &str, v: Option<Spanned<String>>, default: u64) -> u64 {
+        let Some(v) = v else { return default };
+        match parse_size(&v.value) {
+            Ok(0) => {
+                self.error(&v.referenced, format!("{key} must be at least 1 byte"));
+                default
+            }
+            Ok(n) => n,
+            Err(msg) => {
+                self.error(&v.referenced, format!("{key}: {msg}"));
+                default
+            }
+        }
+    }
+
+    pub(super) fn count(
+        &mut self,
+        key: &str,
+        v: Option<Spanned<u64>>,
+        default: usize,
+        why: &str,
+    ) -> usize {
+        let Some(v) = v else { return default };
+        if v.value == 0 {
+            self.error(&v.referenced, format!("{key} must be at least 1{why}"));
+            return default;
+        }
+        usize::try_from(v.value).unwrap_or(usize::MAX)
+    }
 }
 
 #[cfg(test)]
