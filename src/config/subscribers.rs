@@ -105,7 +105,7 @@ impl Checker<'_> {
         ) {
             match jwt::Key::public_pem(s.secret.expose()) {
                 Ok(k) => keys.push(k),
-                Err(msg) => self.error(&s.at, format!("{what}: {} {msg}", s.label)),
+                Err(e) => self.error(&s.at, format!("{what}: {} {e}", s.label)),
             }
         }
         let family_name = |f: jsonwebtoken::AlgorithmFamily| match f {

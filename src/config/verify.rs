@@ -8,7 +8,7 @@ use serde_saphyr::Location;
 
 use super::Checker;
 use super::raw::{self, S};
-use crate::verify::{self, Encoding, Scheme, Verifier};
+use crate::verify::{self, Encoding, Scheme, Verifier, VerifierError};
 
 impl Checker<'_> {
     pub(super) fn verify(&mut self, route: &str, v: S<raw::Verify>) -> Option<Arc<Verifier>> {
@@ -166,9 +166,16 @@ impl Checker<'_> {
         );
         let scheme = scheme?;
         for s in &secrets {
-            if let Err(msg) = Verifier::new(scheme.clone(), vec![s.secret.clone()], tolerance) {
-                let msg = msg.replacen("secret 1", &format!("the secret in {}", s.label), 1);
-                self.error(&s.at, format!("{what}: {msg}"));
+            // Checked one by one, so that each problem names where its secret came from.
+            match Verifier::new(scheme.clone(), vec![s.secret.clone()], tolerance) {
+                Ok(_) => {}
+                Err(VerifierError::Secret { problem, .. }) => {
+                    self.error(
+                        &s.at,
+                        format!("{what}: the secret in {} {problem}", s.label),
+                    );
+                }
+                Err(e) => self.error(&s.at, format!("{what}: {e}")),
             }
         }
         if self.diagnostics.len() > before {
