@@ -86,85 +86,12 @@ impl Checker<'_> {
     fn jwt(&mut self, raw: S<raw::Jwt>) -> Option<jwt::JwtAuth> {
         let before = self.diagnostics.len();
         let at = raw.referenced;
-        let j = raw.value;
+        let mut j = raw.value;
         let what = "subscribers.jwt";
-        let mut keys = Vec::new();
-        for s in self.secrets(
-            what,
-            ("secret_env", "secret_file"),
-            j.secret_env,
-            j.secret_file,
-        ) {
-            keys.push(jwt::Key::secret(s.secret.expose()));
-        }
-        for s in self.secrets(
-            what,
-            ("public_key_env", "public_key_file"),
-            j.public_key_env,
-            j.public_key_file,
-        ) {
-            match jwt::Key::public_pem(s.secret.expose()) {
-                Ok(k) => keys.push(k),
-                Err(e) => self.error(&s.at, format!("{what}: {} {e}", s.label)),
-            }
-        }
-        let family_name = |f: jsonwebtoken::AlgorithmFamily| match f {
-            jsonwebtoken::AlgorithmFamily::Hmac => "an HMAC secret (secret_env or secret_file)",
-            jsonwebtoken::AlgorithmFamily::Rsa => {
-                "an RSA public key (public_key_env or public_key_file)"
-            }
-            jsonwebtoken::AlgorithmFamily::Ec => {
-                "an EC public key (public_key_env or public_key_file)"
-            }
-            jsonwebtoken::AlgorithmFamily::Ed => "an Ed25519 public key",
-        };
+        let keys = self.jwt_keys(&mut j);
         let algorithms = match j.algorithms {
-            Some(list) => {
-                let mut algs = Vec::new();
-                for a in list {
-                    match jwt::ALGORITHMS.iter().find(|(n, _)| *n == a.value) {
-                        Some((_, alg)) => {
-                            if !keys.iter().any(|k| k.family() == alg.family())
-                                && self.diagnostics.len() == before
-                            {
-                                self.error(
-                                    &a.referenced,
-                                    format!(
-                                        "{what}.algorithms: {} needs {}",
-                                        a.value,
-                                        family_name(alg.family())
-                                    ),
-                                );
-                            }
-                            algs.push(*alg);
-                        }
-                        None => self.error(
-                            &a.referenced,
-                            format!(
-                                "{what}.algorithms: `{}` is not supported; use {}",
-                                a.value,
-                                jwt::ALGORITHMS.map(|(n, _)| n).join(", ")
-                            ),
-                        ),
-                    }
-                }
-                algs
-            }
-            // Without a list, each key allows the usual algorithm of its kind.
-            None => {
-                let mut algs = Vec::new();
-                for k in &keys {
-                    let alg = match k.family() {
-                        jsonwebtoken::AlgorithmFamily::Hmac => jsonwebtoken::Algorithm::HS256,
-                        jsonwebtoken::AlgorithmFamily::Rsa => jsonwebtoken::Algorithm::RS256,
-                        _ => jsonwebtoken::Algorithm::ES256,
-                    };
-                    if !algs.contains(&alg) {
-                        algs.push(alg);
-                    }
-                }
-                algs
-            }
+            Some(list) => self.jwt_algorithms(list, &keys, before),
+            None => default_algorithms(&keys),
         };
         if keys.is_empty() && self.diagnostics.len() == before {
             self.error(&at, format!("{what} names no key: set secret_env or secret_file (HS256), or public_key_env or public_key_file (RS256, ES256)"));
@@ -213,6 +140,82 @@ impl Checker<'_> {
             issuer: j.issuer.map(|i| i.value),
             audience: j.audience.map(|a| a.value),
         })
+    }
+
+    /// The HMAC secrets, then the public keys, that `subscribers.jwt` names.
+    fn jwt_keys(&mut self, j: &mut raw::Jwt) -> Vec<jwt::Key> {
+        let what = "subscribers.jwt";
+        let mut keys = Vec::new();
+        for s in self.secrets(
+            what,
+            ("secret_env", "secret_file"),
+            j.secret_env.take(),
+            j.secret_file.take(),
+        ) {
+            keys.push(jwt::Key::secret(s.secret.expose()));
+        }
+        for s in self.secrets(
+            what,
+            ("public_key_env", "public_key_file"),
+            j.public_key_env.take(),
+            j.public_key_file.take(),
+        ) {
+            match jwt::Key::public_pem(s.secret.expose()) {
+                Ok(k) => keys.push(k),
+                Err(e) => self.error(&s.at, format!("{what}: {} {e}", s.label)),
+            }
+        }
+        keys
+    }
+
+    /// `subscribers.jwt.algorithms`: each supported, each with a key of its family
+    /// (reported only while the section has no other problem since `before`).
+    fn jwt_algorithms(
+        &mut self,
+        list: Vec<S<String>>,
+        keys: &[jwt::Key],
+        before: usize,
+    ) -> Vec<jsonwebtoken::Algorithm> {
+        let what = "subscribers.jwt";
+        let family_name = |f: jsonwebtoken::AlgorithmFamily| match f {
+            jsonwebtoken::AlgorithmFamily::Hmac => "an HMAC secret (secret_env or secret_file)",
+            jsonwebtoken::AlgorithmFamily::Rsa => {
+                "an RSA public key (public_key_env or public_key_file)"
+            }
+            jsonwebtoken::AlgorithmFamily::Ec => {
+                "an EC public key (public_key_env or public_key_file)"
+            }
+            jsonwebtoken::AlgorithmFamily::Ed => "an Ed25519 public key",
+        };
+        let mut algs = Vec::new();
+        for a in list {
+            match jwt::ALGORITHMS.iter().find(|(n, _)| *n == a.value) {
+                Some((_, alg)) => {
+                    if !keys.iter().any(|k| k.family() == alg.family())
+                        && self.diagnostics.len() == before
+                    {
+                        self.error(
+                            &a.referenced,
+                            format!(
+                                "{what}.algorithms: {} needs {}",
+                                a.value,
+                                family_name(alg.family())
+                            ),
+                        );
+                    }
+                    algs.push(*alg);
+                }
+                None => self.error(
+                    &a.referenced,
+                    format!(
+                        "{what}.algorithms: `{}` is not supported; use {}",
+                        a.value,
+                        jwt::ALGORITHMS.map(|(n, _)| n).join(", ")
+                    ),
+                ),
+            }
+        }
+        algs
     }
 
     fn auth_upstream(
@@ -306,4 +309,20 @@ impl Checker<'_> {
             timeout,
         })
     }
+}
+
+/// Without `algorithms`, each key allows the usual algorithm of its kind.
+fn default_algorithms(keys: &[jwt::Key]) -> Vec<jsonwebtoken::Algorithm> {
+    let mut algs = Vec::new();
+    for k in keys {
+        let alg = match k.family() {
+            jsonwebtoken::AlgorithmFamily::Hmac => jsonwebtoken::Algorithm::HS256,
+            jsonwebtoken::AlgorithmFamily::Rsa => jsonwebtoken::Algorithm::RS256,
+            _ => jsonwebtoken::Algorithm::ES256,
+        };
+        if !algs.contains(&alg) {
+            algs.push(alg);
+        }
+    }
+    algs
 }
