@@ -3,7 +3,7 @@
 //! [`load`] reads and deserializes the file ([`raw`]; [`recover`] carries on past
 //! unknown keys and wrong types so that all of them are reported), then checks every
 //! value and builds a [`Config`]. Every problem is reported as `FILE:LINE:COL: message`.
-//! Each section is checked in its own file: `broker.rs`, `cors.rs`, `inspect.rs`,
+//! Each section is checked in its own file: `broker/` (one module per shared kind), `cors.rs`, `inspect.rs`,
 //! `limits.rs` (`sse`, `dedupe`, `limits`), `log.rs`, `routes.rs`, `secrets.rs`,
 //! `streams.rs`, `subscribers.rs`, `upstream.rs`, `verify.rs`; `units.rs` reads
 //! durations and sizes, `error.rs` holds what a rejected file reports.
@@ -35,7 +35,9 @@ use crate::cors::Cors;
 use crate::ingest::route::Router;
 use crate::streams::Streams;
 
-pub use broker::{Broker, NameError, NatsBroker, RedisBroker, UrlError, nats_servers};
+pub use broker::{
+    Broker, NatsBroker, NatsNameError, NatsUrlError, RedisBroker, RedisUrlError, nats_servers,
+};
 pub use error::{Diagnostic, Error};
 pub use inspect::Inspect;
 pub use limits::{ClientLimits, Dedupe, Sse};
@@ -226,7 +228,7 @@ struct Checker<'e> {
 }
 
 impl Checker<'_> {
-    pub(super) fn error(&mut self, at: &Location, message: impl Into<String>) {
+    fn error(&mut self, at: &Location, message: impl Into<String>) {
         self.diagnostics.push(Diagnostic {
             line: at.line().max(1),
             column: at.column().max(1),
