@@ -1,5 +1,6 @@
 //! `upstream:`: the application hookcast stands in front of.
 
+use std::fmt;
 use std::time::Duration;
 
 use super::{Checker, raw};
@@ -71,42 +72,71 @@ impl Checker<'_> {
     }
 }
 
+/// Why `upstream.url` is not a plain-HTTP address; each variant holds the URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum UrlError {
+    NotUrl(String),
+    Https(String),
+    Scheme { url: String, scheme: String },
+    NoScheme(String),
+    NoHost(String),
+    Credentials(String),
+    QueryOrFragment(String),
+}
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UrlError::NotUrl(url) => {
+                write!(f, "`{url}` is not a URL; write e.g. http://127.0.0.1:3000")
+            }
+            UrlError::Https(url) => write!(
+                f,
+                "`{url}`: hookcast talks plain HTTP to the upstream; TLS to the upstream is left to nginx or the ingress, so use an http:// address (e.g. the application's port on localhost)"
+            ),
+            UrlError::Scheme { url, scheme } => write!(
+                f,
+                "`{url}`: scheme `{scheme}` is not supported; write http://HOST:PORT"
+            ),
+            UrlError::NoScheme(url) => write!(f, "`{url}` has no scheme; write http://HOST:PORT"),
+            UrlError::NoHost(url) => write!(f, "`{url}` has no host; write http://HOST:PORT"),
+            UrlError::Credentials(url) => write!(
+                f,
+                "`{url}` carries credentials; hookcast passes the client's own Authorization instead"
+            ),
+            UrlError::QueryOrFragment(url) => write!(
+                f,
+                "`{url}` has a query or fragment; requests are passed with their own query"
+            ),
+        }
+    }
+}
+
 /// Splits `http://host[:port][/prefix]` into its authority and path prefix.
-fn parse_upstream_url(url: &str) -> Result<(http::uri::Authority, String), String> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|_| format!("`{url}` is not a URL; write e.g. http://127.0.0.1:3000"))?;
+fn parse_upstream_url(url: &str) -> Result<(http::uri::Authority, String), UrlError> {
+    let uri: http::Uri = url.parse().map_err(|_| UrlError::NotUrl(url.to_owned()))?;
     match uri.scheme_str() {
         Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "`{url}`: hookcast talks plain HTTP to the upstream; TLS to the upstream is left to nginx or the ingress, so use an http:// address (e.g. the application's port on localhost)"
-            ));
-        }
+        Some("https") => return Err(UrlError::Https(url.to_owned())),
         Some(other) => {
-            return Err(format!(
-                "`{url}`: scheme `{other}` is not supported; write http://HOST:PORT"
-            ));
+            return Err(UrlError::Scheme {
+                url: url.to_owned(),
+                scheme: other.to_owned(),
+            });
         }
-        None => {
-            return Err(format!("`{url}` has no scheme; write http://HOST:PORT"));
-        }
+        None => return Err(UrlError::NoScheme(url.to_owned())),
     }
     let Some(authority) = uri.authority().cloned() else {
-        return Err(format!("`{url}` has no host; write http://HOST:PORT"));
+        return Err(UrlError::NoHost(url.to_owned()));
     };
     if authority.as_str().contains('@') {
-        return Err(format!(
-            "`{url}` carries credentials; hookcast passes the client's own Authorization instead"
-        ));
+        return Err(UrlError::Credentials(url.to_owned()));
     }
     if authority.host().is_empty() {
-        return Err(format!("`{url}` has no host; write http://HOST:PORT"));
+        return Err(UrlError::NoHost(url.to_owned()));
     }
     if url.contains('?') || url.contains('#') {
-        return Err(format!(
-            "`{url}` has a query or fragment; requests are passed with their own query"
-        ));
+        return Err(UrlError::QueryOrFragment(url.to_owned()));
     }
     let base_path = uri.path().trim_end_matches('/').to_owned();
     Ok((authority, base_path))
