@@ -3,10 +3,12 @@
 //! [`load`] reads and deserializes the file ([`raw`]; [`recover`] carries on past
 //! unknown keys and wrong types so that all of them are reported), then checks every
 //! value and builds a [`Config`]. Every problem is reported as `FILE:LINE:COL: message`.
-//! Each section is checked in its own file: `broker/` (one module per shared kind), `cors.rs`, `inspect.rs`,
-//! `limits.rs` (`sse`, `dedupe`, `limits`), `log.rs`, `routes.rs`, `secrets.rs`,
-//! `streams.rs`, `subscribers.rs`, `upstream.rs`, `verify.rs`; `units.rs` reads
-//! durations and sizes, `error.rs` holds what a rejected file reports.
+//!
+//! Each section is checked in its own file: `broker/` (one module per shared kind),
+//! `cors.rs`, `inspect.rs`, `limits.rs` (`sse`, `dedupe`, `limits`), `log.rs`,
+//! `routes.rs`, `secrets.rs`, `streams.rs`, `subscribers.rs`, `upstream.rs`,
+//! `verify.rs`; `units.rs` reads durations and sizes; `error.rs` holds what a
+//! rejected file reports.
 
 mod broker;
 mod cors;
@@ -219,6 +221,8 @@ pub fn from_yaml_with_env(
     }
 }
 
+/// Checks the deserialized file section by section (an `impl Checker` in each
+/// section's file), collecting every problem instead of stopping at the first.
 struct Checker<'e> {
     diagnostics: Vec<Diagnostic>,
     env: &'e dyn Fn(&str) -> Option<std::ffi::OsString>,
