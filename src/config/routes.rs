@@ -58,6 +58,8 @@ impl Checker<'_> {
         Router::new(routes)
     }
 
+    /// One route, checked part by part in file order; `None` when any part had a
+    /// problem (each one reported).
     fn route(&mut self, r: raw::Route, sse_path: &str, has_upstream: bool) -> Option<Route> {
         let before = self.diagnostics.len();
         let name = r.name.value.trim().to_owned();
