@@ -97,7 +97,7 @@ async fn publish_eventually(app: &TestApp, path: &str, body: &str) -> String {
 
 /// Ids are `<number>-<number>` on both brokers, ordered as pairs.
 fn is_stream_id(id: &str) -> bool {
-    hookcast::hub::parse_stream_id(id).is_some() && hookcast::hub::is_valid_id(id)
+    hookcast::broker::parse_stream_id(id).is_some() && hookcast::hub::is_valid_id(id)
 }
 
 async fn an_event_published_at_one_replica_reaches_every_replica_in_order(kind: Kind) {
@@ -273,7 +273,7 @@ async fn broker_down_refuses_webhooks_keeps_streams_and_recovers(kind: Kind) {
 async fn readiness_follows_the_broker(kind: Kind) {
     let mut server = BrokerServer::start(kind).await;
     let config = hookcast::config::from_yaml("test.yaml", &yaml(&server, "")).unwrap();
-    let hub = hookcast::hub::Hub::new(hookcast::hub::Limits::from_config(&config));
+    let hub = hookcast::hub::Hub::new(hookcast::broker::hub_limits(&config));
     let broker = hookcast::broker::Broker::new(&config, hub.clone());
     wait_for(|| broker.ready(), "ready once the broker is reached").await;
     server.kill();
@@ -288,7 +288,7 @@ async fn readiness_follows_the_broker(kind: Kind) {
     let config = hookcast::config::from_yaml("test.yaml", &yaml(&late, "")).unwrap();
     let broker = Arc::new(hookcast::broker::Broker::new(
         &config,
-        hookcast::hub::Hub::new(hookcast::hub::Limits::from_config(&config)),
+        hookcast::hub::Hub::new(hookcast::broker::hub_limits(&config)),
     ));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!broker.ready());

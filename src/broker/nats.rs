@@ -34,8 +34,8 @@ use futures_util::StreamExt;
 use tokio::sync::Notify;
 
 use super::Unavailable;
+use super::id::{parse_stream_id as parse_id, skip_through};
 use crate::config;
-use crate::hub::parse_stream_id as parse_id;
 use crate::hub::{
     self, Event, Hub, NewEvent, Published, RESYNC_TRIMMED, RESYNC_UNKNOWN_ID, Refusal, Resync,
     Subscription,
@@ -205,7 +205,7 @@ fn id(epoch: u64, seq: u64) -> String {
 }
 
 /// What the publisher, the subscribers, the reader and the pinger share.
-pub(super) struct Shared {
+pub(super) struct JetStream {
     config: config::NatsBroker,
     history: usize,
     history_bytes: u64,
@@ -218,7 +218,7 @@ pub(super) struct Shared {
     following: AtomicBool,
     /// The last readiness request was answered within `broker.timeout`.
     answering: AtomicBool,
-    /// When [`Shared::reconnect`] last dropped the connection (unix ms).
+    /// When [`JetStream::reconnect`] last dropped the connection (unix ms).
     reconnected: AtomicU64,
     /// Wakes the reader to start over (the stream was re-created under it).
     restart: Arc<Notify>,
@@ -228,9 +228,9 @@ pub(super) struct Shared {
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for JetStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("nats::Shared")
+        f.debug_struct("JetStream")
             .field("stream", &self.config.stream)
             .field("following", &self.following)
             .field("answering", &self.answering)
@@ -238,14 +238,14 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-impl Shared {
+impl JetStream {
     pub(super) fn start(
         c: &config::NatsBroker,
         sse: &config::Sse,
         dedupe: &config::Dedupe,
         hub: Arc<Hub>,
-    ) -> Arc<Shared> {
-        let shared = Arc::new(Shared {
+    ) -> Arc<JetStream> {
+        let shared = Arc::new(JetStream {
             config: c.clone(),
             history: sse.history,
             history_bytes: sse.history_bytes,
@@ -695,7 +695,7 @@ impl Shared {
             // Another replica served the client further than this one's reader has
             // read; what it already has must not come again.
             if from > upto {
-                sub.skip_through(from);
+                skip_through(&mut sub, from);
             }
             return Ok(sub);
         }
@@ -752,7 +752,7 @@ impl Shared {
     }
 }
 
-impl Drop for Shared {
+impl Drop for JetStream {
     fn drop(&mut self) {
         // The reader may wait on a pull indefinitely; it must not outlive us.
         self.stop();
@@ -828,7 +828,7 @@ enum Failed {
 }
 
 /// Makes the stream exist with hookcast's settings.
-async fn ensure_stream(shared: &Shared, js: &Context) -> Result<stream::Info, Failed> {
+async fn ensure_stream(shared: &JetStream, js: &Context) -> Result<stream::Info, Failed> {
     let wanted = shared.wanted();
     let timeout = shared.config.timeout;
     let timed_out = || Failed::Retry(format!("no answer within {timeout:?}"));
@@ -943,7 +943,7 @@ async fn connect(c: &config::NatsBroker) -> Result<Context, String> {
 
 /// This replica's reader: follows the stream and hands each event to the hub.
 /// Reconnects with backoff and resumes after the last sequence it read.
-async fn read(shared: Weak<Shared>, hub: Arc<Hub>) {
+async fn read(shared: Weak<JetStream>, hub: Arc<Hub>) {
     let mut backoff = BACKOFF_MIN;
     // (epoch, sequence) read through.
     let mut position: Option<(u64, u64)> = None;
@@ -1084,7 +1084,7 @@ async fn read(shared: Weak<Shared>, hub: Arc<Hub>) {
 
 /// Readiness: a request to JetStream answered within `broker.timeout`, every
 /// [`PING_EVERY`]. A stream re-created meanwhile restarts the reader.
-async fn ping(shared: Weak<Shared>) {
+async fn ping(shared: Weak<JetStream>) {
     loop {
         tokio::time::sleep(PING_EVERY).await;
         let Some(s) = shared.upgrade() else { return };

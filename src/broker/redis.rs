@@ -34,8 +34,8 @@ use tokio::sync::Notify;
 
 use super::Unavailable;
 use super::health::{self, Health};
+use super::id::{parse_stream_id as parse_id, skip_through};
 use crate::config;
-use crate::hub::parse_stream_id as parse_id;
 use crate::hub::{
     self, Event, Hub, NewEvent, Published, RESYNC_TRIMMED, RESYNC_UNKNOWN_ID, Refusal, Resync,
     Subscription,
@@ -163,7 +163,7 @@ impl Keys {
 }
 
 /// What the publisher, the subscribers and the reader share.
-pub(super) struct Shared {
+pub(super) struct RedisStreams {
     client: Client,
     manager: ConnectionManager,
     keys: Keys,
@@ -180,9 +180,9 @@ pub(super) struct Shared {
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for RedisStreams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("redis::Shared")
+        f.debug_struct("RedisStreams")
             .field("prefix", &self.keys.prefix)
             .field("connected", &self.connected)
             .field("health", &self.health)
@@ -190,13 +190,13 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-impl Shared {
+impl RedisStreams {
     pub(super) fn start(
         c: &config::RedisBroker,
         sse: &config::Sse,
         dedupe: &config::Dedupe,
         hub: Arc<Hub>,
-    ) -> Arc<Shared> {
+    ) -> Arc<RedisStreams> {
         // The URL was checked with the config; a failure here is a bug.
         let client = Client::open(c.url.as_str()).expect("broker.url was checked");
         let health = Health::new(c.timeout);
@@ -208,7 +208,7 @@ impl Shared {
             .set_max_delay(BACKOFF_MAX);
         let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
             .expect("a lazy connection manager needs no connection");
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(RedisStreams {
             client,
             manager,
             keys: Keys::new(&c.prefix),
@@ -229,7 +229,7 @@ impl Shared {
         let pinger = tokio::spawn(health::keep_pinging(
             Arc::downgrade(&shared),
             c.timeout,
-            |s: Arc<Shared>| async move {
+            |s: Arc<RedisStreams>| async move {
                 let _ = s.time().await;
             },
         ));
@@ -265,7 +265,7 @@ impl Shared {
         self.within_for(what, self.timeout, f).await
     }
 
-    /// [`Shared::within`] with a limit of its own. Any answer, an error reply
+    /// [`RedisStreams::within`] with a limit of its own. Any answer, an error reply
     /// included, shows Redis is responsive.
     async fn within_for<T>(
         &self,
@@ -515,7 +515,7 @@ impl Shared {
                     sub.resync = Some(resync(RESYNC_UNKNOWN_ID, all()));
                     return Ok(sub);
                 }
-                sub.skip_through(from);
+                skip_through(&mut sub, from);
             }
             return Ok(sub);
         }
@@ -615,7 +615,7 @@ impl Shared {
     }
 }
 
-impl Drop for Shared {
+impl Drop for RedisStreams {
     fn drop(&mut self) {
         // The reader may sit in a blocking read indefinitely; it must not outlive us.
         self.stop();
@@ -644,7 +644,7 @@ fn replayed(topic: &str, entry: &StreamId) -> Arc<Event> {
 
 /// This replica's reader: follows the feed and hands each event to the hub.
 /// Reconnects with backoff and resumes after the last id it delivered.
-async fn read(shared: std::sync::Weak<Shared>, hub: Arc<Hub>) {
+async fn read(shared: std::sync::Weak<RedisStreams>, hub: Arc<Hub>) {
     let mut backoff = BACKOFF_MIN;
     let mut position: Option<String> = None;
     let mut down_logged = false;
