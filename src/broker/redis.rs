@@ -36,6 +36,7 @@ use super::Unavailable;
 use super::health::{self, Health};
 use super::id::{parse_stream_id as parse_id, skip_through};
 use crate::config;
+use crate::sse::encode;
 use crate::hub::{
     self, Event, Hub, NewEvent, Published, RESYNC_TRIMMED, RESYNC_UNKNOWN_ID, Refusal, Resync,
     Subscription,
@@ -53,8 +54,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 const PUBLISH: &str = r"
 -- KEYS: feed, since, topics, dedupe, receipt, then (stream, meta) per topic
 -- ARGV: feed_length, history, ttl_ms, history_bytes, window_ms, topics joined by
---       spaces, has_event, event, data, has_dedupe, deadline_ms, receipt_ms, then
---       one topic name per topic
+--       spaces, has_event, event, data, has_dedupe, deadline_ms, receipt_ms, the
+--       length of the frame's lines after `id:`, then one topic name per topic
 -- Past its deadline hookcast has answered 503 (or is about to): store nothing.
 local now = redis.call('TIME')
 if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[11]) then
@@ -65,12 +66,16 @@ if ARGV[10] == '1' then
   if seen then return {1, seen} end
 end
 local feed = {'t', ARGV[6], 'd', ARGV[9]}
-local entry = {'d', ARGV[9], 'n', tostring(string.len(ARGV[9]))}
 if ARGV[7] == '1' then
   table.insert(feed, 'e'); table.insert(feed, ARGV[8])
-  table.insert(entry, 'e'); table.insert(entry, ARGV[8])
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(feed))
+-- history_bytes counts the encoded frame: `id: <id>\n`, then the rest.
+local len = tonumber(ARGV[13]) + string.len(id) + 5
+local entry = {'d', ARGV[9], 'n', tostring(len)}
+if ARGV[7] == '1' then
+  table.insert(entry, 'e'); table.insert(entry, ARGV[8])
+end
 redis.call('SET', KEYS[2], id, 'NX')
 -- Read back by a publisher whose connection broke before the answer came.
 redis.call('SET', KEYS[5], id, 'PX', ARGV[12])
@@ -78,7 +83,6 @@ local ms = tonumber(string.match(id, '^%d+'))
 local history = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
 local max_bytes = tonumber(ARGV[4])
-local len = string.len(ARGV[9])
 for i = 1, (#KEYS - 5) / 2 do
   local k = KEYS[4 + 2 * i]
   local m = KEYS[5 + 2 * i]
@@ -101,7 +105,7 @@ for i = 1, (#KEYS - 5) / 2 do
   -- An idle topic's events all pass history_ttl; Redis then drops its keys.
   redis.call('PEXPIRE', k, ttl)
   redis.call('PEXPIRE', m, ttl)
-  redis.call('ZADD', KEYS[3], ms, ARGV[12 + i])
+  redis.call('ZADD', KEYS[3], ms, ARGV[13 + i])
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (ms - ttl))
 if ARGV[10] == '1' then
@@ -337,7 +341,8 @@ impl RedisStreams {
             .arg(if new.dedupe.is_some() { "1" } else { "0" })
             .arg(deadline)
             // Long enough to be read after the deadline and the margin.
-            .arg(ms(self.timeout * 3 + Duration::from_secs(1)));
+            .arg(ms(self.timeout * 3 + Duration::from_secs(1)))
+            .arg(encode::event_tail_len(new.event.as_deref(), &new.data));
         for t in &new.topics {
             inv.arg(t);
         }
