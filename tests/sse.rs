@@ -743,7 +743,7 @@ async fn history_bytes_count_line_breaks_as_sent() {
     let body = "\n".repeat(100);
     let mut ids = Vec::new();
     for _ in 0..6 {
-        ids.push(app.publish("/hooks/a", body.clone()).await);
+        ids.push(app.publish("/hooks/a", &body).await);
     }
     let mut s = app
         .subscribe("topic=room.a", &[("Last-Event-ID", &ids[2])])

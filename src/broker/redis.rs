@@ -36,11 +36,11 @@ use super::Unavailable;
 use super::health::{self, Health};
 use super::id::{parse_stream_id as parse_id, skip_through};
 use crate::config;
-use crate::sse::encode;
 use crate::hub::{
     self, Event, Hub, NewEvent, Published, RESYNC_TRIMMED, RESYNC_UNKNOWN_ID, Refusal, Resync,
     Subscription,
 };
+use crate::sse::encode;
 use crate::topic::Filter;
 
 /// How long one `XREAD` waits for new entries before asking again.
