@@ -4,7 +4,9 @@
 pub mod health;
 mod id;
 mod nats;
+mod reader;
 mod redis;
+mod resume;
 
 use std::fmt;
 use std::sync::Arc;
