@@ -189,11 +189,8 @@ impl JetStream {
             fatal_set: Notify::new(),
             tasks: Tasks::default(),
         });
-        let reader = tokio::spawn(reader::read(Arc::downgrade(&shared), hub));
-        let pinger = tokio::spawn(health::keep_pinging(Arc::downgrade(&shared), c.timeout));
-        shared
-            .tasks
-            .hold([reader.abort_handle(), pinger.abort_handle()]);
+        let reader = reader::read(Arc::downgrade(&shared), hub);
+        shared.tasks.run(&shared, c.timeout, reader);
         shared
     }
 

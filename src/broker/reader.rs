@@ -3,11 +3,12 @@
 //! the broker.
 
 use std::fmt::Display;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::task::AbortHandle;
 
+use super::health::{self, Ping};
 use crate::hub::lock;
 
 /// A reader's way back to its broker: waits that double from `min` to `max`,
@@ -64,8 +65,17 @@ impl Backoff {
 pub(super) struct Tasks(Mutex<Vec<AbortHandle>>);
 
 impl Tasks {
-    pub(super) fn hold(&self, tasks: impl IntoIterator<Item = AbortHandle>) {
-        lock(&self.0).extend(tasks);
+    /// Runs `owner`'s reader, and its pinger (see [`health::keep_pinging`]),
+    /// until [`Tasks::stop`].
+    pub(super) fn run<T: Ping>(
+        &self,
+        owner: &Arc<T>,
+        timeout: Duration,
+        reader: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let reader = tokio::spawn(reader);
+        let pinger = tokio::spawn(health::keep_pinging(Arc::downgrade(owner), timeout));
+        lock(&self.0).extend([reader.abort_handle(), pinger.abort_handle()]);
     }
 
     pub(super) fn stop(&self) {

@@ -169,11 +169,8 @@ impl RedisStreams {
             health,
             tasks: Tasks::default(),
         });
-        let reader = tokio::spawn(reader::read(Arc::downgrade(&shared), hub));
-        let pinger = tokio::spawn(health::keep_pinging(Arc::downgrade(&shared), c.timeout));
-        shared
-            .tasks
-            .hold([reader.abort_handle(), pinger.abort_handle()]);
+        let reader = reader::read(Arc::downgrade(&shared), hub);
+        shared.tasks.run(&shared, c.timeout, reader);
         shared
     }
 

@@ -56,6 +56,13 @@ impl Event {
         }
     }
 
+    /// What an event with these fields counts against `history_bytes` (its
+    /// [`Event::frame_len`]), counted without encoding it: for a shared broker
+    /// that bounds its own history the same way.
+    pub fn counted_len(id: &str, event: Option<&str>, data: &str) -> usize {
+        encode::event_frame_len(id, encode::event_tail_len(event, data))
+    }
+
     /// The SSE frame alone, without the chunk framing.
     pub fn frame(&self) -> Bytes {
         self.chunk.frame()

@@ -168,6 +168,11 @@ fn history_bytes_bound_the_encoded_frames() {
         [624; 3]
     );
     assert!(kept.iter().all(|e| e.frame().len() == e.frame_len));
+    // What a shared broker counts for the same event, without encoding it.
+    assert!(
+        kept.iter()
+            .all(|e| Event::counted_len(&e.id, None, &body) == e.frame_len)
+    );
     let sub = hub.subscribe(filters(&["a"]), Some(&ids[4]), None).unwrap();
     assert_eq!(sub.resync.as_ref().unwrap().reason, RESYNC_TRIMMED);
 }

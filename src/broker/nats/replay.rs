@@ -15,7 +15,6 @@ use crate::broker::Unavailable;
 use crate::broker::id::{parse_stream_id as parse_id, skip_through};
 use crate::broker::resume::{self, Opened};
 use crate::hub::{Event, Hub, Refusal, Subscription};
-use crate::sse::encode;
 use crate::topic::Filter;
 
 impl JetStream {
@@ -118,8 +117,7 @@ fn window(
     let mut per_topic: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
     for e in &events {
         // Counted as the hub counts it: the encoded frame.
-        let tail = encode::event_tail_len(e.event.as_deref(), &e.data);
-        let frame = encode::event_frame_len(&id(epoch, e.seq), tail) as u64;
+        let frame = Event::counted_len(&id(epoch, e.seq), e.event.as_deref(), &e.data) as u64;
         for t in e.topics.iter() {
             let n = per_topic.entry(t).or_default();
             n.0 += 1;

@@ -8,15 +8,15 @@ use std::time::Duration;
 use super::RedisStreams;
 use crate::broker::Unavailable;
 use crate::broker::id::parse_stream_id as parse_id;
-use crate::hub::{NewEvent, Published};
-use crate::sse::encode;
+use crate::hub::{Event, NewEvent, Published};
 
 /// The publish script.
 pub(super) const SCRIPT: &str = r"
 -- KEYS: feed, since, topics, dedupe, receipt, then (stream, meta) per topic
 -- ARGV: feed_length, history, ttl_ms, history_bytes, window_ms, topics joined by
 --       spaces, has_event, event, data, has_dedupe, deadline_ms, receipt_ms, the
---       length of the frame's lines after `id:`, then one topic name per topic
+--       bytes the event counts against history_bytes but for its id, then one
+--       topic name per topic
 -- Past its deadline hookcast has answered 503 (or is about to): store nothing.
 local now = redis.call('TIME')
 if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[11]) then
@@ -31,8 +31,8 @@ if ARGV[7] == '1' then
   table.insert(feed, 'e'); table.insert(feed, ARGV[8])
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(feed))
--- history_bytes counts the encoded frame: `id: <id>\n`, then the rest.
-local len = tonumber(ARGV[13]) + string.len(id) + 5
+-- history_bytes counts the encoded frame, its id included.
+local len = tonumber(ARGV[13]) + string.len(id)
 local entry = {'d', ARGV[9], 'n', tostring(len)}
 if ARGV[7] == '1' then
   table.insert(entry, 'e'); table.insert(entry, ARGV[8])
@@ -113,7 +113,7 @@ impl RedisStreams {
             .arg(deadline)
             // Long enough to be read after the deadline and the margin.
             .arg(ms(self.timeout * 3 + Duration::from_secs(1)))
-            .arg(encode::event_tail_len(new.event.as_deref(), &new.data));
+            .arg(Event::counted_len("", new.event.as_deref(), &new.data));
         for t in &new.topics {
             inv.arg(t);
         }
