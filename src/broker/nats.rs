@@ -17,6 +17,12 @@
 //! The stream is bounded by age (`sse.history_ttl`), `broker.max_msgs` and
 //! optionally `broker.max_bytes`; the per-topic bounds (`sse.history`, `sse.history_bytes`)
 //! are applied when replaying, since an event on several topics is one message.
+//!
+//! Here: the broker's shared state and its pinger; in `nats/`: a stored
+//! message and reading messages back (`message.rs`), the publish (`publish.rs`),
+//! replay (`replay.rs`), the stream's settings and the connection (`stream.rs`),
+//! and the reader (`reader.rs`).
+
 mod message;
 mod publish;
 mod reader;
@@ -63,6 +69,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 /// An ephemeral consumer left behind (replica gone) is removed after this.
 const CONSUMER_IDLE: Duration = Duration::from_secs(30);
+
 /// Checks a `broker.url` (one URL, or several comma-separated) without connecting.
 pub fn check_url(url: &str) -> Result<(), String> {
     addrs(url).map(|_| ())

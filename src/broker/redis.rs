@@ -7,7 +7,7 @@
 //!   gives one order: ids increase in publish order across topics.
 //! - `topic:<name>`: per-topic history for replay, the same entries under the same
 //!   ids, trimmed by `sse.history`, `sse.history_ttl` and `sse.history_bytes`, so
-//!   the SPEC's per-topic bounds hold. `meta:<name>` counts its bytes and records
+//!   the per-topic bounds hold as in memory. `meta:<name>` counts its bytes and records
 //!   the newest id trimmed away (to tell a complete replay from a partial one).
 //! - `topics`: a sorted set of topic names by last publish time, for patterns.
 //! - `since`: the first id written to this Redis's data set; older ids are unknown
@@ -21,6 +21,10 @@
 //! on Redis's clock and stores nothing once `TIME` has passed it, so a publish
 //! answered 503 (Redis paused or stalled past `broker.timeout`) is never stored
 //! later (see [`super::health`]).
+//!
+//! Here: the broker's shared state, its commands' limits and its pinger; in
+//! `redis/`: the publish script and its receipt (`publish.rs`), replay
+//! (`replay.rs`), and the reader (`reader.rs`).
 
 mod publish;
 mod reader;

@@ -43,7 +43,8 @@ impl Epoch {
     }
 }
 
-/// Whether `id` uses only the bytes SPEC allows in event ids.
+/// Whether `id` uses only the bytes an event id may hold (`A-Z a-z 0-9 . _ ~ -`),
+/// within [`MAX_ID_LEN`].
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_ID_LEN
