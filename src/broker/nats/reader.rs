@@ -6,7 +6,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::stream;
 use futures_util::StreamExt;
+use tokio::sync::Notify;
 
 use super::message::{epoch_of, id, stored};
 use super::stream::{Failed, connect, ensure_stream};
@@ -61,25 +63,7 @@ async fn follow(
     };
     let epoch = epoch_of(&info).expect("ensure_stream checked it");
     s.epoch.store(epoch, Ordering::Relaxed);
-    let start = match *position {
-        None => info.state.last_sequence,
-        Some((e, seq)) if e == epoch => {
-            if info.state.first_sequence > seq + 1 {
-                let n = hub.disconnect_all();
-                tracing::warn!(
-                    subscribers = n,
-                    "the nats stream dropped events past this replica's position; subscribers told to reconnect and replay"
-                );
-            }
-            seq
-        }
-        Some(_) => {
-            tracing::warn!(
-                "the nats stream was re-created (its store lost); earlier event ids are unknown now"
-            );
-            0
-        }
-    };
+    let start = resume_point(*position, epoch, &info, hub);
     *position = Some((epoch, start));
     hub.set_position(Arc::from(id(epoch, start)));
     let stream = js
@@ -116,6 +100,44 @@ async fn follow(
     let prefix = s.config.subject_prefix.clone();
     let restart = s.restart.clone();
     drop(s);
+    deliver(&mut messages, &restart, &prefix, epoch, position, hub).await
+}
+
+/// The sequence to follow the stream after: the newest one at first start,
+/// else the last one read. When messages after it were dropped meanwhile,
+/// local subscribers are told to reconnect, so they replay what is left.
+fn resume_point(position: Option<(u64, u64)>, epoch: u64, info: &stream::Info, hub: &Hub) -> u64 {
+    match position {
+        None => info.state.last_sequence,
+        Some((e, seq)) if e == epoch => {
+            if info.state.first_sequence > seq + 1 {
+                let n = hub.disconnect_all();
+                tracing::warn!(
+                    subscribers = n,
+                    "the nats stream dropped events past this replica's position; subscribers told to reconnect and replay"
+                );
+            }
+            seq
+        }
+        Some(_) => {
+            tracing::warn!(
+                "the nats stream was re-created (its store lost); earlier event ids are unknown now"
+            );
+            0
+        }
+    }
+}
+
+/// Hands each message to the hub, in sequence order, until the consumer fails
+/// or the stream is re-created (`restart`).
+async fn deliver(
+    messages: &mut pull::Stream,
+    restart: &Notify,
+    prefix: &str,
+    epoch: u64,
+    position: &mut Option<(u64, u64)>,
+    hub: &Hub,
+) -> Result<(), String> {
     let mut restart = std::pin::pin!(restart.notified());
     loop {
         let m = tokio::select! {
@@ -140,7 +162,7 @@ async fn follow(
             );
         }
         if let Some(e) = stored(
-            &prefix,
+            prefix,
             seq,
             &m.subject,
             m.headers.as_ref(),
