@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use redis::ScriptInvocation;
+
 use super::RedisStreams;
 use crate::broker::Unavailable;
 use crate::broker::id::parse_stream_id as parse_id;
@@ -86,37 +88,8 @@ impl RedisStreams {
             .health
             .deadline(started)
             .ok_or(Unavailable::NotStored)?;
-        let k = &self.keys;
-        let joined = new.topics.join(" ");
-        let mut inv = self.script.prepare_invoke();
-        inv.key(&k.feed).key(&k.since).key(&k.topics);
-        match &new.dedupe {
-            Some((route, key)) => inv.key(k.dedupe(route, key)),
-            None => inv.key(format!("{}dedupe", k.prefix)),
-        };
-        let receipt = k.receipt(fastrand::u64(..));
-        inv.key(&receipt);
-        for t in &new.topics {
-            inv.key(k.topic(t)).key(k.meta(t));
-        }
-        let ms = |d: Duration| d.as_millis().clamp(1, i64::MAX as u128) as i64;
-        inv.arg(self.feed_length)
-            .arg(self.history)
-            .arg(ms(self.history_ttl))
-            .arg(self.history_bytes)
-            .arg(ms(self.dedupe_window))
-            .arg(&joined)
-            .arg(if new.event.is_some() { "1" } else { "0" })
-            .arg(new.event.as_deref().unwrap_or_default())
-            .arg(&new.data)
-            .arg(if new.dedupe.is_some() { "1" } else { "0" })
-            .arg(deadline)
-            // Long enough to be read after the deadline and the margin.
-            .arg(ms(self.timeout * 3 + Duration::from_secs(1)))
-            .arg(Event::counted_len("", new.event.as_deref(), &new.data));
-        for t in &new.topics {
-            inv.arg(t);
-        }
+        let receipt = self.keys.receipt(fastrand::u64(..));
+        let inv = self.invocation(&new, deadline, &receipt);
         let mut conn = self.manager.clone();
         // Waited for until the deadline plus the clock margin, counted from the
         // start: after that, Redis refuses to run it, and its receipt tells.
@@ -169,25 +142,48 @@ impl RedisStreams {
                 }
             }
         };
-        if status == 2 {
-            tracing::warn!("redis ran a publish after its deadline and stored nothing");
-            return Err(Unavailable::NotStored);
+        published(status, value, new.topics)
+    }
+
+    /// The publish script's call for `new`: its keys and arguments (see
+    /// [`SCRIPT`]), with its deadline on Redis's clock and its receipt key.
+    fn invocation<'a>(
+        &'a self,
+        new: &NewEvent,
+        deadline: u64,
+        receipt: &str,
+    ) -> ScriptInvocation<'a> {
+        let k = &self.keys;
+        let joined = new.topics.join(" ");
+        let mut inv = self.script.prepare_invoke();
+        inv.key(&k.feed).key(&k.since).key(&k.topics);
+        match &new.dedupe {
+            Some((route, key)) => inv.key(k.dedupe(route, key)),
+            None => inv.key(format!("{}dedupe", k.prefix)),
+        };
+        inv.key(receipt);
+        for t in &new.topics {
+            inv.key(k.topic(t)).key(k.meta(t));
         }
-        if status == 1 {
-            // Stored as `<id> <topic> <topic>…`.
-            let mut parts = value.split(' ');
-            let id = parts.next().unwrap_or_default();
-            return Ok(Published {
-                id: Arc::from(id),
-                topics: parts.map(str::to_owned).collect(),
-                duplicate: true,
-            });
+        let ms = |d: Duration| d.as_millis().clamp(1, i64::MAX as u128) as i64;
+        inv.arg(self.feed_length)
+            .arg(self.history)
+            .arg(ms(self.history_ttl))
+            .arg(self.history_bytes)
+            .arg(ms(self.dedupe_window))
+            .arg(&joined)
+            .arg(if new.event.is_some() { "1" } else { "0" })
+            .arg(new.event.as_deref().unwrap_or_default())
+            .arg(&new.data)
+            .arg(if new.dedupe.is_some() { "1" } else { "0" })
+            .arg(deadline)
+            // Long enough to be read after the deadline and the margin.
+            .arg(ms(self.timeout * 3 + Duration::from_secs(1)))
+            .arg(Event::counted_len("", new.event.as_deref(), &new.data));
+        for t in &new.topics {
+            inv.arg(t);
         }
-        Ok(Published {
-            id: Arc::from(value.as_str()),
-            topics: new.topics,
-            duplicate: false,
-        })
+        inv
     }
 
     /// A publish's answer did not come, or its connection broke. Once its
@@ -227,4 +223,28 @@ impl RedisStreams {
             _ => Err(Unavailable::Unknown),
         }
     }
+}
+
+/// What the script answered: `0 <id>` stored, `1 <id> <topic>…` a duplicate of
+/// the event stored under that id, `2` past its deadline (nothing stored).
+fn published(status: u8, value: String, topics: Vec<String>) -> Result<Published, Unavailable> {
+    if status == 2 {
+        tracing::warn!("redis ran a publish after its deadline and stored nothing");
+        return Err(Unavailable::NotStored);
+    }
+    if status == 1 {
+        // Stored as `<id> <topic> <topic>…`.
+        let mut parts = value.split(' ');
+        let id = parts.next().unwrap_or_default();
+        return Ok(Published {
+            id: Arc::from(id),
+            topics: parts.map(str::to_owned).collect(),
+            duplicate: true,
+        });
+    }
+    Ok(Published {
+        id: Arc::from(value.as_str()),
+        topics,
+        duplicate: false,
+    })
 }
