@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::broker;
 use crate::config::{self, Config};
-use crate::hub;
 use crate::service::App;
 
 /// How often the files are read to look for a change (SPEC: within 5 s).
@@ -199,7 +199,7 @@ fn keep_restart_settings(old: &Config, new: &mut Config) {
         restart.push("admin.listen");
         new.admin = old.admin;
     }
-    if hub::Limits::from_config(new) != hub::Limits::from_config(old) {
+    if broker::configured_limits(new) != broker::configured_limits(old) {
         // The hub's history and queues are sized at start.
         restart.push(
             "sse.history, history_ttl, history_bytes, subscriber_queue, subscriber_queue_bytes, max_subscribers, dedupe",

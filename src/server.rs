@@ -19,7 +19,7 @@ use crate::accept::Acceptor;
 use crate::admin;
 use crate::config::Config;
 use crate::direct::{self, Prefixed, Sniffed};
-use crate::hub::{self, Hub};
+use crate::hub::Hub;
 use crate::reload::{self, Live};
 use crate::service::{self, App};
 
@@ -66,13 +66,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     options: Options,
 ) -> std::io::Result<()> {
-    let mut limits = hub::Limits::from_config(&config);
-    if !matches!(config.broker, crate::config::Broker::Memory) {
-        // Replay is read from the shared broker; the hub only fans out.
-        limits.history = 0;
-        limits.history_bytes = 0;
-    }
-    let hub = Hub::new(limits);
+    let hub = Hub::new(crate::broker::hub_limits(&config));
     let header_timeout = config.limits.header_read_timeout;
     let max_connections = config.limits.max_connections;
     let live = Live::new(App::new(config, hub.clone()));

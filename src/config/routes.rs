@@ -271,7 +271,7 @@ impl Checker<'_> {
             );
         }
         if let Some(Part::Literal(first)) = t.parts().first()
-            && crate::sse::is_reserved_event(first)
+            && crate::sse::encode::is_reserved_event(first)
         {
             self.error(
                 &v.referenced,

@@ -19,7 +19,7 @@ use crate::inspect::{Outcome, Seen};
 use crate::proxy::{self, body::Prefix, body::read_prefix};
 use crate::reply::{self, Body};
 use crate::service::{self, App};
-use crate::sse;
+use crate::sse::encode;
 use crate::template::{Input, RenderError, Template};
 use crate::topic;
 use crate::verify;
@@ -85,7 +85,7 @@ impl Rejection {
             Rejection::InvalidEvent(name) => (
                 S::UNPROCESSABLE_ENTITY,
                 "invalid_event",
-                if sse::is_reserved_event(name) {
+                if encode::is_reserved_event(name) {
                     format!(
                         "The rendered event name {name:?} is reserved: names starting with `hookcast.` are hookcast's own."
                     )
@@ -491,7 +491,7 @@ pub fn render(route: &Route, input: &Input<'_>) -> Result<NewEvent, Rejection> {
         None => None,
     };
     if let Some(e) = &event
-        && (!sse::is_field_safe(e) || sse::is_reserved_event(e))
+        && (!encode::is_field_safe(e) || encode::is_reserved_event(e))
     {
         return Err(Rejection::InvalidEvent(e.clone()));
     }
