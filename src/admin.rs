@@ -13,7 +13,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-use crate::reload::Live;
+use crate::app::Live;
 use crate::reply::{self, Body};
 
 /// Content type of the OpenMetrics text `prometheus-client` writes.

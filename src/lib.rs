@@ -35,9 +35,11 @@
 
 pub mod accept;
 pub mod admin;
+pub mod app;
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod conn;
 pub mod cors;
 pub mod data;
 pub mod demo;

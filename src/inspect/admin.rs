@@ -11,11 +11,10 @@ use http::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::{Deliveries, Delivery, Outcome, Seen};
+use crate::app::{App, Live};
 use crate::ingest::route::{Lookup, Mode};
 use crate::ingest::{self, Decision, Received, Rejection};
-use crate::reload::Live;
 use crate::reply::{self, Body};
-use crate::service::App;
 use crate::sse::{EventStream, StreamSettings};
 use crate::subscribe;
 
@@ -326,7 +325,7 @@ async fn redeliver(app: &App, log: &Deliveries, id: &str) -> Response<Body> {
                     event.dedupe = None;
                     match app.broker.publish(event).await {
                         Ok(published) => {
-                            app.hub.metrics().published(&route.name);
+                            app.metrics().published(&route.name);
                             let body = json!({"id": &*published.id, "topics": published.topics});
                             outcome.published = Some(published);
                             Ok(body)
