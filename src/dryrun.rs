@@ -12,9 +12,9 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Uri};
 
 use crate::config::{self, Config};
-use crate::ingest::route::{Lookup, Unmet};
 use crate::ingest::{self, Decision, Received, Rejection};
 use crate::inspect::Outcome;
+use crate::route::{Lookup, Unmet};
 
 /// A request to try.
 #[derive(Debug, Clone)]

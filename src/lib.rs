@@ -53,6 +53,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod reply;
+pub mod route;
 pub mod server;
 pub mod service;
 pub mod shutdown;

@@ -11,8 +11,9 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::app::App;
-use crate::ingest::{self, route::Lookup};
+use crate::ingest;
 use crate::reply::{self, Body};
+use crate::route::Lookup;
 use crate::subscribe;
 use crate::{cors, demo};
 

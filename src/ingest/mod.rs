@@ -4,7 +4,6 @@
 //! upstream answer instead, and publish when it accepted.
 
 mod forward;
-pub mod route;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -19,11 +18,11 @@ use crate::hub::{NewEvent, Published};
 use crate::inspect::{Outcome, Seen};
 use crate::proxy::body::{Prefix, read_prefix};
 use crate::reply::{self, Body};
+use crate::route::{Candidate, Lookup, Mode, Route, Router, Unmet};
 use crate::sse;
 use crate::template::{Input, RenderError, Template};
 use crate::topic;
 use crate::verify;
-use route::{Candidate, Lookup, Mode, Route, Router, Unmet};
 
 /// A webhook that could not be accepted; each maps to one status and code.
 #[derive(Debug)]

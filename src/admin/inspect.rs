@@ -10,11 +10,11 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
-use super::{Deliveries, Delivery, Outcome, Seen};
 use crate::app::{App, Live};
-use crate::ingest::route::{Lookup, Mode};
 use crate::ingest::{self, Decision, Received, Rejection};
+use crate::inspect::{Deliveries, Delivery, Outcome, Seen};
 use crate::reply::{self, Body};
+use crate::route::{Lookup, Mode};
 use crate::sse::{EventStream, StreamSettings};
 use crate::subscribe;
 
@@ -25,7 +25,7 @@ const PAGE: &str = include_str!("page.html");
 const MAX_LIST: usize = 1000;
 
 /// Answers the operator endpoints; `None` for any other path.
-pub async fn answer<B>(live: &Live, req: &Request<B>) -> Option<Response<Body>> {
+pub(super) async fn answer<B>(live: &Live, req: &Request<B>) -> Option<Response<Body>> {
     let path = req.uri().path();
     let method = req.method();
     let resp = match path {
