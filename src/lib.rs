@@ -7,7 +7,7 @@
 //! # Layout
 //!
 //! The modules are layered, each importing only from below (README "Architecture",
-//! checked by `tests/layers.rs`).
+//! checked by `tests/layers/`).
 //! - [`config`]: the YAML file, checked whole before any port is bound.
 //! - [`server`]: the accept loop and graceful shutdown; [`run`] is the entry point.
 //! - [`conn`]: what the accept loop hands each request of a connection (client address, cut notice).
