@@ -34,7 +34,7 @@ use serde_saphyr::{Location, Spanned};
 
 use crate::auth;
 use crate::cors::Cors;
-use crate::ingest::route::Router;
+use crate::route::Router;
 use crate::streams::Streams;
 
 pub use broker::{

@@ -11,7 +11,7 @@ use serde_saphyr::{Location, Spanned};
 use super::raw::{self, S};
 use super::{Checker, is_reserved};
 use crate::data::Data;
-use crate::ingest::route::{HeaderMatch, Mode, PathPattern, Publish, Route, Router};
+use crate::route::{HeaderMatch, Mode, PathPattern, Publish, Route, Router};
 use crate::template::{Part, Template};
 use crate::topic;
 
