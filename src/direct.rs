@@ -21,10 +21,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
+use crate::app::App;
 use crate::reply::Body;
-use crate::service::{self, App};
 use crate::sse::{Chunk, EventStream};
-use crate::subscribe::Subscribed;
+use crate::subscribe::{self, Subscribed};
 
 /// Longest request head read here; a longer one goes to hyper, which has its own limits.
 const MAX_HEAD: usize = 8 * 1024;
@@ -163,7 +163,7 @@ fn parts(req: &httparse::Request<'_, '_>) -> Option<http::request::Parts> {
 pub async fn open(app: &App, io: TcpStream, req: http::request::Parts) -> Serving {
     let span = tracing::info_span!("request", method = "GET", path = %req.uri.path());
     let version = req.version;
-    let subscribed = service::subscribe(app, &req).instrument(span.clone()).await;
+    let subscribed = subscribe::handle(app, &req).instrument(span.clone()).await;
     drop(req);
     match subscribed {
         Subscribed::Stream(resp) => {
