@@ -8,7 +8,7 @@
 //! - [`config`]: the YAML file, checked whole before any port is bound.
 //! - [`server`]: the accept loop and graceful shutdown; [`run`] is the entry point.
 //! - [`accept`]: accepting at the file-descriptor limit (waiting connections closed at once).
-//! - [`direct`]: event streams over HTTP/1.x, served straight on the socket.
+//! - [`fast`]: event streams over HTTP/1.x, served straight on the socket.
 //! - [`service`]: sends each request to a subscription, a webhook route, the demo page or the upstream.
 //! - [`ingest`]: webhooks: body limit, route match, signature check, templates, publish; forward-mode routes.
 //! - [`proxy`]: the upstream: streaming pass-through, hop-by-hop headers, upgrades, 502/504.
@@ -41,7 +41,7 @@ pub mod config;
 pub mod cors;
 pub mod data;
 pub mod demo;
-pub mod direct;
+pub mod fast;
 pub mod dryrun;
 pub mod hub;
 pub mod ingest;

@@ -200,25 +200,35 @@ pub fn resync_frame(r: &Resync) -> Bytes {
     })
 }
 
-/// Why a stream ended, for logs.
+/// Why a stream ended, whichever HTTP path served it (README "Subscribing").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
+    /// Cut for falling behind (counted by the hub, where the cut happens).
     Slow,
     Shutdown,
     MaxDuration,
     /// The subscriber's token expired.
     AuthExpired,
+    /// The client left: not a drop, only the subscriber gauge goes down.
+    ClientGone,
 }
 
 impl End {
-    fn dropped(self) -> crate::metrics::Dropped {
+    /// The `hookcast_subscribers_dropped_total` reason; none for a client that left.
+    pub fn dropped(self) -> Option<crate::metrics::Dropped> {
         use crate::metrics::Dropped;
         match self {
-            End::Slow => Dropped::Slow,
-            End::Shutdown => Dropped::Shutdown,
-            End::MaxDuration => Dropped::MaxDuration,
-            End::AuthExpired => Dropped::AuthExpired,
+            End::Slow => Some(Dropped::Slow),
+            End::Shutdown => Some(Dropped::Shutdown),
+            End::MaxDuration => Some(Dropped::MaxDuration),
+            End::AuthExpired => Some(Dropped::AuthExpired),
+            End::ClientGone => None,
         }
+    }
+
+    /// The name logged.
+    pub fn as_str(self) -> &'static str {
+        self.dropped().map_or("client_gone", |d| d.as_str())
     }
 }
 
@@ -245,8 +255,11 @@ pub struct StreamSettings {
     pub auth_expires: Option<Duration>,
 }
 
-/// The response body of one subscriber. It polls its subscription directly: no task
-/// or channel of its own. Returning `Pending` lets hyper flush what was written.
+/// The response body of one subscriber, and its life: it polls its subscription
+/// directly (no task or channel of its own), decides and records how it ends —
+/// one log line and the drop count, the same under hyper and on the fast path —
+/// and, dropped, releases the subscriber and the address's slot at once.
+/// Returning `Pending` lets hyper flush what was written.
 #[derive(Debug)]
 pub struct EventStream {
     sub: Subscription,
@@ -257,8 +270,8 @@ pub struct EventStream {
     last_write: Instant,
     /// The earlier of `max_duration` and `auth_expires`, and which one it is.
     deadline: Option<(Pin<Box<Sleep>>, End)>,
-    /// Set once the stream has decided to end; the next poll returns `None`.
-    done: bool,
+    /// Set once the stream has ended (or decided to); the next poll returns `None`.
+    ended: Option<End>,
     /// Whether this stream feeds `hookcast_publish_to_write_seconds` (a sample).
     sampled: bool,
     /// Publish time of the oldest live event handed out since the last write.
@@ -280,7 +293,7 @@ impl EventStream {
             last_write: now,
             deadline: earliest(settings.max_duration, settings.auth_expires)
                 .map(|(d, end)| (Box::pin(tokio::time::sleep_until(now + d)), end)),
-            done: false,
+            ended: None,
             sampled: false,
             unwritten_since: None,
             _slot: None,
@@ -314,23 +327,41 @@ impl EventStream {
     }
 
     fn finish(&mut self, end: End) -> Poll<Option<Result<Piece, SlowSubscriber>>> {
-        self.closed(end);
+        self.ended(end);
         Poll::Ready(Some(Ok(Piece::Own(jittered_retry(self.settings.retry)))))
     }
 
-    /// Every stream that hookcast itself ends: one line at info and one count, with
-    /// the reason's metric label (`slow`, `shutdown`, `max_duration`, `auth_expired`).
-    fn closed(&mut self, end: End) {
-        let reason = end.dropped();
-        tracing::info!(reason = reason.as_str(), "stream closed by hookcast");
-        self.sub.metrics().dropped(reason);
-        self.done = true;
+    /// The one place a stream's end is recorded, once, for both HTTP paths: a
+    /// stream hookcast ends gets one line at info and one count with the
+    /// reason's label (`shutdown`, `max_duration`, `auth_expired`; `slow` is
+    /// counted by the hub when it cuts); a client that left, one line at debug.
+    fn ended(&mut self, end: End) {
+        if self.ended.is_some() {
+            return;
+        }
+        self.ended = Some(end);
+        match end {
+            End::ClientGone => tracing::debug!(reason = end.as_str(), "stream ended: client left"),
+            _ => tracing::info!(reason = end.as_str(), "stream closed by hookcast"),
+        }
+        if let Some(reason) = end.dropped().filter(|_| end != End::Slow) {
+            self.sub.metrics().dropped(reason);
+        }
+    }
+
+    /// How the stream ended, once it has.
+    pub fn end(&self) -> Option<End> {
+        self.ended
     }
 
     /// Whether the hub cut this subscriber for falling behind (see
-    /// [`Subscription::poll_cut`]).
-    pub fn poll_cut(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.sub.poll_cut(cx)
+    /// [`Subscription::poll_cut`]); for a writer waiting on its socket.
+    pub fn poll_cut(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let cut = self.sub.poll_cut(cx);
+        if cut.is_ready() {
+            self.ended(End::Slow);
+        }
+        cut
     }
 
     /// The next piece to write; `None` once the stream has ended cleanly, an error
@@ -339,7 +370,7 @@ impl EventStream {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Piece, SlowSubscriber>>> {
-        if self.done {
+        if self.ended.is_some() {
             return Poll::Ready(None);
         }
         if let Some(b) = self.prelude.take() {
@@ -366,12 +397,7 @@ impl EventStream {
             }
             Poll::Ready(Recv::Closed(Close::Shutdown)) => return self.finish(End::Shutdown),
             Poll::Ready(Recv::Closed(Close::Slow)) => {
-                // Counted by the hub when it cut the subscriber.
-                tracing::info!(
-                    reason = End::Slow.dropped().as_str(),
-                    "stream closed by hookcast"
-                );
-                self.done = true;
+                self.ended(End::Slow);
                 return Poll::Ready(Some(Err(SlowSubscriber)));
             }
             Poll::Pending => {}
@@ -391,6 +417,19 @@ impl EventStream {
                 return this.wrote(Piece::Heartbeat);
             }
             this.heartbeat.as_mut().reset(due);
+        }
+    }
+}
+
+impl Drop for EventStream {
+    /// A stream dropped before it ended: its client left (or its connection
+    /// was cut at the end of `shutdown_grace`). Dropping the subscription and
+    /// the slot releases them now, on either path.
+    fn drop(&mut self) {
+        if self.ended.is_none() {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let cut = self.sub.poll_cut(&mut cx).is_ready();
+            self.ended(if cut { End::Slow } else { End::ClientGone });
         }
     }
 }

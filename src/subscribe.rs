@@ -29,6 +29,8 @@ pub enum BadRequest {
     NoTopic,
     InvalidTopic(String, TopicError),
     TooManyTopics { asked: usize, max: usize },
+    /// A stream request that declares a body.
+    Body,
 }
 
 impl BadRequest {
@@ -45,6 +47,10 @@ impl BadRequest {
             BadRequest::TooManyTopics { asked, max } => (
                 "too_many_topics",
                 format!("{asked} topics were requested; at most {max} are allowed per connection."),
+            ),
+            BadRequest::Body => (
+                "body_not_allowed",
+                "A stream request carries no body: send the GET without Content-Length or Transfer-Encoding.".to_owned(),
             ),
         };
         reply::error(StatusCode::BAD_REQUEST, code, message)
@@ -106,7 +112,7 @@ fn header_last_id(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The answer to a subscribe request: the event stream itself, so that the
-/// HTTP/1 path of [`crate::direct`] can write it straight to the socket, or any
+/// HTTP/1 path of [`crate::fast`] can write it straight to the socket, or any
 /// other response.
 #[derive(Debug)]
 #[expect(

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use hookcast::direct::{Head, classify};
+use hookcast::fast::{Head, classify};
 use hookcast::ingest::route::PathPattern;
 use hookcast::template::{Input, Template};
 use hookcast::verify::timestamped::{parse_standard_signatures, parse_stripe};
