@@ -28,7 +28,10 @@ pub struct Request {
 pub enum BadRequest {
     NoTopic,
     InvalidTopic(String, TopicError),
-    TooManyTopics { asked: usize, max: usize },
+    TooManyTopics {
+        asked: usize,
+        max: usize,
+    },
     /// A stream request that declares a body.
     Body,
 }

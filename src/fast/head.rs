@@ -45,7 +45,11 @@ pub async fn sniff(
         if buf.capacity() - buf.len() < 512 {
             // Small steps while it may be a stream (an idle stream keeps
             // nothing of this), larger ones for a long head hyper will serve.
-            buf.reserve(if stream_ruled_out { buf.len().max(1024) } else { 1024 });
+            buf.reserve(if stream_ruled_out {
+                buf.len().max(1024)
+            } else {
+                1024
+            });
         }
         let n = io.read_buf(&mut buf).await?;
         if n == 0 && buf.is_empty() {
@@ -291,4 +295,3 @@ mod tests {
         assert_eq!(p.headers.get_all("x").iter().count(), 2);
     }
 }
-
