@@ -231,9 +231,15 @@ impl Conn {
                     serving = Box::pin(fast::open(&app, stream, req)) => serving,
                     () = self.kill.notified() => return,
                 };
-                tokio::select! {
-                    () = serving => {}
-                    () = self.kill.notified() => {}
+                let kept = tokio::select! {
+                    kept = serving => kept,
+                    () = self.kill.notified() => None,
+                };
+                drop(_open);
+                if let Some(stream) = kept {
+                    // The stream ended cleanly: the connection goes on, to hyper.
+                    let io = Prefixed::new(bytes::Bytes::new(), stream);
+                    Box::pin(self.serve_hyper(io)).await;
                 }
             }
             Ok(Ok(Sniffed::Other(prefix))) => {

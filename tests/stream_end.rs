@@ -216,6 +216,20 @@ impl Client {
         self.text()
     }
 
+    /// After a stream ended cleanly over HTTP/1.1: sends another request on the
+    /// same connection, as its `Connection: keep-alive` allows; the answer's head.
+    async fn again(&mut self) -> String {
+        let Client::H1 { s, .. } = self else {
+            panic!("HTTP/1.1 only")
+        };
+        s.write_all(b"GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let n = read_head(s, &mut buf).await;
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
     /// Closes the connection, as a client that leaves does.
     fn close(self) {
         match self {
@@ -344,6 +358,11 @@ async fn end_for(reason: &str, t: Transport) {
             let text = client.read_to_end().await;
             let tail = text.rsplit(": hookcast\n\n").next().unwrap();
             assert!(tail.contains("retry: "), "{what}: {text:?}");
+            if !matches!(t, Transport::H2c) {
+                // A clean end: the connection stays open for the next request.
+                let head = client.again().await;
+                assert!(head.starts_with("HTTP/1.1 404"), "{what}: {head}");
+            }
         }
     }
     await_metric(&app, &dropped(reason), 1.0, &what).await;

@@ -76,7 +76,9 @@ pub async fn open(app: &App, io: TcpStream, req: http::request::Parts) -> Servin
     }
 }
 
-/// The future of one stream request; see [`open`].
+/// The future of one stream request; see [`open`]. It gives the connection
+/// back when an HTTP/1.1 stream ended cleanly: its response said keep-alive,
+/// so the connection goes on to hyper for the client's next request.
 #[expect(
     clippy::large_enum_variant,
     reason = "the stream is the common case; boxing it would cost an allocation per stream"
@@ -85,6 +87,8 @@ pub enum Serving {
     Stream(StreamTask),
     /// An error or "try later": rare, so boxed.
     Other(Pin<Box<dyn Future<Output = ()> + Send>>),
+    /// Served; the connection was given back.
+    Done,
 }
 
 impl std::fmt::Debug for Serving {
@@ -92,17 +96,28 @@ impl std::fmt::Debug for Serving {
         match self {
             Serving::Stream(task) => f.debug_tuple("Stream").field(task).finish(),
             Serving::Other(_) => f.write_str("Other"),
+            Serving::Done => f.write_str("Done"),
         }
     }
 }
 
 impl Future for Serving {
-    type Output = ();
+    /// The connection, when it stays open.
+    type Output = Option<TcpStream>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match self.get_mut() {
-            Serving::Stream(task) => task.poll_run(cx),
-            Serving::Other(run) => run.as_mut().poll(cx),
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<TcpStream>> {
+        let this = self.get_mut();
+        let keep = match this {
+            Serving::Stream(task) => ready!(task.poll_run(cx)),
+            Serving::Other(run) => {
+                ready!(run.as_mut().poll(cx));
+                false
+            }
+            Serving::Done => false,
+        };
+        match std::mem::replace(this, Serving::Done) {
+            Serving::Stream(task) if keep => Poll::Ready(Some(task.writer.io)),
+            _ => Poll::Ready(None),
         }
     }
 }
@@ -118,11 +133,15 @@ pub struct StreamTask {
 }
 
 impl StreamTask {
-    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Serves the stream; whether the connection stays open after it.
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
         let _entered = self.span.enter();
         let result = ready!(self.writer.poll_run(&mut self.body, cx));
-        if let Ok(Stop::Clean) = result {
-            // A clean end; the shutdown of a TCP socket does not wait.
+        // After a clean end, an HTTP/1.1 connection stays open as its response
+        // said (keep-alive); HTTP/1.0's closes, its body ending with it. The
+        // shutdown of a TCP socket does not wait.
+        let keep = matches!(result, Ok(Stop::Clean)) && self.writer.chunked();
+        if matches!(result, Ok(Stop::Clean)) && !keep {
             let _ = Pin::new(&mut self.writer.io).poll_shutdown(cx);
         }
         let outcome = match (result, self.body.end()) {
@@ -132,7 +151,7 @@ impl StreamTask {
             (Ok(_), None) => "client left",
         };
         answered(self.status, self.started, outcome);
-        Poll::Ready(())
+        Poll::Ready(keep)
     }
 }
 

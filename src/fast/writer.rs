@@ -89,6 +89,11 @@ impl Writer {
         }
     }
 
+    /// Whether the body is sent in HTTP/1.1 chunks.
+    pub(super) fn chunked(&self) -> bool {
+        self.chunked
+    }
+
     /// Writes what `body` yields until the stream ends, the client leaves or
     /// falls behind. Whatever ends the stream, `body` has recorded why (see
     /// [`EventStream::end`]); a client that leaves is recorded when it is dropped.
@@ -98,7 +103,14 @@ impl Writer {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<Stop>> {
         for _ in 0..ROUNDS_PER_POLL {
-            if self.peer_gone(cx) {
+            if self.out.is_empty()
+                && let Some(stop) = self.ending
+            {
+                return Poll::Ready(Ok(stop));
+            }
+            // Once the stream ended cleanly, what the client sends is its next
+            // request, for hyper: it is no longer read and dropped here.
+            if self.ending != Some(Stop::Clean) && self.peer_gone(cx) {
                 return Poll::Ready(Ok(Stop::Gone));
             }
             if self.ending.is_none() {
