@@ -202,7 +202,7 @@ pub fn resync_frame(r: &Resync) -> Bytes {
 
 /// Why a stream ended, whichever HTTP path served it (README "Subscribing").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
+pub enum EndReason {
     /// Cut for falling behind (counted by the hub, where the cut happens).
     Slow,
     Shutdown,
@@ -213,16 +213,16 @@ pub enum End {
     ClientGone,
 }
 
-impl End {
+impl EndReason {
     /// The `hookcast_subscribers_dropped_total` reason; none for a client that left.
     pub fn dropped(self) -> Option<crate::metrics::Dropped> {
         use crate::metrics::Dropped;
         match self {
-            End::Slow => Some(Dropped::Slow),
-            End::Shutdown => Some(Dropped::Shutdown),
-            End::MaxDuration => Some(Dropped::MaxDuration),
-            End::AuthExpired => Some(Dropped::AuthExpired),
-            End::ClientGone => None,
+            EndReason::Slow => Some(Dropped::Slow),
+            EndReason::Shutdown => Some(Dropped::Shutdown),
+            EndReason::MaxDuration => Some(Dropped::MaxDuration),
+            EndReason::AuthExpired => Some(Dropped::AuthExpired),
+            EndReason::ClientGone => None,
         }
     }
 
@@ -269,9 +269,9 @@ pub struct EventStream {
     heartbeat: Pin<Box<Sleep>>,
     last_write: Instant,
     /// The earlier of `max_duration` and `auth_expires`, and which one it is.
-    deadline: Option<(Pin<Box<Sleep>>, End)>,
+    deadline: Option<(Pin<Box<Sleep>>, EndReason)>,
     /// Set once the stream has ended (or decided to); the next poll returns `None`.
-    ended: Option<End>,
+    ended: Option<EndReason>,
     /// Whether this stream feeds `hookcast_publish_to_write_seconds` (a sample).
     sampled: bool,
     /// Publish time of the oldest live event handed out since the last write.
@@ -326,7 +326,7 @@ impl EventStream {
         Poll::Ready(Some(Ok(piece)))
     }
 
-    fn finish(&mut self, end: End) -> Poll<Option<Result<Piece, SlowSubscriber>>> {
+    fn finish(&mut self, end: EndReason) -> Poll<Option<Result<Piece, SlowSubscriber>>> {
         self.ended(end);
         Poll::Ready(Some(Ok(Piece::Own(jittered_retry(self.settings.retry)))))
     }
@@ -335,22 +335,24 @@ impl EventStream {
     /// stream hookcast ends gets one line at info and one count with the
     /// reason's label (`shutdown`, `max_duration`, `auth_expired`; `slow` is
     /// counted by the hub when it cuts); a client that left, one line at debug.
-    fn ended(&mut self, end: End) {
+    fn ended(&mut self, end: EndReason) {
         if self.ended.is_some() {
             return;
         }
         self.ended = Some(end);
         match end {
-            End::ClientGone => tracing::debug!(reason = end.as_str(), "stream ended: client left"),
+            EndReason::ClientGone => {
+                tracing::debug!(reason = end.as_str(), "stream ended: client left")
+            }
             _ => tracing::info!(reason = end.as_str(), "stream closed by hookcast"),
         }
-        if let Some(reason) = end.dropped().filter(|_| end != End::Slow) {
+        if let Some(reason) = end.dropped().filter(|_| end != EndReason::Slow) {
             self.sub.metrics().dropped(reason);
         }
     }
 
     /// How the stream ended, once it has.
-    pub fn end(&self) -> Option<End> {
+    pub fn end(&self) -> Option<EndReason> {
         self.ended
     }
 
@@ -359,7 +361,7 @@ impl EventStream {
     pub fn poll_cut(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let cut = self.sub.poll_cut(cx);
         if cut.is_ready() {
-            self.ended(End::Slow);
+            self.ended(EndReason::Slow);
         }
         cut
     }
@@ -395,9 +397,9 @@ impl EventStream {
                 }
                 return self.wrote(Piece::Event(ev));
             }
-            Poll::Ready(Recv::Closed(Close::Shutdown)) => return self.finish(End::Shutdown),
+            Poll::Ready(Recv::Closed(Close::Shutdown)) => return self.finish(EndReason::Shutdown),
             Poll::Ready(Recv::Closed(Close::Slow)) => {
-                self.ended(End::Slow);
+                self.ended(EndReason::Slow);
                 return Poll::Ready(Some(Err(SlowSubscriber)));
             }
             Poll::Pending => {}
@@ -429,16 +431,20 @@ impl Drop for EventStream {
         if self.ended.is_none() {
             let mut cx = Context::from_waker(std::task::Waker::noop());
             let cut = self.sub.poll_cut(&mut cx).is_ready();
-            self.ended(if cut { End::Slow } else { End::ClientGone });
+            self.ended(if cut {
+                EndReason::Slow
+            } else {
+                EndReason::ClientGone
+            });
         }
     }
 }
 
-fn earliest(max: Option<Duration>, auth: Option<Duration>) -> Option<(Duration, End)> {
+fn earliest(max: Option<Duration>, auth: Option<Duration>) -> Option<(Duration, EndReason)> {
     match (max, auth) {
-        (Some(m), Some(a)) if a < m => Some((a, End::AuthExpired)),
-        (Some(m), _) => Some((m, End::MaxDuration)),
-        (None, Some(a)) => Some((a, End::AuthExpired)),
+        (Some(m), Some(a)) if a < m => Some((a, EndReason::AuthExpired)),
+        (Some(m), _) => Some((m, EndReason::MaxDuration)),
+        (None, Some(a)) => Some((a, EndReason::AuthExpired)),
         (None, None) => None,
     }
 }

@@ -31,7 +31,7 @@ use crate::reply::Body;
 use crate::service::{self, App};
 use crate::sse::{Chunk, EventStream};
 use crate::subscribe::Subscribed;
-use writer::{Stop, Writer};
+use writer::{SocketEnd, Writer};
 
 /// Opens a sniffed stream request on `io` (authorization may wait on the
 /// network) and returns what serves it. That is a future written out by hand,
@@ -140,8 +140,8 @@ impl StreamTask {
         // After a clean end, an HTTP/1.1 connection stays open as its response
         // said (keep-alive); HTTP/1.0's closes, its body ending with it. The
         // shutdown of a TCP socket does not wait.
-        let keep = matches!(result, Ok(Stop::Clean)) && self.writer.chunked();
-        if matches!(result, Ok(Stop::Clean)) && !keep {
+        let keep = matches!(result, Ok(SocketEnd::Finished)) && self.writer.chunked();
+        if matches!(result, Ok(SocketEnd::Finished)) && !keep {
             let _ = Pin::new(&mut self.writer.io).poll_shutdown(cx);
         }
         let outcome = match (result, self.body.end()) {

@@ -56,9 +56,9 @@ pub(super) fn head(parts: &http::response::Parts, framing: &[u8], closing: bool)
 
 /// Why the writer stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Stop {
+pub(super) enum SocketEnd {
     /// The stream ended and its last bytes were written.
-    Clean,
+    Finished,
     /// The client went away.
     Gone,
     /// The client fell behind and was cut: no last chunk, so it sees an error.
@@ -74,7 +74,7 @@ pub(super) struct Writer {
     out: Vec<Bytes>,
     offset: usize,
     /// Set once the stream has ended; what is in `out` is the last of it.
-    ending: Option<Stop>,
+    ending: Option<SocketEnd>,
 }
 
 impl Writer {
@@ -101,7 +101,7 @@ impl Writer {
         &mut self,
         body: &mut EventStream,
         cx: &mut Context<'_>,
-    ) -> Poll<io::Result<Stop>> {
+    ) -> Poll<io::Result<SocketEnd>> {
         for _ in 0..ROUNDS_PER_POLL {
             if self.out.is_empty()
                 && let Some(stop) = self.ending
@@ -110,8 +110,8 @@ impl Writer {
             }
             // Once the stream ended cleanly, what the client sends is its next
             // request, for hyper: it is no longer read and dropped here.
-            if self.ending != Some(Stop::Clean) && self.peer_gone(cx) {
-                return Poll::Ready(Ok(Stop::Gone));
+            if self.ending != Some(SocketEnd::Finished) && self.peer_gone(cx) {
+                return Poll::Ready(Ok(SocketEnd::Gone));
             }
             if self.ending.is_none() {
                 self.fill(body, cx);
@@ -128,7 +128,7 @@ impl Writer {
                 Poll::Pending => {
                     // The client is not reading; the hub may cut it meanwhile.
                     if body.poll_cut(cx).is_ready() {
-                        return Poll::Ready(Ok(Stop::Cut));
+                        return Poll::Ready(Ok(SocketEnd::Cut));
                     }
                     return Poll::Pending;
                 }
@@ -162,14 +162,14 @@ impl Writer {
                     // The connection ends without the last chunk, so the client
                     // sees an error, not a clean end.
                     self.out.clear();
-                    self.ending = Some(Stop::Cut);
+                    self.ending = Some(SocketEnd::Cut);
                     return;
                 }
                 Poll::Ready(None) => {
                     if self.chunked {
                         self.out.push(Bytes::from_static(b"0\r\n\r\n"));
                     }
-                    self.ending = Some(Stop::Clean);
+                    self.ending = Some(SocketEnd::Finished);
                     return;
                 }
                 Poll::Pending => return,
