@@ -382,11 +382,18 @@ async fn each_end_reason_is_counted_the_same_on_every_transport() {
     }
 }
 
-/// A client that leaves: within a second its subscriber is gone from the gauge
-/// and its address may open a stream again; nothing is counted as dropped.
+/// A client that leaves: within a second its subscriber is gone from the gauge,
+/// its address's slot and its connection's place are free again; nothing is
+/// counted as dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_is_released_at_once_on_every_transport() {
-    let app = AdminApp::spawn(&yaml("", "limits:\n  max_subscribers_per_ip: 1\n")).await;
+    // Two connections: the stream and the refused one beside it; the next
+    // stream needs both places free again.
+    let app = AdminApp::spawn(&yaml(
+        "",
+        "limits:\n  max_subscribers_per_ip: 1\n  max_connections: 2\n",
+    ))
+    .await;
     for t in TRANSPORTS {
         let (status, mut client) = Client::get(app.app.addr, t, "/events?topic=room.a", "").await;
         assert_eq!(status, StatusCode::OK, "{t:?}");
