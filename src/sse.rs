@@ -258,11 +258,14 @@ pub struct StreamSettings {
 /// The response body of one subscriber, and its life: it polls its subscription
 /// directly (no task or channel of its own), decides and records how it ends —
 /// one log line and the drop count, the same under hyper and on the fast path —
-/// and, dropped, releases the subscriber and the address's slot at once.
+/// and releases the subscriber and the address's slot as soon as it ends or,
+/// dropped, its client left.
 /// Returning `Pending` lets hyper flush what was written.
 #[derive(Debug)]
 pub struct EventStream {
-    sub: Subscription,
+    /// Taken when the stream ends: the subscriber leaves the hub then (no more
+    /// events queued, the gauge down), not once the last bytes are written.
+    sub: Option<Subscription>,
     settings: StreamSettings,
     prelude: Option<Bytes>,
     resync: Option<Bytes>,
@@ -276,8 +279,9 @@ pub struct EventStream {
     sampled: bool,
     /// Publish time of the oldest live event handed out since the last write.
     unwritten_since: Option<std::time::Instant>,
-    /// The client address's place under `limits.max_subscribers_per_ip`.
-    _slot: Option<IpSlot>,
+    /// The client address's place under `limits.max_subscribers_per_ip`;
+    /// given back when the stream ends.
+    slot: Option<IpSlot>,
 }
 
 impl EventStream {
@@ -285,7 +289,7 @@ impl EventStream {
         let now = Instant::now();
         let resync = sub.resync.take().map(|r| resync_frame(&r));
         EventStream {
-            sub,
+            sub: Some(sub),
             settings,
             prelude: Some(prelude(settings.retry)),
             resync,
@@ -296,28 +300,30 @@ impl EventStream {
             ended: None,
             sampled: false,
             unwritten_since: None,
-            _slot: None,
+            slot: None,
         }
     }
 
     /// Makes this stream feed the publish-to-write histogram when the hub's
     /// metrics pick it (one stream in [`crate::metrics::SAMPLE_EVERY`]).
     pub fn sampling(mut self) -> Self {
-        self.sampled = self.sub.metrics().sampled();
+        self.sampled = self.sub.as_ref().is_some_and(|s| s.metrics().sampled());
         self
     }
 
     /// Called by the writer once what it took was written: observes the oldest
     /// live event of that batch, so a sampled stream costs one observation per write.
     pub fn written(&mut self) {
-        if let Some(at) = self.unwritten_since.take() {
-            self.sub.metrics().publish_to_write(at.elapsed());
+        if let Some(at) = self.unwritten_since.take()
+            && let Some(sub) = &self.sub
+        {
+            sub.metrics().publish_to_write(at.elapsed());
         }
     }
 
     /// Holds `slot` for as long as the stream lives.
     pub fn holding(mut self, slot: Option<IpSlot>) -> Self {
-        self._slot = slot;
+        self.slot = slot;
         self
     }
 
@@ -346,9 +352,15 @@ impl EventStream {
             }
             _ => tracing::info!(reason = end.as_str(), "stream closed by hookcast"),
         }
-        if let Some(reason) = end.dropped().filter(|_| end != EndReason::Slow) {
-            self.sub.metrics().dropped(reason);
+        if let Some(reason) = end.dropped().filter(|_| end != EndReason::Slow)
+            && let Some(sub) = &self.sub
+        {
+            sub.metrics().dropped(reason);
         }
+        // Released now: a stream that ended takes no more events, and its
+        // last bytes (a reconnect hint) need neither.
+        self.sub = None;
+        self.slot = None;
     }
 
     /// How the stream ended, once it has.
@@ -359,7 +371,11 @@ impl EventStream {
     /// Whether the hub cut this subscriber for falling behind (see
     /// [`Subscription::poll_cut`]); for a writer waiting on its socket.
     pub fn poll_cut(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let cut = self.sub.poll_cut(cx);
+        let Some(sub) = &self.sub else {
+            // Ended already: nothing left to cut.
+            return Poll::Pending;
+        };
+        let cut = sub.poll_cut(cx);
         if cut.is_ready() {
             self.ended(EndReason::Slow);
         }
@@ -372,7 +388,8 @@ impl EventStream {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Piece, SlowSubscriber>>> {
-        if self.ended.is_some() {
+        if self.sub.is_none() {
+            // Ended.
             return Poll::Ready(None);
         }
         if let Some(b) = self.prelude.take() {
@@ -381,7 +398,10 @@ impl EventStream {
         if let Some(b) = self.resync.take() {
             return self.wrote(Piece::Own(b));
         }
-        if let Some(ev) = self.sub.replay.pop_front() {
+        let Some(sub) = self.sub.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Some(ev) = sub.replay.pop_front() {
             return self.wrote(Piece::Event(ev));
         }
         if let Some((deadline, end)) = self.deadline.as_mut()
@@ -390,7 +410,7 @@ impl EventStream {
             let end = *end;
             return self.finish(end);
         }
-        match self.sub.poll_recv(cx) {
+        match sub.poll_recv(cx) {
             Poll::Ready(Recv::Event(ev)) => {
                 if self.sampled && self.unwritten_since.is_none() {
                     self.unwritten_since = Some(ev.at);
@@ -428,9 +448,9 @@ impl Drop for EventStream {
     /// was cut at the end of `shutdown_grace`). Dropping the subscription and
     /// the slot releases them now, on either path.
     fn drop(&mut self) {
-        if self.ended.is_none() {
+        if let Some(sub) = &self.sub {
             let mut cx = Context::from_waker(std::task::Waker::noop());
-            let cut = self.sub.poll_cut(&mut cx).is_ready();
+            let cut = sub.poll_cut(&mut cx).is_ready();
             self.ended(if cut {
                 EndReason::Slow
             } else {
