@@ -2,7 +2,7 @@
 # S1 (idle subscribers) on a stream route beside `sse.path`: the same hookcast, the
 # same subscriber count, once on /sub?topic=benchI and once on the stream route
 # /feeds/benchI (topics: ["{path:room}"]), to show that a stream route costs the
-# same memory per idle connection as /events (both are served by src/direct.rs).
+# same memory per idle connection as /events (both are served by src/fast/).
 #
 #   bench/streams.sh                     # 10,000 subscribers, 3 runs each, alternating
 #   SUBS=1000 RUNS=1 bench/streams.sh    # smaller

@@ -13,7 +13,7 @@
 //! - [`conn`]: what the accept loop hands each request of a connection (client address, cut notice).
 //! - [`app`]: one config generation ([`app::App`]) and the current one ([`app::Live`]).
 //! - [`accept`]: accepting at the file-descriptor limit (waiting connections closed at once).
-//! - [`direct`]: event streams over HTTP/1.x, served straight on the socket.
+//! - [`fast`]: event streams over HTTP/1.x, served straight on the socket.
 //! - [`service`]: the hyper service: sends each request to a subscription, a webhook route, the demo page or the upstream.
 //! - [`ingest`]: webhooks: body limit, route match, signature check, templates, publish; forward-mode routes.
 //! - [`route`]: webhook routes: path patterns, matchers, the router.
@@ -49,8 +49,8 @@ pub mod conn;
 pub mod cors;
 pub mod data;
 pub mod demo;
-pub mod direct;
 pub mod dryrun;
+pub mod fast;
 pub mod hub;
 pub mod ingest;
 pub mod inspect;

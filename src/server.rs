@@ -1,5 +1,5 @@
 //! The accept loop: event streams over HTTP/1.x straight on the socket
-//! ([`direct`]), everything else through hyper (HTTP/1.1 and h2c), and the
+//! ([`fast`]), everything else through hyper (HTTP/1.1 and h2c), and the
 //! three-step graceful shutdown (stop accepting, end streams, drain under a deadline).
 
 use std::future::Future;
@@ -20,7 +20,7 @@ use crate::admin;
 use crate::app::{App, Live};
 use crate::config::Config;
 use crate::conn::{ClientAddr, ConnectionCut};
-use crate::direct::{self, Prefixed, Sniffed};
+use crate::fast::{self, Prefixed, Sniffed};
 use crate::hub::Hub;
 use crate::reload;
 use crate::service;
@@ -195,14 +195,17 @@ struct Conn {
 }
 
 impl Conn {
-    /// Event streams over HTTP/1.x are served by [`direct`]; everything else by hyper.
+    /// Event streams over HTTP/1.x are served by [`fast`]; everything else by hyper.
     async fn serve(self, mut stream: TcpStream) {
         let sniffed = {
             // Scoped: a stream keeps its task for hours; this config need not stay.
             let app = self.live.load();
             let is_stream =
                 |path: &str| path == app.config.sse.path || app.config.streams.serves(path);
-            tokio::time::timeout(self.header_timeout, direct::sniff(&mut stream, &is_stream)).await
+            // The one `header_read_timeout` of the first head: a head hyper
+            // serves is read whole within it too (see `fast::sniff`).
+            let sniff = fast::sniff(&mut stream, &is_stream, MAX_HEAD_BYTES);
+            tokio::time::timeout(self.header_timeout, sniff).await
         };
         match sniffed {
             Ok(Ok(Sniffed::Stream(mut req))) => {
@@ -212,12 +215,18 @@ impl Conn {
                 // (authorization may wait on the network) is not kept per stream.
                 let app = self.live.load();
                 let serving = tokio::select! {
-                    serving = Box::pin(direct::open(&app, stream, req)) => serving,
+                    serving = Box::pin(fast::open(&app, stream, req)) => serving,
                     () = self.kill.notified() => return,
                 };
-                tokio::select! {
-                    () = serving => {}
-                    () = self.kill.notified() => {}
+                let kept = tokio::select! {
+                    kept = serving => kept,
+                    () = self.kill.notified() => None,
+                };
+                drop(_open);
+                if let Some(stream) = kept {
+                    // The stream ended cleanly: the connection goes on, to hyper.
+                    let io = Prefixed::new(bytes::Bytes::new(), stream);
+                    Box::pin(self.serve_hyper(io)).await;
                 }
             }
             Ok(Ok(Sniffed::Other(prefix))) => {
@@ -269,7 +278,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Open connections served by [`direct`], so the drain can wait for them.
+/// Open connections served by [`fast`], so the drain can wait for them.
 #[derive(Debug, Default)]
 struct OpenCount {
     open: Arc<AtomicUsize>,

@@ -50,20 +50,18 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     }
     let path = req.uri().path();
     if path == app.config.sse.path {
-        let (parts, _) = req.into_parts();
-        if parts.method == Method::OPTIONS {
+        if req.method() == Method::OPTIONS {
             return match &app.config.cors {
-                Some(c) => c.preflight(&parts.headers),
+                Some(c) => c.preflight(req.headers()),
                 None => cors::options_answer(),
             };
         }
-        return subscribe::handle(app, &parts).await.into_response();
+        return subscribe_hyper(app, req).await;
     }
     if app.config.streams.serves(path) {
         // Other methods go on to the routes and the upstream (README "In front of an existing app").
         if req.method() == Method::GET {
-            let (parts, _) = req.into_parts();
-            return subscribe::handle(app, &parts).await.into_response();
+            return subscribe_hyper(app, req).await;
         }
         if req.method() == Method::OPTIONS
             && let Some(c) = &app.config.cors
@@ -82,4 +80,17 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
         return app.pass(reply::streamed(req)).await;
     }
     ingest::handle(app, req, lookup).await
+}
+
+/// A stream request as hyper reads it. One that declares a body is refused
+/// (README "Choices hookcast makes"): its unread body would keep hyper
+/// from noticing the client leave.
+async fn subscribe_hyper(app: &App, req: Request<Incoming>) -> Response<Body> {
+    use http_body::Body as _;
+    let (parts, body) = req.into_parts();
+    if parts.method == Method::GET && !body.is_end_stream() {
+        return subscribe::BadRequest::Body.into_response();
+    }
+    drop(body);
+    subscribe::handle(app, &parts).await.into_response()
 }

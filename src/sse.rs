@@ -88,25 +88,35 @@ pub fn resync_frame(r: &Resync) -> Bytes {
     })
 }
 
-/// Why a stream ended, for logs.
+/// Why a stream ended, whichever HTTP path served it (README "Subscribing").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
+pub enum EndReason {
+    /// Cut for falling behind (counted by the hub, where the cut happens).
     Slow,
     Shutdown,
     MaxDuration,
     /// The subscriber's token expired.
     AuthExpired,
+    /// The client left: not a drop, only the subscriber gauge goes down.
+    ClientGone,
 }
 
-impl End {
-    fn dropped(self) -> crate::metrics::Dropped {
+impl EndReason {
+    /// The `hookcast_subscribers_dropped_total` reason; none for a client that left.
+    pub fn dropped(self) -> Option<crate::metrics::Dropped> {
         use crate::metrics::Dropped;
         match self {
-            End::Slow => Dropped::Slow,
-            End::Shutdown => Dropped::Shutdown,
-            End::MaxDuration => Dropped::MaxDuration,
-            End::AuthExpired => Dropped::AuthExpired,
+            EndReason::Slow => Some(Dropped::Slow),
+            EndReason::Shutdown => Some(Dropped::Shutdown),
+            EndReason::MaxDuration => Some(Dropped::MaxDuration),
+            EndReason::AuthExpired => Some(Dropped::AuthExpired),
+            EndReason::ClientGone => None,
         }
+    }
+
+    /// The name logged.
+    pub fn as_str(self) -> &'static str {
+        self.dropped().map_or("client_gone", |d| d.as_str())
     }
 }
 
@@ -133,26 +143,33 @@ pub struct StreamSettings {
     pub auth_expires: Option<Duration>,
 }
 
-/// The response body of one subscriber. It polls its subscription directly: no task
-/// or channel of its own. Returning `Pending` lets hyper flush what was written.
+/// The response body of one subscriber, and its life: it polls its subscription
+/// directly (no task or channel of its own), decides and records how it ends —
+/// one log line and the drop count, the same under hyper and on the fast path —
+/// and releases the subscriber and the address's slot as soon as it ends or,
+/// dropped, its client left.
+/// Returning `Pending` lets hyper flush what was written.
 #[derive(Debug)]
 pub struct EventStream {
-    sub: Subscription,
+    /// Taken when the stream ends: the subscriber leaves the hub then (no more
+    /// events queued, the gauge down), not once the last bytes are written.
+    sub: Option<Subscription>,
     settings: StreamSettings,
     prelude: Option<Bytes>,
     resync: Option<Bytes>,
     heartbeat: Pin<Box<Sleep>>,
     last_write: Instant,
     /// The earlier of `max_duration` and `auth_expires`, and which one it is.
-    deadline: Option<(Pin<Box<Sleep>>, End)>,
-    /// Set once the stream has decided to end; the next poll returns `None`.
-    done: bool,
+    deadline: Option<(Pin<Box<Sleep>>, EndReason)>,
+    /// Set once the stream has ended (or decided to); the next poll returns `None`.
+    ended: Option<EndReason>,
     /// Whether this stream feeds `hookcast_publish_to_write_seconds` (a sample).
     sampled: bool,
     /// Publish time of the oldest live event handed out since the last write.
     unwritten_since: Option<std::time::Instant>,
-    /// The client address's place under `limits.max_subscribers_per_ip`.
-    _slot: Option<IpSlot>,
+    /// The client address's place under `limits.max_subscribers_per_ip`;
+    /// given back when the stream ends.
+    slot: Option<IpSlot>,
 }
 
 impl EventStream {
@@ -160,7 +177,7 @@ impl EventStream {
         let now = Instant::now();
         let resync = sub.resync.take().map(|r| resync_frame(&r));
         EventStream {
-            sub,
+            sub: Some(sub),
             settings,
             prelude: Some(prelude(settings.retry)),
             resync,
@@ -168,31 +185,33 @@ impl EventStream {
             last_write: now,
             deadline: earliest(settings.max_duration, settings.auth_expires)
                 .map(|(d, end)| (Box::pin(tokio::time::sleep_until(now + d)), end)),
-            done: false,
+            ended: None,
             sampled: false,
             unwritten_since: None,
-            _slot: None,
+            slot: None,
         }
     }
 
     /// Makes this stream feed the publish-to-write histogram when the hub's
     /// metrics pick it (one stream in [`crate::metrics::SAMPLE_EVERY`]).
     pub fn sampling(mut self) -> Self {
-        self.sampled = self.sub.metrics().sampled();
+        self.sampled = self.sub.as_ref().is_some_and(|s| s.metrics().sampled());
         self
     }
 
     /// Called by the writer once what it took was written: observes the oldest
     /// live event of that batch, so a sampled stream costs one observation per write.
     pub fn written(&mut self) {
-        if let Some(at) = self.unwritten_since.take() {
-            self.sub.metrics().publish_to_write(at.elapsed());
+        if let Some(at) = self.unwritten_since.take()
+            && let Some(sub) = &self.sub
+        {
+            sub.metrics().publish_to_write(at.elapsed());
         }
     }
 
     /// Holds `slot` for as long as the stream lives.
     pub fn holding(mut self, slot: Option<IpSlot>) -> Self {
-        self._slot = slot;
+        self.slot = slot;
         self
     }
 
@@ -201,24 +220,54 @@ impl EventStream {
         Poll::Ready(Some(Ok(piece)))
     }
 
-    fn finish(&mut self, end: End) -> Poll<Option<Result<Piece, SlowSubscriber>>> {
-        self.closed(end);
+    fn finish(&mut self, end: EndReason) -> Poll<Option<Result<Piece, SlowSubscriber>>> {
+        self.ended(end);
         Poll::Ready(Some(Ok(Piece::Own(jittered_retry(self.settings.retry)))))
     }
 
-    /// Every stream that hookcast itself ends: one line at info and one count, with
-    /// the reason's metric label (`slow`, `shutdown`, `max_duration`, `auth_expired`).
-    fn closed(&mut self, end: End) {
-        let reason = end.dropped();
-        tracing::info!(reason = reason.as_str(), "stream closed by hookcast");
-        self.sub.metrics().dropped(reason);
-        self.done = true;
+    /// The one place a stream's end is recorded, once, for both HTTP paths: a
+    /// stream hookcast ends gets one line at info and one count with the
+    /// reason's label (`shutdown`, `max_duration`, `auth_expired`; `slow` is
+    /// counted by the hub when it cuts); a client that left, one line at debug.
+    fn ended(&mut self, end: EndReason) {
+        if self.ended.is_some() {
+            return;
+        }
+        self.ended = Some(end);
+        match end {
+            EndReason::ClientGone => {
+                tracing::debug!(reason = end.as_str(), "stream ended: client left")
+            }
+            _ => tracing::info!(reason = end.as_str(), "stream closed by hookcast"),
+        }
+        if let Some(reason) = end.dropped().filter(|_| end != EndReason::Slow)
+            && let Some(sub) = &self.sub
+        {
+            sub.metrics().dropped(reason);
+        }
+        // Released now: a stream that ended takes no more events, and its
+        // last bytes (a reconnect hint) need neither.
+        self.sub = None;
+        self.slot = None;
+    }
+
+    /// How the stream ended, once it has.
+    pub fn end(&self) -> Option<EndReason> {
+        self.ended
     }
 
     /// Whether the hub cut this subscriber for falling behind (see
-    /// [`Subscription::poll_cut`]).
-    pub fn poll_cut(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.sub.poll_cut(cx)
+    /// [`Subscription::poll_cut`]); for a writer waiting on its socket.
+    pub fn poll_cut(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(sub) = &self.sub else {
+            // Ended already: nothing left to cut.
+            return Poll::Pending;
+        };
+        let cut = sub.poll_cut(cx);
+        if cut.is_ready() {
+            self.ended(EndReason::Slow);
+        }
+        cut
     }
 
     /// The next piece to write; `None` once the stream has ended cleanly, an error
@@ -227,7 +276,8 @@ impl EventStream {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Piece, SlowSubscriber>>> {
-        if self.done {
+        if self.sub.is_none() {
+            // Ended.
             return Poll::Ready(None);
         }
         if let Some(b) = self.prelude.take() {
@@ -236,7 +286,10 @@ impl EventStream {
         if let Some(b) = self.resync.take() {
             return self.wrote(Piece::Own(b));
         }
-        if let Some(ev) = self.sub.replay.pop_front() {
+        let Some(sub) = self.sub.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Some(ev) = sub.replay.pop_front() {
             return self.wrote(Piece::Event(ev));
         }
         if let Some((deadline, end)) = self.deadline.as_mut()
@@ -245,21 +298,16 @@ impl EventStream {
             let end = *end;
             return self.finish(end);
         }
-        match self.sub.poll_recv(cx) {
+        match sub.poll_recv(cx) {
             Poll::Ready(Recv::Event(ev)) => {
                 if self.sampled && self.unwritten_since.is_none() {
                     self.unwritten_since = Some(ev.at);
                 }
                 return self.wrote(Piece::Event(ev));
             }
-            Poll::Ready(Recv::Closed(Close::Shutdown)) => return self.finish(End::Shutdown),
+            Poll::Ready(Recv::Closed(Close::Shutdown)) => return self.finish(EndReason::Shutdown),
             Poll::Ready(Recv::Closed(Close::Slow)) => {
-                // Counted by the hub when it cut the subscriber.
-                tracing::info!(
-                    reason = End::Slow.dropped().as_str(),
-                    "stream closed by hookcast"
-                );
-                self.done = true;
+                self.ended(EndReason::Slow);
                 return Poll::Ready(Some(Err(SlowSubscriber)));
             }
             Poll::Pending => {}
@@ -283,11 +331,28 @@ impl EventStream {
     }
 }
 
-fn earliest(max: Option<Duration>, auth: Option<Duration>) -> Option<(Duration, End)> {
+impl Drop for EventStream {
+    /// A stream dropped before it ended: its client left (or its connection
+    /// was cut at the end of `shutdown_grace`). Dropping the subscription and
+    /// the slot releases them now, on either path.
+    fn drop(&mut self) {
+        if let Some(sub) = &self.sub {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let cut = sub.poll_cut(&mut cx).is_ready();
+            self.ended(if cut {
+                EndReason::Slow
+            } else {
+                EndReason::ClientGone
+            });
+        }
+    }
+}
+
+fn earliest(max: Option<Duration>, auth: Option<Duration>) -> Option<(Duration, EndReason)> {
     match (max, auth) {
-        (Some(m), Some(a)) if a < m => Some((a, End::AuthExpired)),
-        (Some(m), _) => Some((m, End::MaxDuration)),
-        (None, Some(a)) => Some((a, End::AuthExpired)),
+        (Some(m), Some(a)) if a < m => Some((a, EndReason::AuthExpired)),
+        (Some(m), _) => Some((m, EndReason::MaxDuration)),
+        (None, Some(a)) => Some((a, EndReason::AuthExpired)),
         (None, None) => None,
     }
 }

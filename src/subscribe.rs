@@ -33,7 +33,12 @@ pub struct Selection {
 pub enum BadRequest {
     NoTopic,
     InvalidTopic(String, TopicError),
-    TooManyTopics { asked: usize, max: usize },
+    TooManyTopics {
+        asked: usize,
+        max: usize,
+    },
+    /// A stream request that declares a body.
+    Body,
 }
 
 impl BadRequest {
@@ -50,6 +55,10 @@ impl BadRequest {
             BadRequest::TooManyTopics { asked, max } => (
                 "too_many_topics",
                 format!("{asked} topics were requested; at most {max} are allowed per connection."),
+            ),
+            BadRequest::Body => (
+                "body_not_allowed",
+                "A stream request carries no body: send the GET without Content-Length or Transfer-Encoding.".to_owned(),
             ),
         };
         reply::error(StatusCode::BAD_REQUEST, code, message)
@@ -111,7 +120,7 @@ fn header_last_id(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The answer to a subscribe request: the event stream itself, so that the
-/// HTTP/1 path of [`crate::direct`] can write it straight to the socket, or any
+/// HTTP/1 path of [`crate::fast`] can write it straight to the socket, or any
 /// other response.
 #[derive(Debug)]
 #[expect(
@@ -209,7 +218,7 @@ fn jitter_down(d: Duration) -> Duration {
     Duration::from_millis(ms - fastrand::u64(0..=ms / 10))
 }
 
-/// `GET {sse.path}` or a stream route, from hyper or from [`crate::direct`]:
+/// `GET {sse.path}` or a stream route, from hyper or from [`crate::fast`]:
 /// parse, take a per-address slot, authorize, open; with CORS headers when configured.
 pub async fn handle(app: &App, parts: &Parts) -> Subscribed {
     let mut answer = stream(app, parts).await;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use hookcast::direct::{Head, classify};
+use hookcast::fast::{Head, classify, head_incomplete};
 use hookcast::route::PathPattern;
 use hookcast::template::{Input, Template};
 use hookcast::verify::timestamped::{parse_standard_signatures, parse_stripe};
@@ -38,14 +38,18 @@ pub fn config(data: &[u8]) {
 /// The request head reader of the HTTP/1 fast path. The first byte picks where
 /// the bytes after it are cut in two, as if they came in two reads: once the
 /// first part decides (stream or not), the whole must decide the same, or the
-/// answer would depend on how the client's packets fell.
+/// answer would depend on how the client's packets fell. A head complete in the
+/// first part is complete in the whole too (it is read no further for hyper).
 pub fn http1_head(data: &[u8]) {
     let Some((&cut, buf)) = data.split_first() else {
         return;
     };
     let is_stream = |path: &str| path == "/events" || path.starts_with("/users/");
     let whole = classify(buf, &is_stream);
+    // Whether to read on for hyper: a head taken as a stream is complete.
+    let incomplete = head_incomplete(buf);
     if let Head::Stream(parts) = &whole {
+        assert!(!incomplete, "a stream head taken before its end");
         assert_eq!(parts.method, http::Method::GET);
         assert!(is_stream(parts.uri.path()), "{:?}", parts.uri);
         for name in [
@@ -66,6 +70,9 @@ pub fn http1_head(data: &[u8]) {
             assert_eq!(a.headers, b.headers);
         }
         (a, b) => panic!("{a:?} after {} bytes, {b:?} after all", first.len()),
+    }
+    if !first.is_empty() && !head_incomplete(first) {
+        assert!(!incomplete, "complete after {} bytes, not after all", first.len());
     }
 }
 

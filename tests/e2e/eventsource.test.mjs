@@ -42,8 +42,10 @@ sse:
   max_stream_duration: 1s
 ${DEMO_ROUTES}`);
   t.after(() => app.stop());
-  const { requests, events } = follow(t, app.url('/events?topic=demo.lobby'), ['greeting']);
-  await until('the first request', () => requests.length === 1);
+  const { es, requests, events } = follow(t, app.url('/events?topic=demo.lobby'), ['greeting']);
+  // Open, so subscribed: an event published before would not be for this stream.
+  await until('the stream', () => es.readyState === EventSource.OPEN);
+  assert.equal(requests.length, 1);
 
   const sent = [];
   const deadline = Date.now() + 30_000;

@@ -23,14 +23,13 @@ const OWN_UNITS: &[&str] = &["sse::encode"];
 /// Read top-down, as README "Architecture" draws it.
 const MATRIX: &str = "
 # The process: the accept loop, and the `hookcast route` command.
-server:      accept admin app broker config conn direct fast hub reload service shutdown
+server:      accept admin app broker config conn fast hub reload service shutdown
 dryrun:      config ingest inspect reply route
 # What answers a request, and nothing imports back: dispatch, the admin listener,
-# reloads, the HTTP/1 stream path on the socket (`direct`, to be renamed `fast`).
+# reloads, the HTTP/1 stream path on the socket (`fast`).
 service:     app conn cors demo ingest reply route subscribe
 admin:       accept app config hub ingest inspect metrics reply route sse subscribe
 reload:      app broker config hub
-direct:      app conn hub limits metrics reply sse subscribe
 fast:        app conn hub limits metrics reply sse subscribe
 # A subscription and a webhook, end to end.
 subscribe:   app auth broker config conn cors hub limits metrics reply sse streams topic
@@ -70,7 +69,6 @@ const HTTP: &[&str] = &[
     "service",
     "admin",
     "reload",
-    "direct",
     "fast",
     "subscribe",
     "ingest",

@@ -1,0 +1,224 @@
+//! The fast path's socket writer: the response head, then each piece of the
+//! stream as it comes — shared, pre-framed chunks, several in one `writev` —
+//! while watching for the client leaving or falling behind.
+
+use std::io::{self, IoSlice};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header;
+use tokio::net::TcpStream;
+
+use crate::sse::EventStream;
+
+/// Most pieces written in one `writev`.
+const BATCH: usize = 8;
+/// Pieces are taken from the subscriber's queue only while fewer bytes than this
+/// wait to be written, so a client that stopped reading leaves its events in the
+/// queue, where `sse.subscriber_queue_bytes` bounds them (README, "Memory").
+const UNWRITTEN_BYTES: usize = 64 * 1024;
+/// Write rounds before the task yields, so one busy stream cannot hold a worker.
+const ROUNDS_PER_POLL: usize = 4;
+
+/// The status line and headers. `framing` stands for the headers hookcast sets
+/// itself; with `closing`, it says `connection: close` in place of the response's own.
+pub(super) fn head(parts: &http::response::Parts, framing: &[u8], closing: bool) -> Bytes {
+    let mut h = Vec::with_capacity(256);
+    h.extend_from_slice(b"HTTP/1.1 ");
+    h.extend_from_slice(parts.status.as_str().as_bytes());
+    h.push(b' ');
+    h.extend_from_slice(
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    h.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        if [header::CONTENT_LENGTH, header::TRANSFER_ENCODING].contains(name)
+            || (closing && name == header::CONNECTION)
+        {
+            continue;
+        }
+        h.extend_from_slice(name.as_str().as_bytes());
+        h.extend_from_slice(b": ");
+        h.extend_from_slice(value.as_bytes());
+        h.extend_from_slice(b"\r\n");
+    }
+    h.extend_from_slice(b"date: ");
+    h.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+    h.extend_from_slice(b"\r\n");
+    h.extend_from_slice(framing);
+    h.extend_from_slice(b"\r\n");
+    Bytes::from(h)
+}
+
+/// Why the writer stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SocketEnd {
+    /// The stream ended and its last bytes were written.
+    Finished,
+    /// The client went away.
+    Gone,
+    /// The client fell behind and was cut: no last chunk, so it sees an error.
+    Cut,
+}
+
+/// Writes one stream's pieces straight to the socket.
+#[derive(Debug)]
+pub(super) struct Writer {
+    pub(super) io: TcpStream,
+    chunked: bool,
+    /// Pieces not yet written, the first from `offset` on.
+    out: Vec<Bytes>,
+    offset: usize,
+    /// Set once the stream has ended; what is in `out` is the last of it.
+    ending: Option<SocketEnd>,
+}
+
+impl Writer {
+    /// A writer whose first piece is the response head.
+    pub(super) fn new(io: TcpStream, chunked: bool, head: Bytes) -> Self {
+        Writer {
+            io,
+            chunked,
+            out: vec![head],
+            offset: 0,
+            ending: None,
+        }
+    }
+
+    /// Whether the body is sent in HTTP/1.1 chunks.
+    pub(super) fn chunked(&self) -> bool {
+        self.chunked
+    }
+
+    /// Writes what `body` yields until the stream ends, the client leaves or
+    /// falls behind. Whatever ends the stream, `body` has recorded why (see
+    /// [`EventStream::end`]); a client that leaves is recorded when it is dropped.
+    pub(super) fn poll_run(
+        &mut self,
+        body: &mut EventStream,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<SocketEnd>> {
+        for _ in 0..ROUNDS_PER_POLL {
+            if self.out.is_empty()
+                && let Some(stop) = self.ending
+            {
+                return Poll::Ready(Ok(stop));
+            }
+            // Once the stream ended cleanly, what the client sends is its next
+            // request, for hyper: it is no longer read and dropped here.
+            if self.ending != Some(SocketEnd::Finished) && self.peer_gone(cx) {
+                return Poll::Ready(Ok(SocketEnd::Gone));
+            }
+            if self.ending.is_none() {
+                self.fill(body, cx);
+            }
+            if self.out.is_empty() {
+                return match self.ending {
+                    Some(end) => Poll::Ready(Ok(end)),
+                    None => Poll::Pending,
+                };
+            }
+            match self.io.poll_write_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    // The client is not reading; the hub may cut it meanwhile.
+                    if body.poll_cut(cx).is_ready() {
+                        return Poll::Ready(Ok(SocketEnd::Cut));
+                    }
+                    return Poll::Pending;
+                }
+            }
+            match self.write() {
+                Ok(()) => {
+                    if self.out.is_empty() {
+                        body.written();
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Takes the pieces the stream has ready, up to a batch.
+    fn fill(&mut self, body: &mut EventStream, cx: &mut Context<'_>) {
+        while self.out.len() < BATCH
+            && self.out.iter().map(Bytes::len).sum::<usize>() < UNWRITTEN_BYTES
+        {
+            match body.poll_piece(cx) {
+                Poll::Ready(Some(Ok(piece))) => self.out.push(if self.chunked {
+                    piece.chunk()
+                } else {
+                    piece.frame()
+                }),
+                Poll::Ready(Some(Err(_slow))) => {
+                    // The connection ends without the last chunk, so the client
+                    // sees an error, not a clean end.
+                    self.out.clear();
+                    self.ending = Some(SocketEnd::Cut);
+                    return;
+                }
+                Poll::Ready(None) => {
+                    if self.chunked {
+                        self.out.push(Bytes::from_static(b"0\r\n\r\n"));
+                    }
+                    self.ending = Some(SocketEnd::Finished);
+                    return;
+                }
+                Poll::Pending => return,
+            }
+        }
+    }
+
+    fn write(&mut self) -> io::Result<()> {
+        let mut slices = [IoSlice::new(&[]); BATCH + 1];
+        let mut n = 0;
+        for (i, piece) in self.out.iter().enumerate().take(slices.len()) {
+            let from = if i == 0 { self.offset } else { 0 };
+            slices[i] = IoSlice::new(&piece[from..]);
+            n += 1;
+        }
+        let mut written = self.io.try_write_vectored(&slices[..n])?;
+        let mut done = 0;
+        for piece in &self.out {
+            let left = piece.len() - if done == 0 { self.offset } else { 0 };
+            if written < left {
+                break;
+            }
+            written -= left;
+            done += 1;
+            self.offset = 0;
+        }
+        self.out.drain(..done);
+        self.offset += written;
+        Ok(())
+    }
+
+    /// Whether the client closed the connection. Stray bytes after the request
+    /// are read and dropped: nothing more is served on this connection.
+    fn peer_gone(&self, cx: &mut Context<'_>) -> bool {
+        for _ in 0..8 {
+            match self.io.poll_read_ready(cx) {
+                Poll::Pending => return false,
+                Poll::Ready(Err(_)) => return true,
+                Poll::Ready(Ok(())) => {}
+            }
+            let mut scratch = [0u8; 64];
+            match self.io.try_read(&mut scratch) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return true,
+            }
+        }
+        cx.waker().wake_by_ref();
+        false
+    }
+}
