@@ -671,14 +671,12 @@ async fn resync_names_only_the_trimmed_topic() {
 
 #[tokio::test]
 async fn history_bytes_bound_replay() {
-    // `history_bytes` counts encoded frames: `id: <10-character epoch>-1\n`,
-    // `data: aaaa\n` and the blank line make 29 bytes.
-    let app = spawn(&["history_bytes: 86"]).await;
+    let app = spawn(&["history_bytes: 10"]).await;
     let mut ids = Vec::new();
     for d in ["aaaa", "bbbb", "cccc", "dddd"] {
         ids.push(app.publish("/hooks/a", d).await);
     }
-    // 86 bytes hold "cccc" and "dddd" only: resuming after "aaaa" misses "bbbb".
+    // 10 bytes hold "cccc" and "dddd" only: resuming after "aaaa" misses "bbbb".
     let mut s = app
         .subscribe("topic=room.a", &[("Last-Event-ID", &ids[0])])
         .await;
@@ -693,8 +691,7 @@ async fn history_bytes_bound_replay() {
     assert_eq!((e.data.as_str(), e.id.as_str()), ("e", id.as_str()));
     drop(s);
 
-    // Retained now: "cccc", "dddd", "e" (29 + 29 + 26 bytes). After "bbbb" nothing
-    // is missing.
+    // Retained now: "cccc", "dddd", "e" (9 bytes). After "bbbb" nothing is missing.
     let mut s = app
         .subscribe("topic=room.a", &[("Last-Event-ID", &ids[1])])
         .await;
@@ -706,22 +703,22 @@ async fn history_bytes_bound_replay() {
 }
 
 #[tokio::test]
-async fn history_bytes_count_line_breaks_as_sent() {
-    // 100 line breaks are 100 bytes of body but 101 `data:` lines on the wire,
-    // a 624-byte frame: 2 KiB hold three such events, not twenty.
-    let app = spawn(&["history_bytes: 2KiB"]).await;
+async fn history_bytes_count_data_bytes_also_of_line_breaks() {
+    // 100 line breaks are 100 bytes of data (101 `data:` lines on the wire):
+    // 250 bytes hold two such events.
+    let app = spawn(&["history_bytes: 250"]).await;
     let body = "\n".repeat(100);
     let mut ids = Vec::new();
     for _ in 0..6 {
         ids.push(app.publish("/hooks/a", &body).await);
     }
     let mut s = app
-        .subscribe("topic=room.a", &[("Last-Event-ID", &ids[2])])
+        .subscribe("topic=room.a", &[("Last-Event-ID", &ids[3])])
         .await;
-    let got = s.events(3).await;
+    let got = s.events(2).await;
     assert_eq!(
         got.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
-        [&ids[3], &ids[4], &ids[5]]
+        [&ids[4], &ids[5]]
     );
     assert!(
         got.iter().all(|e| e.data == body),
@@ -729,13 +726,13 @@ async fn history_bytes_count_line_breaks_as_sent() {
     );
     drop(s);
     let mut s = app
-        .subscribe("topic=room.a", &[("Last-Event-ID", &ids[1])])
+        .subscribe("topic=room.a", &[("Last-Event-ID", &ids[2])])
         .await;
     let e = s.next_event().await;
     let (reason, last, _) = parse_resync(&s, &e);
     assert_eq!(
         (reason.as_str(), last.as_str()),
-        ("history_trimmed", ids[1].as_str())
+        ("history_trimmed", ids[2].as_str())
     );
     drop(s);
     app.shutdown().await;
@@ -838,7 +835,9 @@ async fn max_subscribers_answers_try_later() {
 async fn slow_subscriber_never_blocks_publishers_or_others() {
     const N: usize = 300;
     const SIZE: usize = 64 * 1024;
-    let app = spawn(&["subscriber_queue: 4", "history_bytes: 64MiB"]).await;
+    // A queue of 16 frames (1 MiB): the slow one overflows it long before the
+    // 300th event (18 MiB), while a reader on a busy machine keeps up.
+    let app = spawn(&["subscriber_queue: 16", "history_bytes: 64MiB"]).await;
     let mut slow = never_reading_get(app.addr, "/events?topic=room.a").await;
     let mut reader = app.subscribe("topic=room.a", &[]).await;
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use crate::sse::encode::{self, Chunk};
 
 /// Bounds the hub keeps (the server takes them from the `sse` and `dedupe`
-/// config sections). `history_bytes` counts encoded frames, see [`Event::frame_len`].
+/// config sections). `history_bytes` counts event data bytes, see [`Event::data_len`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     pub history: usize,
@@ -31,9 +31,8 @@ pub struct Event {
     /// The complete SSE frame (`id:`, `event:`, `data:` lines and the blank line),
     /// already framed as an HTTP/1.1 chunk.
     pub chunk: Chunk,
-    /// Bytes of the SSE frame (what a subscriber receives of it), counted against
-    /// `history_bytes`: a body of line breaks costs what its `data:` lines cost.
-    pub frame_len: usize,
+    /// Bytes of the event's data, what `history_bytes` counts (README "Memory").
+    pub data_len: usize,
     pub at: Instant,
 }
 
@@ -49,18 +48,17 @@ impl Event {
         Event {
             seq: 0,
             chunk: encode::event_chunk(&id, &tail),
-            frame_len: encode::event_frame_len(&id, tail.len()),
+            data_len: data.len(),
             id,
             topics,
             at: Instant::now(),
         }
     }
 
-    /// What an event with these fields counts against `history_bytes` (its
-    /// [`Event::frame_len`]), counted without encoding it: for a shared broker
-    /// that bounds its own history the same way.
-    pub fn counted_len(id: &str, event: Option<&str>, data: &str) -> usize {
-        encode::event_frame_len(id, encode::event_tail_len(event, data))
+    /// What an event counts against `history_bytes` (its [`Event::data_len`]):
+    /// for a shared broker that bounds its own history the same way.
+    pub fn counted_len(data: &str) -> usize {
+        data.len()
     }
 
     /// The SSE frame alone, without the chunk framing.

@@ -98,7 +98,7 @@ impl Hub {
             };
         }
         let id: Arc<str> = Arc::from(self.epoch.format(st.next_seq));
-        self.insert(st, id.clone(), topics.clone(), &tail, now);
+        self.insert(st, id.clone(), topics.clone(), &tail, new.data.len(), now);
         if let Some((route, key)) = new.dedupe {
             st.dedupe.insert(route, &key, id.clone(), topics, now);
         }
@@ -119,7 +119,7 @@ impl Hub {
         let mut guard = lock(&self.state);
         let st = &mut *guard;
         st.position = Some(id.clone());
-        self.insert(st, id, topics, &tail, now);
+        self.insert(st, id, topics, &tail, data.len(), now);
     }
 
     /// Sets the broker position (the id of the last event delivered, or of the
@@ -134,18 +134,18 @@ impl Hub {
         id: Arc<str>,
         topics: Arc<[Arc<str>]>,
         tail: &[u8],
+        data_len: usize,
         now: Instant,
     ) {
         let seq = st.next_seq;
         st.next_seq += 1;
         let chunk = encode::event_chunk(&id, tail);
-        let frame_len = encode::event_frame_len(&id, tail.len());
         let event = Arc::new(Event {
             seq,
             id,
             topics: topics.clone(),
             chunk,
-            frame_len,
+            data_len,
             at: now,
         });
 
@@ -166,7 +166,7 @@ impl Hub {
                 .entry(name.clone())
                 .or_insert_with(|| Topic::new(collected));
             topic.history.push_back(event.clone());
-            topic.history_bytes += frame_len as u64;
+            topic.history_bytes += data_len as u64;
             topic.trim(&self.limits, now);
             topic.subscribers.values().for_each(|i| push(i));
         }

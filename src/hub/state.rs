@@ -67,7 +67,7 @@ impl Topic {
                 break;
             }
             self.trimmed_through = front.seq;
-            self.history_bytes -= front.frame_len as u64;
+            self.history_bytes -= front.data_len as u64;
             self.history.pop_front();
         }
     }

@@ -131,9 +131,9 @@ fn history_bounds_trigger_resync() {
         "b replayed exactly"
     );
 
-    // A frame, `id: <10-character epoch>-1\ndata: 12\n\n`, is 27 bytes: 30 hold one.
+    // `history_bytes` counts data bytes: 3 hold one event of 2.
     let hub = Hub::new(Limits {
-        history_bytes: 30,
+        history_bytes: 3,
         ..limits()
     });
     let first = hub.publish(event(&["a"], "12"));
@@ -147,33 +147,29 @@ fn history_bounds_trigger_resync() {
 }
 
 #[test]
-fn history_bytes_bound_the_encoded_frames() {
-    // Each line break starts another `data:` line: 100 bytes of data, 624 bytes of frame.
+fn history_bytes_count_data_bytes() {
+    // A body of line breaks counts its data bytes, not its `data:` lines.
     let body = "\n".repeat(100);
     let hub = Hub::new(Limits {
-        history_bytes: 2000,
+        history_bytes: 250,
         ..limits()
     });
     let ids: Vec<_> = (0..9)
         .map(|_| hub.publish(event(&["a"], &body)).id)
         .collect();
     let info = &hub.topics(1)[0];
-    assert_eq!(info.history, 3, "three 624-byte frames fit in 2000 bytes");
-    assert_eq!(info.history_bytes, 3 * 624);
-    let mut sub = hub.subscribe(filters(&["a"]), Some(&ids[5]), None).unwrap();
-    assert!(sub.resync.is_none(), "the last three are kept whole");
+    assert_eq!(info.history, 2, "two 100-byte events fit in 250 bytes");
+    assert_eq!(info.history_bytes, 200);
+    let mut sub = hub.subscribe(filters(&["a"]), Some(&ids[6]), None).unwrap();
+    assert!(sub.resync.is_none(), "the last two are kept whole");
     let kept = drain(&mut sub);
     assert_eq!(
-        kept.iter().map(|e| e.frame_len).collect::<Vec<_>>(),
-        [624; 3]
+        kept.iter().map(|e| e.data_len).collect::<Vec<_>>(),
+        [100; 2]
     );
-    assert!(kept.iter().all(|e| e.frame().len() == e.frame_len));
-    // What a shared broker counts for the same event, without encoding it.
-    assert!(
-        kept.iter()
-            .all(|e| Event::counted_len(&e.id, None, &body) == e.frame_len)
-    );
-    let sub = hub.subscribe(filters(&["a"]), Some(&ids[4]), None).unwrap();
+    // What a shared broker counts for the same event.
+    assert!(kept.iter().all(|e| Event::counted_len(&body) == e.data_len));
+    let sub = hub.subscribe(filters(&["a"]), Some(&ids[5]), None).unwrap();
     assert_eq!(sub.resync.as_ref().unwrap().reason, RESYNC_TRIMMED);
 }
 

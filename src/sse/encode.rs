@@ -138,33 +138,6 @@ pub fn event_chunk(id: &str, tail: &[u8]) -> Chunk {
     Chunk::from_parts(&[b"id: ", id.as_bytes(), b"\n", tail])
 }
 
-/// How many bytes [`event_tail`] writes, counted without writing them.
-pub fn event_tail_len(event: Option<&str>, data: &str) -> usize {
-    let field = |value: &str| value.len() + usize::from(!value.is_empty()) + 1;
-    let mut len = event.map_or(0, |e| "event:".len() + field(e));
-    let mut rest = data;
-    loop {
-        let end = rest.find(['\r', '\n']).unwrap_or(rest.len());
-        len += "data:".len() + field(&rest[..end]);
-        if end == rest.len() {
-            break;
-        }
-        let skip = if rest[end..].starts_with("\r\n") {
-            2
-        } else {
-            1
-        };
-        rest = &rest[end + skip..];
-    }
-    len + 1
-}
-
-/// How many bytes an event's frame takes (its `id:` line and [`event_tail`]),
-/// without the chunk framing: what `sse.history_bytes` counts.
-pub fn event_frame_len(id: &str, tail_len: usize) -> usize {
-    "id: \n".len() + id.len() + tail_len
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,40 +184,5 @@ mod tests {
             }),
             ":\nretry: 3000\n\n"
         );
-    }
-
-    #[test]
-    fn lengths_are_counted_as_written() {
-        let events = [None, Some(""), Some("order.created")];
-        let datas = [
-            "",
-            "x",
-            "x\n",
-            "\n\n\n",
-            "a\r\nb\rc\nd",
-            "\r",
-            "\r\n",
-            "{\"id\":1}",
-            "é\n€",
-        ];
-        for event in events {
-            for data in datas {
-                let tail = event_tail(event, data);
-                assert_eq!(
-                    event_tail_len(event, data),
-                    tail.len(),
-                    "{event:?} {data:?}"
-                );
-                let chunk = event_chunk("e-1", &tail);
-                assert_eq!(event_frame_len("e-1", tail.len()), chunk.frame().len());
-            }
-        }
-    }
-
-    #[test]
-    fn line_breaks_cost_their_encoded_size() {
-        // Each line break starts another `data:` line: 100 bytes of `\n` take 607.
-        let data = "\n".repeat(100);
-        assert_eq!(event_tail_len(None, &data), 101 * "data:\n".len() + 1);
     }
 }

@@ -116,8 +116,8 @@ fn window(
 ) -> (Vec<Arc<Event>>, Vec<String>) {
     let mut per_topic: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
     for e in &events {
-        // Counted as the hub counts it: the encoded frame.
-        let frame = Event::counted_len(&id(epoch, e.seq), e.event.as_deref(), &e.data) as u64;
+        // Counted as the hub counts it: the event's data bytes.
+        let frame = Event::counted_len(&e.data) as u64;
         for t in e.topics.iter() {
             let n = per_topic.entry(t).or_default();
             n.0 += 1;
@@ -194,12 +194,11 @@ mod tests {
         let (r, lost) = window(&filters(&["a", "b"]), events(), 2, 100, 9);
         assert_eq!(ids(&r), ["9-4"]);
         assert_eq!(lost, ["a"]);
-        // Frames of `id: 9-N\ndata: <data>\n\n`: 17, 18, 19 and 20 bytes.
-        // history_bytes 40: a's 17+18+20 bytes are over it; b's 18 and c's 19 are not.
-        let (r, lost) = window(&filters(&["*"]), events(), 10, 40, 9);
+        // history_bytes 6: a's 1+2+4 bytes are over it; c's 3 are not.
+        let (r, lost) = window(&filters(&["*"]), events(), 10, 6, 9);
         assert!(r.is_empty());
         assert_eq!(lost, ["*"]);
-        let (r, lost) = window(&filters(&["c", "b"]), events(), 10, 40, 9);
+        let (r, lost) = window(&filters(&["c", "b"]), events(), 10, 6, 9);
         assert_eq!(ids(&r), ["9-4", "9-5"]);
         assert!(lost.is_empty());
     }

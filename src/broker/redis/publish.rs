@@ -33,8 +33,8 @@ if ARGV[7] == '1' then
   table.insert(feed, 'e'); table.insert(feed, ARGV[8])
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(feed))
--- history_bytes counts the encoded frame, its id included.
-local len = tonumber(ARGV[13]) + string.len(id)
+-- history_bytes counts the event's data bytes.
+local len = tonumber(ARGV[13])
 local entry = {'d', ARGV[9], 'n', tostring(len)}
 if ARGV[7] == '1' then
   table.insert(entry, 'e'); table.insert(entry, ARGV[8])
@@ -179,7 +179,7 @@ impl RedisStreams {
             .arg(deadline)
             // Long enough to be read after the deadline and the margin.
             .arg(ms(self.timeout * 3 + Duration::from_secs(1)))
-            .arg(Event::counted_len("", new.event.as_deref(), &new.data));
+            .arg(Event::counted_len(&new.data));
         for t in &new.topics {
             inv.arg(t);
         }
