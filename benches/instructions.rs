@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use hookcast::hub::{Hub, NewEvent, Recv, Subscription};
-use hookcast::ingest::route::{Lookup, Router};
+use hookcast::route::{Lookup, Router};
 use hookcast::template::{Input, Template};
 use hookcast::topic::Filter;
 use http::{HeaderMap, HeaderValue, Method};

@@ -1,6 +1,8 @@
 //! CORS for the event stream: which page origins may open it, and the preflight
 //! that event-source-polyfill's custom headers trigger.
 
+use std::fmt;
+
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
@@ -115,37 +117,77 @@ pub fn options_answer() -> Response<Body> {
     resp
 }
 
+/// Why a `cors.allow_origins` entry is not an origin; each variant holds the entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginError {
+    /// No `://`.
+    NoScheme(String),
+    /// A scheme other than http or https.
+    Scheme(String),
+    NoHost(String),
+    /// `https://app.example.com/`: browsers send no path; `bare` is the origin meant.
+    Path {
+        origin: String,
+        bare: String,
+    },
+    Wildcard(String),
+    /// Characters no host or port has.
+    Invalid(String),
+}
+
+impl fmt::Display for OriginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OriginError::NoScheme(s) => write!(
+                f,
+                "`{s}` is not an origin; write scheme://host[:port], e.g. https://app.example.com"
+            ),
+            OriginError::Scheme(s) => {
+                write!(f, "`{s}`: an origin starts with http:// or https://")
+            }
+            OriginError::NoHost(s) => write!(f, "`{s}` has no host"),
+            OriginError::Path { origin, bare } => write!(
+                f,
+                "`{origin}` is not an origin: browsers send no path, not even a trailing `/`; write `{bare}`"
+            ),
+            OriginError::Wildcard(s) => write!(
+                f,
+                "`{s}`: wildcards are not supported inside an origin; list each origin, or use \"*\" alone"
+            ),
+            OriginError::Invalid(s) => {
+                write!(f, "`{s}` is not an origin; write scheme://host[:port]")
+            }
+        }
+    }
+}
+
+impl std::error::Error for OriginError {}
+
 /// Checks one configured origin: `scheme://host[:port]`, nothing after.
-pub fn check_origin(s: &str) -> Result<String, String> {
+pub fn check_origin(s: &str) -> Result<String, OriginError> {
     let Some((scheme, rest)) = s.split_once("://") else {
-        return Err(format!(
-            "`{s}` is not an origin; write scheme://host[:port], e.g. https://app.example.com"
-        ));
+        return Err(OriginError::NoScheme(s.to_owned()));
     };
     if !matches!(scheme, "http" | "https") {
-        return Err(format!("`{s}`: an origin starts with http:// or https://"));
+        return Err(OriginError::Scheme(s.to_owned()));
     }
     if rest.is_empty() {
-        return Err(format!("`{s}` has no host"));
+        return Err(OriginError::NoHost(s.to_owned()));
     }
     if rest.contains('/') {
-        return Err(format!(
-            "`{s}` is not an origin: browsers send no path, not even a trailing `/`; write `{scheme}://{}`",
-            rest.split('/').next().unwrap_or_default()
-        ));
+        return Err(OriginError::Path {
+            origin: s.to_owned(),
+            bare: format!("{scheme}://{}", rest.split('/').next().unwrap_or_default()),
+        });
     }
     if rest.contains('*') {
-        return Err(format!(
-            "`{s}`: wildcards are not supported inside an origin; list each origin, or use \"*\" alone"
-        ));
+        return Err(OriginError::Wildcard(s.to_owned()));
     }
     if !rest
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
     {
-        return Err(format!(
-            "`{s}` is not an origin; write scheme://host[:port]"
-        ));
+        return Err(OriginError::Invalid(s.to_owned()));
     }
     Ok(s.to_ascii_lowercase())
 }
@@ -187,5 +229,12 @@ mod tests {
         ] {
             assert!(check_origin(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            check_origin("https://app.example.com/"),
+            Err(OriginError::Path {
+                origin: "https://app.example.com/".into(),
+                bare: "https://app.example.com".into()
+            })
+        );
     }
 }

@@ -104,34 +104,54 @@ pub enum RawData {
     Map(Vec<(String, RawData)>),
 }
 
-/// Where a template inside `data` failed to parse: the key path and the error.
+/// Where `data` could not be compiled: the key path and the problem there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataError {
     /// `order.items[0]`; empty for `data` itself.
     pub at: String,
-    pub error: ParseError,
+    pub problem: DataProblem,
+}
+
+/// What is wrong at a [`DataError`]'s key path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataProblem {
+    Template(ParseError),
+    /// An unquoted `{json:/id}` key with no value: YAML read it as a mapping.
+    UnquotedPlaceholder(String),
+}
+
+impl fmt::Display for DataProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataProblem::Template(e) => write!(f, "{e}"),
+            DataProblem::UnquotedPlaceholder(k) => write!(
+                f,
+                "YAML reads `{{{k}}}` as a mapping; put the template in quotes: \"{{{k}}}\""
+            ),
+        }
+    }
 }
 
 impl fmt::Display for DataError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.at.is_empty() {
-            write!(f, "{}", self.error)
+            write!(f, "{}", self.problem)
         } else {
-            write!(f, "at `{}`: {}", self.at, self.error)
+            write!(f, "at `{}`: {}", self.at, self.problem)
         }
     }
 }
+
+impl std::error::Error for DataError {}
 
 impl RawData {
     /// Compiles a string into [`Data::Text`], anything else into [`Data::Json`].
     pub fn compile(self) -> Result<Data, DataError> {
         match self {
-            RawData::String(s) => Template::parse(&s)
-                .map(Data::Text)
-                .map_err(|error| DataError {
-                    at: String::new(),
-                    error,
-                }),
+            RawData::String(s) => Template::parse(&s).map(Data::Text).map_err(|e| DataError {
+                at: String::new(),
+                problem: DataProblem::Template(e),
+            }),
             other => other.shape(String::new()).map(Data::Json),
         }
     }
@@ -141,9 +161,10 @@ impl RawData {
             RawData::Null => Shape::Scalar("null".into()),
             RawData::Bool(b) => Shape::Scalar(b.to_string()),
             RawData::Number(n) => Shape::Scalar(n.to_string()),
-            RawData::String(s) => {
-                Shape::Leaf(Template::parse(&s).map_err(|error| DataError { at, error })?)
-            }
+            RawData::String(s) => Shape::Leaf(Template::parse(&s).map_err(|e| DataError {
+                at,
+                problem: DataProblem::Template(e),
+            })?),
             RawData::Seq(items) => Shape::Array(
                 items
                     .into_iter()
@@ -158,9 +179,7 @@ impl RawData {
                         if v == RawData::Null && looks_like_placeholder(&k) {
                             return Err(DataError {
                                 at: at.clone(),
-                                error: ParseError::new(format!(
-                                    "YAML reads `{{{k}}}` as a mapping; put the template in quotes: \"{{{k}}}\""
-                                )),
+                                problem: DataProblem::UnquotedPlaceholder(k),
                             });
                         }
                         let here = if at.is_empty() {

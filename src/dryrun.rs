@@ -12,9 +12,9 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Uri};
 
 use crate::config::{self, Config};
-use crate::ingest::route::{Lookup, Unmet};
 use crate::ingest::{self, Decision, Received, Rejection};
 use crate::inspect::Outcome;
+use crate::route::{Lookup, Unmet};
 
 /// A request to try.
 #[derive(Debug, Clone)]
@@ -132,7 +132,7 @@ pub fn dry_run(config: &Config, req: &DryRequest) -> Report {
             Lookup::WrongMethod(allowed) => Result::Refused {
                 status: StatusCode::METHOD_NOT_ALLOWED,
                 code: "method_not_allowed",
-                message: crate::service::accepts_only(&allowed),
+                message: crate::reply::accepts_only(&allowed),
             },
             Lookup::NoRoute => Result::Refused {
                 status: StatusCode::NOT_FOUND,

@@ -2,6 +2,7 @@
 //! many streams each client address holds.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
@@ -14,16 +15,42 @@ pub struct Cidr {
     prefix: u8,
 }
 
+/// Why a `limits.trusted_proxies` entry is not an address block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CidrError {
+    /// No IP address before the `/`.
+    NotAddress(String),
+    /// A prefix length that is not a number up to `max` (32 or 128).
+    Prefix { block: String, max: u8 },
+}
+
+impl fmt::Display for CidrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CidrError::NotAddress(s) => write!(
+                f,
+                "`{s}` is not an address block; write e.g. 10.0.0.0/8 or fd00::/8"
+            ),
+            CidrError::Prefix { block, max } => {
+                write!(f, "`{block}`: the prefix length must be 0 to {max}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CidrError {}
+
 impl Cidr {
     /// Parses `ADDR/PREFIX`, or a bare address (a block of one).
-    pub fn parse(s: &str) -> Result<Cidr, String> {
+    pub fn parse(s: &str) -> Result<Cidr, CidrError> {
         let (a, p) = match s.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = a.trim().parse().map_err(|_| {
-            format!("`{s}` is not an address block; write e.g. 10.0.0.0/8 or fd00::/8")
-        })?;
+        let addr: IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| CidrError::NotAddress(s.to_owned()))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match p {
             None => max,
@@ -32,7 +59,10 @@ impl Cidr {
                 .parse::<u8>()
                 .ok()
                 .filter(|n| *n <= max)
-                .ok_or_else(|| format!("`{s}`: the prefix length must be 0 to {max}"))?,
+                .ok_or_else(|| CidrError::Prefix {
+                    block: s.to_owned(),
+                    max,
+                })?,
         };
         Ok(Cidr {
             addr: addr.to_canonical(),
@@ -177,6 +207,14 @@ mod tests {
         for bad in ["10.0.0.0/33", "x/8", "10.0.0.0/", "::/129", ""] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }
+        assert_eq!(Cidr::parse("x/8"), Err(CidrError::NotAddress("x/8".into())));
+        assert_eq!(
+            Cidr::parse("::/129"),
+            Err(CidrError::Prefix {
+                block: "::/129".into(),
+                max: 128
+            })
+        );
     }
 
     #[test]

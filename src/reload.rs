@@ -8,64 +8,17 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::app::{App, Live};
+use crate::broker;
 use crate::config::{self, Config};
-use crate::hub;
-use crate::service::App;
 
 /// How often the files are read to look for a change (SPEC: within 5 s).
 pub const POLL_EVERY: Duration = Duration::from_secs(1);
-
-/// What every connection reads its handlers' state from, and the draining flag.
-#[derive(Debug)]
-pub struct Live {
-    /// Read once per request (and per stream when it opens); never held across `.await`.
-    app: RwLock<Arc<App>>,
-    draining: AtomicBool,
-    /// Open client connections on the public listener, kept by the accept loop.
-    pub connections: Arc<AtomicUsize>,
-}
-
-impl Live {
-    pub fn new(app: App) -> Arc<Self> {
-        Arc::new(Live {
-            app: RwLock::new(Arc::new(app)),
-            draining: AtomicBool::new(false),
-            connections: Arc::default(),
-        })
-    }
-
-    /// The current config generation; a request keeps the one it started with.
-    pub fn load(&self) -> Arc<App> {
-        self.app
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    fn store(&self, app: App) {
-        *self.app.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(app);
-    }
-
-    /// Marks the process as draining: `/readyz` answers 503 from now on.
-    pub fn drain(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-    }
-
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
-    }
-
-    /// Ready for traffic: not draining, and the broker takes publishes.
-    pub fn is_ready(&self) -> bool {
-        !self.is_draining() && self.load().ready()
-    }
-}
 
 /// Where the running config came from, so it can be read again.
 #[derive(Debug, Clone)]
@@ -166,7 +119,7 @@ fn fingerprint(path: &Path, secret_files: &[PathBuf]) -> std::io::Result<u64> {
 /// settings that need a restart; an invalid one is logged and changes nothing.
 pub fn reload(live: &Live, path: &Path, overrides: &config::Overrides, why: &'static str) -> bool {
     let old = live.load();
-    let metrics = old.hub.metrics();
+    let metrics = old.metrics();
     let mut new = match config::load_with(path, overrides) {
         Ok(c) => c,
         Err(e) => {
@@ -199,7 +152,7 @@ fn keep_restart_settings(old: &Config, new: &mut Config) {
         restart.push("admin.listen");
         new.admin = old.admin;
     }
-    if hub::Limits::from_config(new) != hub::Limits::from_config(old) {
+    if broker::configured_limits(new) != broker::configured_limits(old) {
         // The hub's history and queues are sized at start.
         restart.push(
             "sse.history, history_ttl, history_bytes, subscriber_queue, subscriber_queue_bytes, max_subscribers, dedupe",

@@ -1,11 +1,12 @@
 //! Response helpers: the body type every handler returns, and JSON errors
-//! shaped `{"error":"<code>","message":"<sentence>"}`.
+//! shaped `{"error":"<code>","message":"<sentence>"}`, 405 among them.
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{Response, StatusCode};
+use http::header::{self, CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 
 /// Errors a response body can end with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -48,6 +49,38 @@ pub fn error(status: StatusCode, code: &str, message: impl AsRef<str>) -> Respon
         status,
         &serde_json::json!({ "error": code, "message": message.as_ref() }),
     )
+}
+
+/// A request whose body streams on as it arrives.
+pub fn streamed(req: Request<Incoming>) -> Request<Body> {
+    req.map(|b| b.map_err(Into::into).boxed())
+}
+
+/// The sentence of a 405.
+pub fn accepts_only(allowed: &[Method]) -> String {
+    format!("This path accepts only {}.", allow_list(allowed))
+}
+
+fn allow_list(allowed: &[Method]) -> String {
+    allowed
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// 405 with an `Allow` header.
+pub fn method_not_allowed(allowed: &[Method]) -> Response<Body> {
+    let list = allow_list(allowed);
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        accepts_only(allowed),
+    );
+    if let Ok(v) = HeaderValue::from_str(&list) {
+        resp.headers_mut().insert(header::ALLOW, v);
+    }
+    resp
 }
 
 /// One chunk with no declared length, so no `Content-Length` is sent: for

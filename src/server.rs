@@ -17,21 +17,13 @@ use tracing::Instrument;
 
 use crate::accept::Acceptor;
 use crate::admin;
+use crate::app::{App, Live};
 use crate::config::Config;
+use crate::conn::{ClientAddr, ConnectionCut};
 use crate::fast::{self, Prefixed, Sniffed};
-use crate::hub::{self, Hub};
-use crate::reload::{self, Live};
-use crate::service::{self, App};
-
-/// Handed to each request of a connection: notified when a subscriber on it
-/// overflows its queue, so that the connection is dropped even if the client
-/// stopped reading (then hyper no longer polls the body to see the close).
-#[derive(Debug, Clone)]
-pub struct ConnectionCut(pub Arc<Notify>);
-
-/// The client's address, handed to each request of a connection (for `X-Forwarded-For`).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub std::net::SocketAddr);
+use crate::hub::Hub;
+use crate::reload;
+use crate::service;
 
 /// Largest request head (request line and headers) read; beyond it hyper
 /// answers 431. Also the bound of an HTTP/2 header list.
@@ -66,13 +58,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     options: Options,
 ) -> std::io::Result<()> {
-    let mut limits = hub::Limits::from_config(&config);
-    if !matches!(config.broker, crate::config::Broker::Memory) {
-        // Replay is read from the shared broker; the hub only fans out.
-        limits.history = 0;
-        limits.history_bytes = 0;
-    }
-    let hub = Hub::new(limits);
+    let hub = Hub::new(crate::broker::hub_limits(&config));
     let header_timeout = config.limits.header_read_timeout;
     let max_connections = config.limits.max_connections;
     let live = Live::new(App::new(config, hub.clone()));

@@ -14,8 +14,8 @@ use http::{Response, StatusCode};
 use serde_json::Value;
 
 use crate::auth::{Authorizer, Decision};
-use crate::ingest::route::PathPattern;
 use crate::reply::{self, Body};
+use crate::route::PathPattern;
 use crate::template::{Input, RenderError, Template};
 use crate::topic::{Filter, TopicError};
 

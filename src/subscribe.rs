@@ -4,16 +4,21 @@
 use std::time::{Duration, SystemTime};
 
 use http::header::{self, HeaderValue};
-use http::{HeaderMap, Response, StatusCode, Version};
+use http::request::Parts;
+use http::{HeaderMap, Method, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 
+use crate::app::App;
+use crate::auth::Decision;
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::conn::{ClientAddr, ConnectionCut};
 use crate::hub::Refusal;
+use crate::limits;
 use crate::metrics::Dropped;
 use crate::reply::{self, Body};
-use crate::server::ConnectionCut;
 use crate::sse::{self, EventStream, StreamSettings};
+use crate::streams::{self, Resolved};
 use crate::topic::{Filter, TopicError};
 
 /// What the client asked for.
@@ -207,4 +212,94 @@ pub(crate) fn stream_response<B>(body: B, version: Version) -> Response<B> {
 fn jitter_down(d: Duration) -> Duration {
     let ms = d.as_millis().min(u128::from(u64::MAX)) as u64;
     Duration::from_millis(ms - fastrand::u64(0..=ms / 10))
+}
+
+/// `GET {sse.path}` or a stream route, from hyper or from [`crate::fast`]:
+/// parse, take a per-address slot, authorize, open; with CORS headers when configured.
+pub async fn handle(app: &App, parts: &Parts) -> Subscribed {
+    let mut answer = stream(app, parts).await;
+    if let Some(c) = &app.config.cors {
+        let headers = match &mut answer {
+            Subscribed::Stream(r) => r.headers_mut(),
+            Subscribed::Other(r) => r.headers_mut(),
+        };
+        c.apply(&parts.headers, headers);
+    }
+    answer
+}
+
+async fn stream(app: &App, parts: &Parts) -> Subscribed {
+    if parts.method != Method::GET {
+        return Subscribed::Other(reply::method_not_allowed(&[Method::GET, Method::OPTIONS]));
+    }
+    let route = app.config.streams.lookup(parts.uri.path());
+    let asked = match &route {
+        // A stream route chooses its topics itself: `topic=` is not read there.
+        Some(_) => Ok(Request {
+            filters: Vec::new(),
+            last_event_id: last_event_id(parts.uri.query(), &parts.headers),
+        }),
+        None => parse(
+            parts.uri.query(),
+            &parts.headers,
+            app.config.sse.max_topics_per_subscriber,
+        ),
+    };
+    let mut sub = match asked {
+        Ok(sub) => sub,
+        Err(bad) => return Subscribed::Other(bad.into_response()),
+    };
+    // The slot is taken before authorizing, so one address cannot flood the auth endpoint.
+    let slot = match (&app.ip_slots, parts.extensions.get::<ClientAddr>()) {
+        (Some(slots), Some(peer)) => {
+            let limits = &app.config.limits;
+            let ip = limits::client_ip(peer.0.ip(), &parts.headers, &limits.trusted_proxies);
+            match slots.acquire(ip) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::info!(%ip, "subscriber refused: too many streams from one address");
+                    let mut resp = reply::error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_subscribers",
+                        "This address already holds as many streams as limits.max_subscribers_per_ip allows.",
+                    );
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+                    return Subscribed::Other(resp);
+                }
+            }
+        }
+        _ => None,
+    };
+    let resolved = match route {
+        Some((route, params)) => streams::resolve(&app.auth, route, &params, parts).await,
+        None => match app
+            .auth
+            .decide(&parts.headers, parts.uri.query(), &sub.filters)
+            .await
+        {
+            Decision::Allow { until, .. } => Resolved::Open {
+                filters: std::mem::take(&mut sub.filters),
+                until,
+            },
+            Decision::Refuse(resp) => Resolved::Refused(resp),
+            Decision::TryLater => Resolved::TryLater,
+        },
+    };
+    match resolved {
+        Resolved::Open { filters, until } => {
+            sub.filters = filters;
+            let cut = parts.extensions.get::<ConnectionCut>().cloned();
+            match open(&app.broker, &app.config, sub, parts.version, cut, until).await {
+                Subscribed::Stream(resp) => Subscribed::Stream(resp.map(|s| s.holding(slot))),
+                other => other,
+            }
+        }
+        Resolved::Refused(resp) => Subscribed::Other(resp),
+        Resolved::TryLater => {
+            tracing::info!(reason = "auth_unavailable", "subscriber told to try later");
+            app.metrics().dropped(Dropped::AuthUnavailable);
+            Subscribed::Other(try_later(app.config.sse.retry, parts.version))
+        }
+    }
 }

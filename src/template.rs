@@ -45,21 +45,57 @@ pub struct Template {
 
 /// A template that cannot be parsed; `Display` is the message shown in config errors.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError(String);
+pub enum ParseError {
+    /// `{word` without its `}`.
+    Unclosed {
+        word: String,
+    },
+    /// `{path}`, `{query:}`, `{header}`: the kind needs a name.
+    NeedsName {
+        word: String,
+    },
+    /// `{json:id}`: a pointer must start with `/`.
+    NotPointer {
+        word: String,
+        pointer: String,
+    },
+    BadHeaderName {
+        name: String,
+    },
+    /// `{body:…}`.
+    BodyArgument,
+    UnknownKind {
+        word: String,
+    },
+}
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            Self::Unclosed { word } => {
+                write!(f, "placeholder `{{{word}` is not closed with `}}`")
+            }
+            Self::NeedsName { word } => {
+                write!(f, "placeholder `{{{word}:…}}` needs a name after `:`")
+            }
+            Self::NotPointer { word, pointer } => write!(
+                f,
+                "`{{{word}:{pointer}}}` is not a JSON Pointer; it must start with `/` (e.g. `{{{word}:/id}}`)"
+            ),
+            Self::BadHeaderName { name } => write!(
+                f,
+                "`{name}` in `{{header:{name}}}` is not a valid header name"
+            ),
+            Self::BodyArgument => f.write_str("`{body}` takes no argument"),
+            Self::UnknownKind { word } => write!(
+                f,
+                "unknown placeholder kind `{word}`; expected path, query, header, json, response, body, claim or auth"
+            ),
+        }
     }
 }
 
 impl std::error::Error for ParseError {}
-
-impl ParseError {
-    pub fn new(message: impl Into<String>) -> Self {
-        ParseError(message.into())
-    }
-}
 
 impl Template {
     pub fn parse(src: &str) -> Result<Self, ParseError> {
@@ -82,8 +118,8 @@ impl Template {
                 rest = after;
                 continue;
             }
-            let close = tail.find('}').ok_or_else(|| {
-                ParseError(format!("placeholder `{{{word}` is not closed with `}}`"))
+            let close = tail.find('}').ok_or_else(|| ParseError::Unclosed {
+                word: word.to_owned(),
             })?;
             let arg = tail[..close].strip_prefix(':');
             let part = placeholder(word, arg)?;
@@ -170,18 +206,19 @@ impl Template {
 fn placeholder(word: &str, arg: Option<&str>) -> Result<Part, ParseError> {
     let need = |arg: Option<&str>| match arg {
         Some(a) if !a.is_empty() => Ok(a.to_owned()),
-        _ => Err(ParseError(format!(
-            "placeholder `{{{word}:…}}` needs a name after `:`"
-        ))),
+        _ => Err(ParseError::NeedsName {
+            word: word.to_owned(),
+        }),
     };
     let pointer = |arg: Option<&str>| {
         let p = arg.unwrap_or_default();
         if p.is_empty() || p.starts_with('/') {
             Ok(p.to_owned())
         } else {
-            Err(ParseError(format!(
-                "`{{{word}:{p}}}` is not a JSON Pointer; it must start with `/` (e.g. `{{{word}:/id}}`)"
-            )))
+            Err(ParseError::NotPointer {
+                word: word.to_owned(),
+                pointer: p.to_owned(),
+            })
         }
     };
     Ok(match word {
@@ -189,22 +226,21 @@ fn placeholder(word: &str, arg: Option<&str>) -> Result<Part, ParseError> {
         "query" => Part::Query(need(arg)?),
         "header" => {
             let name = need(arg)?;
-            Part::Header(HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                ParseError(format!(
-                    "`{name}` in `{{header:{name}}}` is not a valid header name"
-                ))
-            })?)
+            Part::Header(
+                HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| ParseError::BadHeaderName { name: name.clone() })?,
+            )
         }
         "json" => Part::Json(pointer(arg)?),
         "response" => Part::Response(pointer(arg)?),
         "claim" => Part::Claim(pointer(arg)?),
         "auth" => Part::Auth(pointer(arg)?),
         "body" if arg.is_none() => Part::Body,
-        "body" => return Err(ParseError("`{body}` takes no argument".into())),
+        "body" => return Err(ParseError::BodyArgument),
         other => {
-            return Err(ParseError(format!(
-                "unknown placeholder kind `{other}`; expected path, query, header, json, response, body, claim or auth"
-            )));
+            return Err(ParseError::UnknownKind {
+                word: other.to_owned(),
+            });
         }
     })
 }

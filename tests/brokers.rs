@@ -38,6 +38,7 @@ for_each_broker!(
     readiness_follows_the_broker,
     a_reader_cut_off_resumes_after_its_last_id,
     a_stalled_broker_refuses_and_never_publishes_what_it_refused,
+    history_bytes_count_events_as_sent,
 );
 
 fn yaml(broker: &BrokerServer, extra: &str) -> String {
@@ -97,7 +98,7 @@ async fn publish_eventually(app: &TestApp, path: &str, body: &str) -> String {
 
 /// Ids are `<number>-<number>` on both brokers, ordered as pairs.
 fn is_stream_id(id: &str) -> bool {
-    hookcast::hub::parse_stream_id(id).is_some() && hookcast::hub::is_valid_id(id)
+    hookcast::broker::parse_stream_id(id).is_some() && hookcast::hub::is_valid_id(id)
 }
 
 async fn an_event_published_at_one_replica_reaches_every_replica_in_order(kind: Kind) {
@@ -206,6 +207,40 @@ async fn ids_that_cannot_be_resumed_get_a_resync_event(kind: Kind) {
     );
 }
 
+async fn history_bytes_count_events_as_sent(kind: Kind) {
+    let broker = BrokerServer::start(kind).await;
+    let config =
+        yaml(&broker, "").replace("  history: 3\n", "  history: 100\n  history_bytes: 2KiB\n");
+    let a = spawn_ready(&config).await;
+    let b = spawn_ready(&config).await;
+    let mut live = subscribe_ready(&b, "topic=room.x", &[]).await;
+    // 100 line breaks are 100 bytes of body but 101 `data:` lines on the wire, a
+    // frame of about 630 bytes: 2 KiB hold three such events, not twenty.
+    let body = "\n".repeat(100);
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(a.publish("/hooks/x", &body).await);
+    }
+    // Replica b has read them all, so replay reaches the last.
+    assert_eq!(live.events(6).await.len(), 6);
+
+    let mut s = subscribe_ready(&b, "topic=room.x", &[("Last-Event-ID", &ids[2])]).await;
+    let got = s.events(3).await;
+    assert_eq!(
+        got.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        [&ids[3], &ids[4], &ids[5]]
+    );
+    assert!(
+        got.iter().all(|e| e.data == body),
+        "the data comes back whole"
+    );
+    let mut s = subscribe_ready(&b, "topic=room.x", &[("Last-Event-ID", &ids[1])]).await;
+    let e = s.next_event().await;
+    assert_eq!(e.event, "hookcast.resync");
+    let j: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+    assert_eq!(j["reason"], "history_trimmed");
+}
+
 async fn a_retried_webhook_is_a_duplicate_at_another_replica(kind: Kind) {
     let broker = BrokerServer::start(kind).await;
     let a = spawn_ready(&yaml(&broker, "")).await;
@@ -273,7 +308,7 @@ async fn broker_down_refuses_webhooks_keeps_streams_and_recovers(kind: Kind) {
 async fn readiness_follows_the_broker(kind: Kind) {
     let mut server = BrokerServer::start(kind).await;
     let config = hookcast::config::from_yaml("test.yaml", &yaml(&server, "")).unwrap();
-    let hub = hookcast::hub::Hub::new(hookcast::hub::Limits::from_config(&config));
+    let hub = hookcast::hub::Hub::new(hookcast::broker::hub_limits(&config));
     let broker = hookcast::broker::Broker::new(&config, hub.clone());
     wait_for(|| broker.ready(), "ready once the broker is reached").await;
     server.kill();
@@ -288,7 +323,7 @@ async fn readiness_follows_the_broker(kind: Kind) {
     let config = hookcast::config::from_yaml("test.yaml", &yaml(&late, "")).unwrap();
     let broker = Arc::new(hookcast::broker::Broker::new(
         &config,
-        hookcast::hub::Hub::new(hookcast::hub::Limits::from_config(&config)),
+        hookcast::hub::Hub::new(hookcast::broker::hub_limits(&config)),
     ));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!broker.ready());

@@ -272,7 +272,7 @@ async fn partition(kind: Kind) {
 
     // Every acknowledged event, in id order, once, at both replicas.
     let mut want = acked.clone();
-    want.sort_by_key(|id| hookcast::hub::parse_stream_id(id));
+    want.sort_by_key(|id| hookcast::broker::parse_stream_id(id));
     assert_eq!(want, acked, "acknowledged in this order, one after another");
     let last = want.last().unwrap().clone();
     let got_a = collect_through(&a, at_a, seen_a, &last).await;

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use hookcast::config;
-use hookcast::ingest::route::{Lookup, PathPattern};
+use hookcast::route::{Lookup, PathPattern};
 use hookcast::template::{Input, Template};
 use hookcast::verify::timestamped::{parse_standard_signatures, parse_stripe};
 use hookcast::verify::{Request, Scheme, Secret, Verifier};

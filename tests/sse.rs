@@ -701,12 +701,14 @@ async fn resync_names_only_the_trimmed_topic() {
 
 #[tokio::test]
 async fn history_bytes_bound_replay() {
-    let app = spawn(&["history_bytes: 10"]).await;
+    // `history_bytes` counts encoded frames: `id: <10-character epoch>-1\n`,
+    // `data: aaaa\n` and the blank line make 29 bytes.
+    let app = spawn(&["history_bytes: 86"]).await;
     let mut ids = Vec::new();
     for d in ["aaaa", "bbbb", "cccc", "dddd"] {
         ids.push(app.publish("/hooks/a", d).await);
     }
-    // 10 bytes hold "cccc" and "dddd" only: resuming after "aaaa" misses "bbbb".
+    // 86 bytes hold "cccc" and "dddd" only: resuming after "aaaa" misses "bbbb".
     let mut s = app
         .subscribe("topic=room.a", &[("Last-Event-ID", &ids[0])])
         .await;
@@ -721,13 +723,50 @@ async fn history_bytes_bound_replay() {
     assert_eq!((e.data.as_str(), e.id.as_str()), ("e", id.as_str()));
     drop(s);
 
-    // Retained now: "cccc", "dddd", "e" (9 bytes). After "bbbb" nothing is missing.
+    // Retained now: "cccc", "dddd", "e" (29 + 29 + 26 bytes). After "bbbb" nothing
+    // is missing.
     let mut s = app
         .subscribe("topic=room.a", &[("Last-Event-ID", &ids[1])])
         .await;
     let got = s.events(3).await;
     assert_eq!(datas(&got), ["cccc", "dddd", "e"]);
     assert_eq!(got[0].id, ids[2]);
+    drop(s);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn history_bytes_count_line_breaks_as_sent() {
+    // 100 line breaks are 100 bytes of body but 101 `data:` lines on the wire,
+    // a 624-byte frame: 2 KiB hold three such events, not twenty.
+    let app = spawn(&["history_bytes: 2KiB"]).await;
+    let body = "\n".repeat(100);
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(app.publish("/hooks/a", &body).await);
+    }
+    let mut s = app
+        .subscribe("topic=room.a", &[("Last-Event-ID", &ids[2])])
+        .await;
+    let got = s.events(3).await;
+    assert_eq!(
+        got.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        [&ids[3], &ids[4], &ids[5]]
+    );
+    assert!(
+        got.iter().all(|e| e.data == body),
+        "the data comes back whole"
+    );
+    drop(s);
+    let mut s = app
+        .subscribe("topic=room.a", &[("Last-Event-ID", &ids[1])])
+        .await;
+    let e = s.next_event().await;
+    let (reason, last, _) = parse_resync(&s, &e);
+    assert_eq!(
+        (reason.as_str(), last.as_str()),
+        ("history_trimmed", ids[1].as_str())
+    );
     drop(s);
     app.shutdown().await;
 }

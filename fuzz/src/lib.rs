@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use hookcast::fast::{Head, classify, head_incomplete};
-use hookcast::ingest::route::PathPattern;
+use hookcast::route::PathPattern;
 use hookcast::template::{Input, Template};
 use hookcast::verify::timestamped::{parse_standard_signatures, parse_stripe};
 use hookcast::verify::{Request, Scheme, Secret, Verifier};

@@ -25,17 +25,30 @@ impl Key {
     }
 
     /// An RSA or EC public key in PEM (`PUBLIC KEY` or `RSA PUBLIC KEY`).
-    pub fn public_pem(pem: &[u8]) -> Result<Key, String> {
+    pub fn public_pem(pem: &[u8]) -> Result<Key, KeyError> {
         DecodingKey::from_rsa_pem(pem)
             .or_else(|_| DecodingKey::from_ec_pem(pem))
             .map(Key)
-            .map_err(|_| "is not an RSA or EC public key in PEM".to_owned())
+            .map_err(|_| KeyError)
     }
 
     pub fn family(&self) -> AlgorithmFamily {
         self.0.family()
     }
 }
+
+/// Bytes that hold no RSA or EC public key in PEM; `Display` is a fragment after
+/// where they came from ("file `k.pem` is not …"), and never shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyError;
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("is not an RSA or EC public key in PEM")
+    }
+}
+
+impl std::error::Error for KeyError {}
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -29,7 +29,9 @@
 //!
 //! A broker kind whose server stamps a store time can follow the same design:
 //! carry the deadline with the event, let the store refuse (or every reader
-//! ignore) an event stored after it, and keep a receipt to ask for.
+//! ignore) an event stored after it, and keep a receipt to ask for. NATS
+//! JetStream does so with a deadline on this host's clock and a wider margin
+//! (see `nats.rs`): its readiness is [`Health`], its deadline its own.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -130,20 +132,44 @@ pub fn ping_every(timeout: Duration) -> Duration {
     (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
-/// A broker's pinger: runs `ping` every [`ping_every`] for as long as `owner`
-/// lives, each bounded by `timeout`. The ping records its answer itself
-/// ([`Health::answered`], [`Health::calibrate`]); a failure shows as silence.
-pub async fn keep_pinging<T, F, Fut>(owner: Weak<T>, timeout: Duration, ping: F)
-where
-    F: Fn(Arc<T>) -> Fut,
-    Fut: Future<Output = ()>,
-{
+/// What a broker's pinger asks of it.
+pub(super) trait Ping: Send + Sync + 'static {
+    /// The broker kind, for the log.
+    const KIND: &'static str;
+
+    /// Asks the server something that shows it answers, and records the answer
+    /// ([`Health::answered`], [`Health::calibrate`]); whether it came.
+    fn ping(self: Arc<Self>) -> impl Future<Output = bool> + Send;
+
+    /// A ping failed, or got no answer within `broker.timeout`.
+    fn unanswered(&self) {}
+}
+
+/// A broker's pinger: pings every [`ping_every`] for as long as `owner` lives,
+/// each bounded by `timeout`. A ping that fails or is not answered shows as
+/// silence (and [`Ping::unanswered`]); the log tells when the server stops
+/// answering and when it answers again.
+pub(super) async fn keep_pinging<T: Ping>(owner: Weak<T>, timeout: Duration) {
     let mut tick = tokio::time::interval(ping_every(timeout));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut answering = false;
     loop {
         tick.tick().await;
         let Some(owner) = owner.upgrade() else { return };
-        let _ = tokio::time::timeout(timeout, ping(owner)).await;
+        let answered = tokio::time::timeout(timeout, owner.clone().ping())
+            .await
+            .unwrap_or(false);
+        if !answered {
+            owner.unanswered();
+        }
+        if answered != answering {
+            answering = answered;
+            if answered {
+                tracing::info!(broker = T::KIND, "the broker answers");
+            } else {
+                tracing::warn!(broker = T::KIND, "the broker does not answer; not ready");
+            }
+        }
     }
 }
 

@@ -2,8 +2,11 @@
 //! NATS JetStream shared by every replica, with the hub as each replica's local fan-out.
 
 pub mod health;
+mod id;
 mod nats;
+mod reader;
 mod redis;
+mod resume;
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,14 +14,10 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::config::{self, Config};
-use crate::hub::{Hub, NewEvent, Published, Refusal, Subscription};
+use crate::hub::{self, Hub, NewEvent, Published, Refusal, Subscription};
 use crate::topic::Filter;
 
-pub use self::nats::{
-    check_stream as check_nats_stream, check_subject_prefix as check_nats_subject_prefix,
-    check_url as check_nats_url,
-};
-pub use self::redis::check_url as check_redis_url;
+pub use self::id::parse_stream_id;
 
 /// The broker could not store an event (or read history): nothing was acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,42 +49,75 @@ impl fmt::Display for Unavailable {
 
 impl std::error::Error for Unavailable {}
 
+/// The bounds the hub keeps, as configured in the `sse` and `dedupe` sections.
+pub fn configured_limits(config: &Config) -> hub::Limits {
+    hub::Limits {
+        history: config.sse.history,
+        history_ttl: config.sse.history_ttl,
+        history_bytes: config.sse.history_bytes,
+        subscriber_queue: config.sse.subscriber_queue,
+        subscriber_queue_bytes: config.sse.subscriber_queue_bytes,
+        max_subscribers: config.sse.max_subscribers,
+        dedupe_window: config.dedupe.window,
+        dedupe_max_keys: config.dedupe.max_keys,
+    }
+}
+
+/// The bounds this process's hub keeps under the configured broker: with a
+/// shared one, replay is read from the broker and the hub keeps no history.
+pub fn hub_limits(config: &Config) -> hub::Limits {
+    let mut limits = configured_limits(config);
+    if !matches!(config.broker, config::Broker::Memory) {
+        limits.history = 0;
+        limits.history_bytes = 0;
+    }
+    limits
+}
+
 /// The configured broker, in front of this process's hub. Clones share it.
 #[derive(Debug, Clone)]
 pub struct Broker {
     hub: Arc<Hub>,
-    redis: Option<Arc<redis::Shared>>,
-    nats: Option<Arc<nats::Shared>>,
+    kind: Kind,
+}
+
+/// One variant a kind, each in a module of its own with the same methods:
+/// `start`, `publish`, `subscribe`, `ready`, `stop`.
+#[derive(Debug, Clone)]
+enum Kind {
+    /// The hub alone.
+    Memory,
+    Redis(Arc<redis::RedisStreams>),
+    Nats(Arc<nats::JetStream>),
 }
 
 impl Broker {
-    /// With `broker: redis` or `nats`, starts this replica's reader task (it keeps
-    /// trying to reach the broker, with backoff, until [`Broker::stop`]).
+    /// With a shared broker, starts this replica's reader task (it keeps trying
+    /// to reach the broker, with backoff, until [`Broker::stop`]).
     pub fn new(config: &Config, hub: Arc<Hub>) -> Broker {
         let (sse, dedupe) = (&config.sse, &config.dedupe);
-        let (redis, nats) = match &config.broker {
-            config::Broker::Memory => (None, None),
-            config::Broker::Redis(c) => (
-                Some(redis::Shared::start(c, sse, dedupe, hub.clone())),
-                None,
-            ),
+        let kind = match &config.broker {
+            config::Broker::Memory => Kind::Memory,
+            config::Broker::Redis(c) => {
+                Kind::Redis(redis::RedisStreams::start(c, sse, dedupe, hub.clone()))
+            }
             config::Broker::Nats(c) => {
-                (None, Some(nats::Shared::start(c, sse, dedupe, hub.clone())))
+                Kind::Nats(nats::JetStream::start(c, sse, dedupe, hub.clone()))
             }
         };
-        Broker { hub, redis, nats }
+        Broker { hub, kind }
     }
 
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
     }
 
-    /// Stores the event (Redis: before returning) and fans it out.
+    /// Stores the event (a shared broker: before returning) and fans it out.
     pub async fn publish(&self, new: NewEvent) -> Result<Published, Unavailable> {
-        match (&self.redis, &self.nats) {
-            (Some(r), _) => r.publish(new).await,
-            (_, Some(n)) => n.publish(new).await,
-            _ => Ok(self.hub.publish(new)),
+        match &self.kind {
+            Kind::Memory => Ok(self.hub.publish(new)),
+            Kind::Redis(r) => r.publish(new).await,
+            Kind::Nats(n) => n.publish(new).await,
         }
     }
 
@@ -96,44 +128,40 @@ impl Broker {
         last_event_id: Option<&str>,
         on_overflow: Option<Arc<Notify>>,
     ) -> Result<Subscription, Refusal> {
-        match (&self.redis, &self.nats) {
-            (Some(r), _) => {
-                r.subscribe(&self.hub, filters, last_event_id, on_overflow)
-                    .await
-            }
-            (_, Some(n)) => {
-                n.subscribe(&self.hub, filters, last_event_id, on_overflow)
-                    .await
-            }
-            _ => self.hub.subscribe(filters, last_event_id, on_overflow),
+        let hub = &self.hub;
+        match &self.kind {
+            Kind::Memory => hub.subscribe(filters, last_event_id, on_overflow),
+            Kind::Redis(r) => r.subscribe(hub, filters, last_event_id, on_overflow).await,
+            Kind::Nats(n) => n.subscribe(hub, filters, last_event_id, on_overflow).await,
         }
     }
 
-    /// Whether the broker can take events: always for memory; for Redis, while
-    /// this replica's reader is connected and Redis answered within
-    /// `broker.timeout` (see [`health`]); for NATS, while the reader follows the
-    /// stream and JetStream answers within `broker.timeout`.
+    /// Whether the broker can take events: always for memory; for a shared
+    /// broker, while this replica's reader follows it and its server answered
+    /// within `broker.timeout` (see [`health`]).
     pub fn ready(&self) -> bool {
-        self.redis.as_ref().is_none_or(|r| r.ready())
-            && self.nats.as_ref().is_none_or(|n| n.ready())
+        match &self.kind {
+            Kind::Memory => true,
+            Kind::Redis(r) => r.ready(),
+            Kind::Nats(n) => n.ready(),
+        }
     }
 
     /// Resolves, with the reason, if the broker refuses to run (a NATS stream that
     /// exists with other settings); never for the others.
     pub async fn fatal(&self) -> String {
-        match &self.nats {
-            Some(n) => n.fatal().await,
-            None => std::future::pending().await,
+        match &self.kind {
+            Kind::Nats(n) => n.fatal().await,
+            Kind::Memory | Kind::Redis(_) => std::future::pending().await,
         }
     }
 
     /// Stops the reader task.
     pub fn stop(&self) {
-        if let Some(r) = &self.redis {
-            r.stop();
-        }
-        if let Some(n) = &self.nats {
-            n.stop();
+        match &self.kind {
+            Kind::Memory => {}
+            Kind::Redis(r) => r.stop(),
+            Kind::Nats(n) => n.stop(),
         }
     }
 }

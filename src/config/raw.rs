@@ -19,7 +19,7 @@ pub(super) struct Root {
     pub(super) upstream: Option<Upstream>,
     pub(super) sse: Option<Sse>,
     pub(super) dedupe: Option<Dedupe>,
-    pub(super) limits: Option<Limits>,
+    pub(super) limits: Option<ClientLimits>,
     pub(super) cors: Option<Cors>,
     pub(super) subscribers: Option<Subscribers>,
     pub(super) log: Option<Log>,
@@ -71,7 +71,7 @@ pub(super) struct Dedupe {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct Limits {
+pub(super) struct ClientLimits {
     pub(super) max_body: Option<S<String>>,
     pub(super) header_read_timeout: Option<S<String>>,
     pub(super) max_connections: Option<S<u64>>,

@@ -9,7 +9,7 @@ use serde_saphyr::Location;
 
 use super::raw::{OneOrMany, S};
 use super::{Checker, Sse, auth, is_reserved};
-use crate::ingest::route::PathPattern;
+use crate::route::PathPattern;
 use crate::streams::{StreamRoute, Streams};
 use crate::template::{Part, Template};
 use crate::topic::{self, Filter};

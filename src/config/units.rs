@@ -4,10 +4,84 @@
 //! Numbers may have a decimal fraction; it is computed exactly (no floating point),
 //! so `0.1s` is 100 ms and `1.5KiB` is 1536 bytes.
 
+use std::fmt;
 use std::time::Duration;
+
+use serde_saphyr::Spanned;
+
+use super::Checker;
 
 const DURATION_UNITS: &str = "d, h, m, s or ms";
 const SIZE_UNITS: &str = "KiB, MiB, GiB (or Ki, Mi, Gi), KB, MB or GB";
+
+/// Why a duration was refused; each variant holds the text as written (trimmed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum DurationError {
+    Empty,
+    NotDuration(String),
+    NoUnit(String),
+    UnknownUnit(String),
+    /// `1m1h`: parts must go from the largest unit down, each once.
+    Order(String),
+    TooLarge(String),
+}
+
+impl fmt::Display for DurationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DurationError::Empty => write!(
+                f,
+                "an empty string is not a duration; write a number with a unit ({DURATION_UNITS})"
+            ),
+            DurationError::NotDuration(s) => write!(
+                f,
+                "`{s}` is not a duration; write a number with a unit ({DURATION_UNITS}): \
+                 500ms, 1.5s, 10m, 1h30m, 1d"
+            ),
+            DurationError::NoUnit(s) => write!(
+                f,
+                "duration `{s}` needs a unit: {DURATION_UNITS} (e.g. `{s}s`)"
+            ),
+            DurationError::UnknownUnit(unit) => {
+                write!(f, "`{unit}` is not a duration unit; use {DURATION_UNITS}")
+            }
+            DurationError::Order(s) => write!(
+                f,
+                "duration `{s}`: write its parts from the largest unit down, each once (e.g. 1h30m)"
+            ),
+            DurationError::TooLarge(s) => write!(f, "`{s}` is too large a duration"),
+        }
+    }
+}
+
+impl std::error::Error for DurationError {}
+
+/// Why a size was refused; each variant holds the text as written (trimmed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum SizeError {
+    NotSize(String),
+    UnknownUnit(String),
+    NotWhole(String),
+    TooLarge(String),
+}
+
+impl fmt::Display for SizeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SizeError::NotSize(s) => write!(
+                f,
+                "`{s}` is not a size; write bytes, or a number with {SIZE_UNITS}"
+            ),
+            SizeError::UnknownUnit(unit) => {
+                write!(f, "`{unit}` is not a size unit; use {SIZE_UNITS}")
+            }
+            SizeError::NotWhole(s) => write!(f, "`{s}` is not a whole number of bytes"),
+            SizeError::TooLarge(s) => write!(f, "`{s}` is too large a size"),
+        }
+    }
+}
+
+impl std::error::Error for SizeError {}
 
 /// A decimal number as `mantissa / 10^scale`, and the rest of `s` after it.
 fn number(s: &str) -> Option<((u128, u32), &str)> {
@@ -47,7 +121,7 @@ fn scaled((mantissa, scale): (u128, u32), per_unit: u128) -> Option<(u128, bool)
 
 /// Parses a duration that carries its units: one or more `<number><unit>` parts from
 /// the largest unit down, each unit at most once (`1h30m`, `2m30s`, `1.5s`).
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     const NANOS: [(&str, u128); 5] = [
         ("d", 86_400_000_000_000),
         ("h", 3_600_000_000_000),
@@ -56,11 +130,9 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
         ("ms", 1_000_000),
     ];
     let s = s.trim();
-    let too_large = || format!("`{s}` is too large a duration");
+    let too_large = || DurationError::TooLarge(s.to_owned());
     if s.is_empty() {
-        return Err(format!(
-            "an empty string is not a duration; write a number with a unit ({DURATION_UNITS})"
-        ));
+        return Err(DurationError::Empty);
     }
     let mut rest = s;
     let mut nanos: u128 = 0;
@@ -68,27 +140,18 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut next = 0;
     while !rest.is_empty() {
         let Some((n, after)) = number(rest) else {
-            return Err(format!(
-                "`{s}` is not a duration; write a number with a unit ({DURATION_UNITS}): \
-                 500ms, 1.5s, 10m, 1h30m, 1d"
-            ));
+            return Err(DurationError::NotDuration(s.to_owned()));
         };
         let unit_len = after.bytes().take_while(u8::is_ascii_alphabetic).count();
         let (unit, tail) = after.split_at(unit_len);
         if unit.is_empty() {
-            return Err(format!(
-                "duration `{s}` needs a unit: {DURATION_UNITS} (e.g. `{s}s`)"
-            ));
+            return Err(DurationError::NoUnit(s.to_owned()));
         }
         let Some(i) = NANOS.iter().position(|(u, _)| *u == unit) else {
-            return Err(format!(
-                "`{unit}` is not a duration unit; use {DURATION_UNITS}"
-            ));
+            return Err(DurationError::UnknownUnit(unit.to_owned()));
         };
         if i < next {
-            return Err(format!(
-                "duration `{s}`: write its parts from the largest unit down, each once (e.g. 1h30m)"
-            ));
+            return Err(DurationError::Order(s.to_owned()));
         }
         next = i + 1;
         let (part, _) = scaled(n, NANOS[i].1).ok_or_else(too_large)?;
@@ -102,12 +165,10 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Parses a size: a bare number is bytes; KiB/MiB/GiB (or Ki/Mi/Gi, as Kubernetes
 /// writes them) are powers of 1024, KB/MB/GB of 1000.
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+fn parse_size(s: &str) -> Result<u64, SizeError> {
     let s = s.trim();
     let Some((n, unit)) = number(s) else {
-        return Err(format!(
-            "`{s}` is not a size; write bytes, or a number with {SIZE_UNITS}"
-        ));
+        return Err(SizeError::NotSize(s.to_owned()));
     };
     let mult: u128 = match unit.trim() {
         "" | "B" => 1,
@@ -117,15 +178,71 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
         "KB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        other => {
-            return Err(format!("`{other}` is not a size unit; use {SIZE_UNITS}"));
-        }
+        other => return Err(SizeError::UnknownUnit(other.to_owned())),
     };
-    let (bytes, whole) = scaled(n, mult).ok_or_else(|| format!("`{s}` is too large a size"))?;
+    let too_large = || SizeError::TooLarge(s.to_owned());
+    let (bytes, whole) = scaled(n, mult).ok_or_else(too_large)?;
     if !whole {
-        return Err(format!("`{s}` is not a whole number of bytes"));
+        return Err(SizeError::NotWhole(s.to_owned()));
     }
-    u64::try_from(bytes).map_err(|_| format!("`{s}` is too large a size"))
+    u64::try_from(bytes).map_err(|_| too_large())
+}
+
+/// Durations, sizes and counts, each reported under its key.
+impl Checker<'_> {
+    pub(super) fn duration(
+        &mut self,
+        key: &str,
+        v: Option<Spanned<String>>,
+        default: Duration,
+        min: Duration,
+    ) -> Duration {
+        let Some(v) = v else { return default };
+        match parse_duration(&v.value) {
+            Ok(d) if d < min => {
+                self.error(
+                    &v.referenced,
+                    format!("{key} must be at least {}ms", min.as_millis()),
+                );
+                default
+            }
+            Ok(d) => d,
+            Err(msg) => {
+                self.error(&v.referenced, format!("{key}: {msg}"));
+                default
+            }
+        }
+    }
+
+    pub(super) fn size(&mut self, key: &str, v: Option<Spanned<String>>, default: u64) -> u64 {
+        let Some(v) = v else { return default };
+        match parse_size(&v.value) {
+            Ok(0) => {
+                self.error(&v.referenced, format!("{key} must be at least 1 byte"));
+                default
+            }
+            Ok(n) => n,
+            Err(msg) => {
+                self.error(&v.referenced, format!("{key}: {msg}"));
+                default
+            }
+        }
+    }
+
+    pub(super) fn count(
+        &mut self,
+        key: &str,
+        v: Option<Spanned<u64>>,
+        default: usize,
+        why: &str,
+    ) -> usize {
+        let Some(v) = v else { return default };
+        if v.value == 0 {
+            self.error(&v.referenced, format!("{key} must be at least 1{why}"));
+            return default;
+        }
+        usize::try_from(v.value).unwrap_or(usize::MAX)
+    }
 }
 
 #[cfg(test)]
@@ -171,9 +288,19 @@ mod tests {
         assert!(
             parse_duration("1m1h")
                 .unwrap_err()
+                .to_string()
                 .contains("largest unit down")
         );
-        assert!(parse_duration("15").unwrap_err().contains("needs a unit"));
+        assert_eq!(
+            parse_duration("15"),
+            Err(DurationError::NoUnit("15".into()))
+        );
+        assert!(
+            parse_duration("15")
+                .unwrap_err()
+                .to_string()
+                .contains("needs a unit: d, h, m, s or ms (e.g. `15s`)")
+        );
     }
 
     #[test]
@@ -207,6 +334,7 @@ mod tests {
         assert!(
             parse_size("1.5")
                 .unwrap_err()
+                .to_string()
                 .contains("whole number of bytes")
         );
     }

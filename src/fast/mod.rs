@@ -27,10 +27,10 @@ use tracing::Instrument;
 
 pub use head::{Head, Prefixed, Sniffed, classify, head_incomplete, sniff};
 
+use crate::app::App;
 use crate::reply::Body;
-use crate::service::{self, App};
 use crate::sse::{Chunk, EventStream};
-use crate::subscribe::Subscribed;
+use crate::subscribe::{self, Subscribed};
 use writer::{SocketEnd, Writer};
 
 /// Opens a sniffed stream request on `io` (authorization may wait on the
@@ -40,7 +40,7 @@ use writer::{SocketEnd, Writer};
 pub async fn open(app: &App, io: TcpStream, req: http::request::Parts) -> Serving {
     let span = tracing::info_span!("request", method = "GET", path = %req.uri.path());
     let version = req.version;
-    let subscribed = service::subscribe(app, &req).instrument(span.clone()).await;
+    let subscribed = subscribe::handle(app, &req).instrument(span.clone()).await;
     drop(req);
     match subscribed {
         Subscribed::Stream(resp) => {

@@ -43,17 +43,8 @@ impl Epoch {
     }
 }
 
-/// A Redis stream id `<ms>-<seq>`, as a pair ordered as Redis orders them.
-pub fn parse_stream_id(id: &str) -> Option<(u64, u64)> {
-    let (ms, seq) = id.split_once('-')?;
-    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(ms) || !digits(seq) {
-        return None;
-    }
-    Some((ms.parse().ok()?, seq.parse().ok()?))
-}
-
-/// Whether `id` uses only the bytes SPEC allows in event ids.
+/// Whether `id` uses only the bytes an event id may hold (`A-Z a-z 0-9 . _ ~ -`),
+/// within [`MAX_ID_LEN`].
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_ID_LEN
@@ -77,28 +68,5 @@ mod tests {
         assert_eq!(e.parse("42"), None);
         assert_eq!(e.parse(&format!("{}-", e.0)), None);
         assert_eq!(e.parse(&format!("{}-+1", e.0)), None);
-    }
-
-    #[test]
-    fn stream_ids_order_as_redis_does() {
-        assert_eq!(
-            parse_stream_id("1700000000000-0"),
-            Some((1_700_000_000_000, 0))
-        );
-        assert!(parse_stream_id("9-10") > parse_stream_id("9-9"));
-        assert!(parse_stream_id("10-0") > parse_stream_id("9-99"));
-        for bad in [
-            "",
-            "-",
-            "1-",
-            "-1",
-            "1",
-            "1-2-3",
-            "a-1",
-            "1-+2",
-            "99999999999999999999999-0",
-        ] {
-            assert_eq!(parse_stream_id(bad), None, "{bad}");
-        }
     }
 }

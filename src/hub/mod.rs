@@ -6,140 +6,34 @@
 //! so a reconnecting client misses nothing and receives nothing twice.
 
 mod dedupe;
+mod event;
 mod id;
 mod inbox;
 mod patterns;
+mod state;
+mod subscription;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::Bytes;
-
-use crate::config::Config;
-use crate::sse;
+use crate::sse::encode;
 use crate::topic::Filter;
 
-pub use id::{MAX_ID_LEN, is_valid_id, parse_stream_id};
+pub use event::{
+    Event, Limits, NewEvent, Published, RESYNC_TRIMMED, RESYNC_UNKNOWN_ID, Refusal, Resync,
+    TopicInfo,
+};
+pub use id::{MAX_ID_LEN, is_valid_id};
 pub use inbox::{Close, Recv};
+pub use subscription::Subscription;
 
 use dedupe::Dedupe;
 use id::Epoch;
 use inbox::{Inbox, Pushed};
 use patterns::Patterns;
-
-/// Bounds the hub keeps; taken from the `sse` and `dedupe` config sections.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Limits {
-    pub history: usize,
-    pub history_ttl: Duration,
-    pub history_bytes: u64,
-    pub subscriber_queue: usize,
-    pub subscriber_queue_bytes: u64,
-    pub max_subscribers: usize,
-    pub dedupe_window: Duration,
-    pub dedupe_max_keys: usize,
-}
-
-impl Limits {
-    pub fn from_config(c: &Config) -> Self {
-        Limits {
-            history: c.sse.history,
-            history_ttl: c.sse.history_ttl,
-            history_bytes: c.sse.history_bytes,
-            subscriber_queue: c.sse.subscriber_queue,
-            subscriber_queue_bytes: c.sse.subscriber_queue_bytes,
-            max_subscribers: c.sse.max_subscribers,
-            dedupe_window: c.dedupe.window,
-            dedupe_max_keys: c.dedupe.max_keys,
-        }
-    }
-}
-
-/// One published event, encoded once; every subscriber and history slot shares it.
-#[derive(Debug)]
-pub struct Event {
-    pub seq: u64,
-    pub id: Arc<str>,
-    pub topics: Arc<[Arc<str>]>,
-    /// The complete SSE frame (`id:`, `event:`, `data:` lines and the blank line),
-    /// already framed as an HTTP/1.1 chunk.
-    pub chunk: sse::Chunk,
-    /// Bytes of data, counted against `history_bytes`.
-    pub data_len: usize,
-    pub at: Instant,
-}
-
-impl Event {
-    /// An event read back from a shared broker for one subscriber's replay.
-    pub fn replayed(
-        id: Arc<str>,
-        topics: Arc<[Arc<str>]>,
-        event: Option<&str>,
-        data: &str,
-    ) -> Event {
-        let tail = encode_tail(event, data);
-        Event {
-            seq: 0,
-            chunk: sse::Chunk::from_parts(&[b"id: ", id.as_bytes(), b"\n", &tail]),
-            id,
-            topics,
-            data_len: data.len(),
-            at: Instant::now(),
-        }
-    }
-
-    /// The SSE frame alone, without the chunk framing.
-    pub fn frame(&self) -> Bytes {
-        self.chunk.frame()
-    }
-}
-
-/// An event to publish, already rendered and checked.
-#[derive(Debug)]
-pub struct NewEvent {
-    /// Valid topic names, without duplicates.
-    pub topics: Vec<String>,
-    pub event: Option<String>,
-    pub data: String,
-    /// Route name and idempotency key.
-    pub dedupe: Option<(Arc<str>, String)>,
-}
-
-/// The result of a publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Published {
-    pub id: Arc<str>,
-    pub topics: Vec<String>,
-    /// True when the dedupe key was seen before: nothing was published.
-    pub duplicate: bool,
-}
-
-/// Why a subscription was not opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// `max_subscribers` are connected.
-    Capacity,
-    /// The hub is shutting down.
-    ShuttingDown,
-    /// The shared broker could not be read to replay what the client missed.
-    BrokerUnavailable,
-}
-
-/// Filters that could not be resumed from the client's last event id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resync {
-    pub reason: &'static str,
-    pub last_event_id: String,
-    pub filters: Vec<String>,
-}
-
-/// Resync reason: the id was not minted by this process, or is malformed.
-pub const RESYNC_UNKNOWN_ID: &str = "unknown_id";
-/// Resync reason: events after the id were dropped from history.
-pub const RESYNC_TRIMMED: &str = "history_trimmed";
+use state::{State, Topic};
 
 #[derive(Debug)]
 pub struct Hub {
@@ -149,88 +43,6 @@ pub struct Hub {
     metrics: crate::metrics::Metrics,
     next_subscriber: AtomicU64,
     state: Mutex<State>,
-}
-
-#[derive(Debug)]
-struct State {
-    next_seq: u64,
-    topics: HashMap<Arc<str>, Topic>,
-    /// Pattern subscriptions, indexed by segment.
-    patterns: Patterns,
-    subscribers: usize,
-    /// The newest seq dropped with a collected topic; a topic created later may have
-    /// lost anything up to here, so replay across it is refused.
-    collected_through: u64,
-    closing: bool,
-    dedupe: Dedupe,
-    /// With a shared broker: the id of the last event delivered from it.
-    position: Option<Arc<str>>,
-}
-
-#[derive(Debug)]
-struct Topic {
-    history: VecDeque<Arc<Event>>,
-    history_bytes: u64,
-    /// The newest seq dropped from `history`; replay from an older id is incomplete.
-    trimmed_through: u64,
-    subscribers: HashMap<u64, Arc<Inbox>>,
-}
-
-impl State {
-    fn close_every(&self, why: Close) {
-        for topic in self.topics.values() {
-            topic
-                .subscribers
-                .values()
-                .for_each(|inbox| inbox.close(why));
-        }
-        self.patterns
-            .all(|subs| subs.inboxes.values().for_each(|inbox| inbox.close(why)));
-    }
-}
-
-impl Topic {
-    fn new(trimmed_through: u64) -> Self {
-        Topic {
-            history: VecDeque::new(),
-            history_bytes: 0,
-            trimmed_through,
-            subscribers: HashMap::new(),
-        }
-    }
-
-    fn trim(&mut self, limits: &Limits, now: Instant) {
-        while let Some(front) = self.history.front() {
-            let expired = now.duration_since(front.at) >= limits.history_ttl;
-            let over =
-                self.history.len() > limits.history || self.history_bytes > limits.history_bytes;
-            if !expired && !over {
-                break;
-            }
-            self.trimmed_through = front.seq;
-            self.history_bytes -= front.data_len as u64;
-            self.history.pop_front();
-        }
-    }
-
-    fn is_idle(&self) -> bool {
-        self.subscribers.is_empty() && self.history.is_empty()
-    }
-
-    /// Events after `seq`, oldest first.
-    fn after(&self, seq: u64) -> impl Iterator<Item = &Arc<Event>> {
-        let start = self.history.partition_point(|e| e.seq <= seq);
-        self.history.range(start..)
-    }
-}
-
-/// Everything of an event's frame after its `id:` line.
-fn encode_tail(event: Option<&str>, data: &str) -> Bytes {
-    sse::encode(&sse::Fields {
-        event,
-        data: Some(data),
-        ..Default::default()
-    })
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -270,7 +82,7 @@ impl Hub {
     /// Appends the event to each topic's history and queues it for every subscriber,
     /// unless its dedupe key was seen within the window.
     pub fn publish(&self, new: NewEvent) -> Published {
-        let tail = encode_tail(new.event.as_deref(), &new.data);
+        let tail = encode::event_tail(new.event.as_deref(), &new.data);
         let topics: Arc<[Arc<str>]> = new.topics.iter().map(|t| Arc::from(t.as_str())).collect();
         let now = Instant::now();
 
@@ -286,7 +98,7 @@ impl Hub {
             };
         }
         let id: Arc<str> = Arc::from(self.epoch.format(st.next_seq));
-        self.insert(st, id.clone(), topics.clone(), &tail, new.data.len(), now);
+        self.insert(st, id.clone(), topics.clone(), &tail, now);
         if let Some((route, key)) = new.dedupe {
             st.dedupe.insert(route, &key, id.clone(), topics, now);
         }
@@ -302,12 +114,12 @@ impl Hub {
     /// it, in id order), and records `id` as the position local subscribers are at.
     /// The event is encoded here, once for this process.
     pub fn deliver(&self, id: Arc<str>, topics: Arc<[Arc<str>]>, event: Option<&str>, data: &str) {
-        let tail = encode_tail(event, data);
+        let tail = encode::event_tail(event, data);
         let now = Instant::now();
         let mut guard = lock(&self.state);
         let st = &mut *guard;
         st.position = Some(id.clone());
-        self.insert(st, id, topics, &tail, data.len(), now);
+        self.insert(st, id, topics, &tail, now);
     }
 
     /// Sets the broker position (the id of the last event delivered, or of the
@@ -322,18 +134,18 @@ impl Hub {
         id: Arc<str>,
         topics: Arc<[Arc<str>]>,
         tail: &[u8],
-        data_len: usize,
         now: Instant,
     ) {
         let seq = st.next_seq;
         st.next_seq += 1;
-        let chunk = sse::Chunk::from_parts(&[b"id: ", id.as_bytes(), b"\n", tail]);
+        let chunk = encode::event_chunk(&id, tail);
+        let frame_len = encode::event_frame_len(&id, tail.len());
         let event = Arc::new(Event {
             seq,
             id,
             topics: topics.clone(),
             chunk,
-            data_len,
+            frame_len,
             at: now,
         });
 
@@ -354,7 +166,7 @@ impl Hub {
                 .entry(name.clone())
                 .or_insert_with(|| Topic::new(collected));
             topic.history.push_back(event.clone());
-            topic.history_bytes += data_len as u64;
+            topic.history_bytes += frame_len as u64;
             topic.trim(&self.limits, now);
             topic.subscribers.values().for_each(|i| push(i));
         }
@@ -454,7 +266,7 @@ impl Hub {
             filters,
             replay,
             resync,
-            skip_through: None,
+            already_sent: None,
         };
         Ok((sub, extra))
     }
@@ -594,73 +406,6 @@ impl Hub {
         all.sort_unstable_by(|a, b| b.subscribers.cmp(&a.subscribers).then(a.name.cmp(&b.name)));
         all.truncate(limit);
         all
-    }
-}
-
-/// A topic (or pattern) as the operator page shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct TopicInfo {
-    pub name: String,
-    pub pattern: bool,
-    pub subscribers: usize,
-    pub history: usize,
-    pub history_bytes: u64,
-}
-
-/// One subscriber's place in the hub: events to replay, then its live queue.
-/// Dropping it unsubscribes.
-#[derive(Debug)]
-pub struct Subscription {
-    hub: Arc<Hub>,
-    id: u64,
-    inbox: Arc<Inbox>,
-    filters: Vec<Filter>,
-    /// Retained events after the client's last id, sent before live ones.
-    pub replay: VecDeque<Arc<Event>>,
-    /// Filters that could not be resumed, announced before the replay.
-    pub resync: Option<Resync>,
-    /// Live events up to this stream id were already sent by another replica.
-    skip_through: Option<(u64, u64)>,
-}
-
-impl Subscription {
-    pub fn filters(&self) -> &[Filter] {
-        &self.filters
-    }
-
-    pub fn metrics(&self) -> &crate::metrics::Metrics {
-        &self.hub.metrics
-    }
-
-    /// Skips live events whose stream id is not after `id`.
-    pub fn skip_through(&mut self, id: (u64, u64)) {
-        self.skip_through = Some(id);
-    }
-
-    /// The next live event, or why the hub ended this subscription.
-    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Recv> {
-        loop {
-            let recv = self.inbox.poll_recv(cx);
-            if let (Some(skip), Poll::Ready(Recv::Event(ev))) = (self.skip_through, &recv) {
-                if parse_stream_id(&ev.id).is_some_and(|id| id <= skip) {
-                    continue;
-                }
-                self.skip_through = None;
-            }
-            return recv;
-        }
-    }
-
-    /// Ready once the subscriber was cut for falling behind; takes nothing from
-    /// the queue. For a writer that waits on its socket and must still notice.
-    pub fn poll_cut(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.inbox.poll_cut(cx)
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        self.hub.unsubscribe(self.id, &self.filters);
     }
 }
 

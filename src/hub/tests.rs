@@ -1,4 +1,5 @@
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use super::*;
 
@@ -130,8 +131,9 @@ fn history_bounds_trigger_resync() {
         "b replayed exactly"
     );
 
+    // A frame, `id: <10-character epoch>-1\ndata: 12\n\n`, is 27 bytes: 30 hold one.
     let hub = Hub::new(Limits {
-        history_bytes: 3,
+        history_bytes: 30,
         ..limits()
     });
     let first = hub.publish(event(&["a"], "12"));
@@ -142,6 +144,37 @@ fn history_bounds_trigger_resync() {
     assert!(sub.resync.is_none(), "only the first event was dropped");
     let sub = hub.subscribe(filters(&["a"]), Some("x-1"), None).unwrap();
     assert_eq!(sub.resync.as_ref().unwrap().reason, RESYNC_UNKNOWN_ID);
+}
+
+#[test]
+fn history_bytes_bound_the_encoded_frames() {
+    // Each line break starts another `data:` line: 100 bytes of data, 624 bytes of frame.
+    let body = "\n".repeat(100);
+    let hub = Hub::new(Limits {
+        history_bytes: 2000,
+        ..limits()
+    });
+    let ids: Vec<_> = (0..9)
+        .map(|_| hub.publish(event(&["a"], &body)).id)
+        .collect();
+    let info = &hub.topics(1)[0];
+    assert_eq!(info.history, 3, "three 624-byte frames fit in 2000 bytes");
+    assert_eq!(info.history_bytes, 3 * 624);
+    let mut sub = hub.subscribe(filters(&["a"]), Some(&ids[5]), None).unwrap();
+    assert!(sub.resync.is_none(), "the last three are kept whole");
+    let kept = drain(&mut sub);
+    assert_eq!(
+        kept.iter().map(|e| e.frame_len).collect::<Vec<_>>(),
+        [624; 3]
+    );
+    assert!(kept.iter().all(|e| e.frame().len() == e.frame_len));
+    // What a shared broker counts for the same event, without encoding it.
+    assert!(
+        kept.iter()
+            .all(|e| Event::counted_len(&e.id, None, &body) == e.frame_len)
+    );
+    let sub = hub.subscribe(filters(&["a"]), Some(&ids[4]), None).unwrap();
+    assert_eq!(sub.resync.as_ref().unwrap().reason, RESYNC_TRIMMED);
 }
 
 #[test]

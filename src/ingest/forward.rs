@@ -7,11 +7,11 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 
 use super::{Candidate, Rejection, render};
+use crate::app::App;
 use crate::inspect::Outcome;
 use crate::proxy;
 use crate::proxy::body::{Prefix, Watched, read_prefix};
 use crate::reply::Body;
-use crate::service::{self, App};
 use crate::template::Input;
 
 /// Passes `req` to the upstream and publishes the route's event on a 2xx answer.
@@ -24,7 +24,7 @@ pub(super) async fn forward(
     outcome: &mut Outcome,
 ) -> Response<Body> {
     let resp = forward_and_publish(app, req, route, body, outcome).await;
-    app.hub.metrics().proxied(resp.status().as_u16());
+    app.metrics().proxied(resp.status().as_u16());
     resp
 }
 
@@ -36,7 +36,7 @@ async fn forward_and_publish(
     outcome: &mut Outcome,
 ) -> Response<Body> {
     let Some(upstream) = app.upstream.as_ref() else {
-        return service::pass(app, req).await;
+        return app.pass(req).await;
     };
     // Kept for rendering once the upstream has answered.
     let headers = req.headers().clone();
@@ -121,7 +121,7 @@ async fn publish(
         Ok(event) => match app.broker.publish(event).await {
             Ok(published) => {
                 if !published.duplicate {
-                    app.hub.metrics().published(route);
+                    app.metrics().published(route);
                 }
                 tracing::debug!(
                     id = &*published.id,
@@ -139,8 +139,8 @@ async fn publish(
                 code,
                 "the upstream accepted the request, but its event could not be built; none published"
             );
-            proxy::record(proxy::Outcome::PublishFailed);
-            app.hub.metrics().webhook(route, "publish_failed");
+            super::trace_publish_failed();
+            app.metrics().webhook(route, "publish_failed");
             outcome.publish_failed = Some(code);
         }
     }
@@ -153,6 +153,6 @@ fn failed(app: &App, route: &str, why: &'static str, outcome: &mut Outcome) {
         why,
         "the upstream accepted the request, but no event was published"
     );
-    proxy::record(proxy::Outcome::PublishFailed);
-    app.hub.metrics().webhook(route, "publish_failed");
+    super::trace_publish_failed();
+    app.metrics().webhook(route, "publish_failed");
 }

@@ -4,7 +4,6 @@
 //! upstream answer instead, and publish when it accepted.
 
 mod forward;
-pub mod route;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -13,17 +12,17 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
+use crate::app::App;
 use crate::broker::Unavailable;
 use crate::hub::{NewEvent, Published};
 use crate::inspect::{Outcome, Seen};
-use crate::proxy::{self, body::Prefix, body::read_prefix};
+use crate::proxy::body::{Prefix, read_prefix};
 use crate::reply::{self, Body};
-use crate::service::{self, App};
-use crate::sse;
+use crate::route::{Candidate, Lookup, Mode, Route, Router, Unmet};
+use crate::sse::encode;
 use crate::template::{Input, RenderError, Template};
 use crate::topic;
 use crate::verify;
-use route::{Candidate, Lookup, Mode, Route, Router, Unmet};
 
 /// A webhook that could not be accepted; each maps to one status and code.
 #[derive(Debug)]
@@ -85,7 +84,7 @@ impl Rejection {
             Rejection::InvalidEvent(name) => (
                 S::UNPROCESSABLE_ENTITY,
                 "invalid_event",
-                if sse::is_reserved_event(name) {
+                if encode::is_reserved_event(name) {
                     format!(
                         "The rendered event name {name:?} is reserved: names starting with `hookcast.` are hookcast's own."
                     )
@@ -183,7 +182,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, lookup: Lookup) -> Respon
                 (None, false) => Some(UNROUTED),
             };
             if let Some(route) = route {
-                app.hub.metrics().webhook(route, resp.status().as_str());
+                app.metrics().webhook(route, resp.status().as_str());
             }
             resp
         }
@@ -245,7 +244,7 @@ fn refused_path(
     let (code, message, allowed) = match lookup {
         Lookup::WrongMethod(allowed) => (
             "method_not_allowed",
-            service::accepts_only(&allowed),
+            reply::accepts_only(&allowed),
             Some(allowed),
         ),
         _ => (
@@ -256,7 +255,7 @@ fn refused_path(
     };
     outcome.error = Some((code, message.clone()));
     match allowed {
-        Some(allowed) => service::method_not_allowed(&allowed),
+        Some(allowed) => reply::method_not_allowed(&allowed),
         None => reply::error(StatusCode::NOT_FOUND, code, message),
     }
 }
@@ -290,7 +289,7 @@ async fn handle_routed(
         let chosen = candidates
             .into_iter()
             .find(|(r, _)| r.accepts(&parts.headers, None));
-        let req = service::streamed(Request::from_parts(parts, body));
+        let req = reply::streamed(Request::from_parts(parts, body));
         return match chosen {
             Some(route) => {
                 outcome.route = Some(route.0.name.clone());
@@ -305,7 +304,7 @@ async fn handle_routed(
                     None,
                 );
                 outcome.passed = true;
-                service::pass(app, req).await
+                app.pass(req).await
             }
         };
     }
@@ -319,13 +318,13 @@ async fn handle_routed(
                     limit,
                     "request body over limits.max_body: passed to the upstream, no event published"
                 );
-                proxy::record(proxy::Outcome::PublishFailed);
+                trace_publish_failed();
                 if let [(route, _)] = &candidates[..] {
-                    app.hub.metrics().webhook(&route.name, "publish_failed");
+                    app.metrics().webhook(&route.name, "publish_failed");
                 }
                 outcome.passed = true;
                 outcome.publish_failed = Some("the request body is over limits.max_body");
-                return service::pass(app, Request::from_parts(parts, replay.boxed())).await;
+                return app.pass(Request::from_parts(parts, replay.boxed())).await;
             }
             Prefix::Broken(_) => return rejected(outcome, Rejection::BodyUnreadable),
         }
@@ -347,7 +346,7 @@ async fn handle_routed(
         Decision::Publish(route, event) => match app.broker.publish(event).await {
             Ok(published) => {
                 if !published.duplicate {
-                    app.hub.metrics().published(&route.name);
+                    app.metrics().published(&route.name);
                 }
                 tracing::debug!(
                     id = &*published.id,
@@ -366,11 +365,19 @@ async fn handle_routed(
         }
         Decision::NoMatch if app.upstream.is_some() => {
             outcome.passed = true;
-            service::pass(app, Request::from_parts(parts, reply::full(body))).await
+            app.pass(Request::from_parts(parts, reply::full(body)))
+                .await
         }
         Decision::NoMatch => rejected(outcome, Rejection::NoMatch),
         Decision::Refused(rejection) => rejected(outcome, rejection),
     }
+}
+
+/// The trace of a forward route whose upstream answered but whose event was not
+/// published (counted per route as `publish_failed` by the caller): a publishing
+/// outcome, so traced here rather than among the proxy's.
+fn trace_publish_failed() {
+    tracing::trace!(outcome = "publish_failed", "forward route outcome");
 }
 
 fn rejected(outcome: &mut Outcome, rejection: Rejection) -> Response<Body> {
@@ -491,7 +498,7 @@ pub fn render(route: &Route, input: &Input<'_>) -> Result<NewEvent, Rejection> {
         None => None,
     };
     if let Some(e) = &event
-        && (!sse::is_field_safe(e) || sse::is_reserved_event(e))
+        && (!encode::is_field_safe(e) || encode::is_reserved_event(e))
     {
         return Err(Rejection::InvalidEvent(e.clone()));
     }

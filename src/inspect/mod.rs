@@ -6,8 +6,6 @@
 //! the answer is known. The log is a ring of at most `inspect.deliveries` records,
 //! each of bounded size (headers capped, bodies cut at `inspect.body_bytes`).
 
-pub mod admin;
-
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::config::{Config, Inspect};
 use crate::hub::{self, Hub, NewEvent, Published};
-use crate::ingest::route::Unmet;
+use crate::route::Unmet;
 use crate::verify::Scheme;
 
 /// What became of one webhook, filled in while it is handled; the delivery log

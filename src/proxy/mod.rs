@@ -15,13 +15,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use crate::config;
+use crate::conn::ClientAddr;
 use crate::reply::{self, Body, BoxError};
-use crate::server::ClientAddr;
 
 /// How a proxied request ended, for the trace log in [`record`]. Metrics count the
-/// status the client got instead (in `service::pass` and forward mode), which also
-/// covers 502 and 504; `PublishFailed` is counted per route by its caller.
+/// status the client got instead (the caller does: `App::pass` and forward mode),
+/// which also covers 502 and 504.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// The upstream answered with this status.
@@ -34,8 +33,6 @@ pub enum Outcome {
     BodyAborted,
     /// The client broke off its request body.
     ClientAborted,
-    /// A forward route's upstream answered 2xx, but its event could not be published.
-    PublishFailed,
 }
 
 /// The one place every proxy outcome passes.
@@ -172,6 +169,23 @@ fn caused_by_client_body(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// How to reach the upstream: the proxy's own settings, built from the config's
+/// `upstream` section by `app`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `host:port` (the port defaults to 80).
+    pub authority: Authority,
+    /// A path prefix put before every request's path: empty, or `/app` (no trailing slash).
+    pub base_path: String,
+    /// Response headers must arrive within this, counted from the end of the request body.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Idle pooled connections are closed after this.
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept open; 0 turns keep-alive to the upstream off.
+    pub pool_max_idle_per_host: usize,
+}
+
 /// The application behind hookcast, shared by every request.
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -182,7 +196,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(config: &config::Upstream) -> Self {
+    pub fn new(config: &Settings) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);

@@ -159,28 +159,73 @@ pub struct Verifier {
     tolerance: Duration,
 }
 
+/// What is wrong with one secret; `Display` is a fragment after its name ("secret 2
+/// is empty"), and never shows the secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretError {
+    Empty,
+    /// `standard-webhooks` secrets are base64, after an optional `whsec_` prefix.
+    NotStandardWebhooks,
+}
+
+impl fmt::Display for SecretError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretError::Empty => f.write_str("is empty"),
+            SecretError::NotStandardWebhooks => f.write_str(
+                "is not a standard-webhooks secret: base64 after an optional `whsec_` prefix",
+            ),
+        }
+    }
+}
+
+/// Why a [`Verifier`] could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifierError {
+    /// The secret at `index` (1-based) cannot be used by the scheme.
+    Secret {
+        index: usize,
+        problem: SecretError,
+    },
+    NoSecret,
+}
+
+impl fmt::Display for VerifierError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VerifierError::Secret { index, problem } => write!(f, "secret {index} {problem}"),
+            VerifierError::NoSecret => f.write_str("no secret is configured"),
+        }
+    }
+}
+
+impl std::error::Error for VerifierError {}
+
 impl Verifier {
     /// Prepares the secrets for `scheme`; the error names the bad secret by its
     /// position (1-based) and never shows it.
-    pub fn new(scheme: Scheme, secrets: Vec<Secret>, tolerance: Duration) -> Result<Self, String> {
+    pub fn new(
+        scheme: Scheme,
+        secrets: Vec<Secret>,
+        tolerance: Duration,
+    ) -> Result<Self, VerifierError> {
         let mut keys = Vec::with_capacity(secrets.len());
         for (i, s) in secrets.into_iter().enumerate() {
+            let bad = |problem| VerifierError::Secret {
+                index: i + 1,
+                problem,
+            };
             if s.expose().is_empty() {
-                return Err(format!("secret {} is empty", i + 1));
+                return Err(bad(SecretError::Empty));
             }
             keys.push(match scheme {
                 Scheme::StandardWebhooks => timestamped::standard_webhooks_key(&s)
-                    .ok_or_else(|| {
-                        format!(
-                            "secret {} is not a standard-webhooks secret: base64 after an optional `whsec_` prefix",
-                            i + 1
-                        )
-                    })?,
+                    .ok_or_else(|| bad(SecretError::NotStandardWebhooks))?,
                 _ => s,
             });
         }
         if keys.is_empty() {
-            return Err("no secret is configured".into());
+            return Err(VerifierError::NoSecret);
         }
         Ok(Verifier {
             scheme,

@@ -153,7 +153,7 @@ fn within(ts: i64, now: i64, tolerance: i64) -> Result<(), Failure> {
 mod tests {
     use std::time::Duration;
 
-    use super::super::{Scheme, Verifier};
+    use super::super::{Scheme, SecretError, Verifier, VerifierError};
     use super::*;
 
     fn run(
@@ -290,8 +290,19 @@ mod tests {
             vec![Secret::new("whsec_not base64!")],
             Duration::from_secs(300),
         );
-        let msg = bad.unwrap_err();
-        assert!(msg.contains("secret 1"), "{msg}");
+        let err = bad.unwrap_err();
+        assert_eq!(
+            err,
+            VerifierError::Secret {
+                index: 1,
+                problem: SecretError::NotStandardWebhooks
+            }
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("secret 1 is not a standard-webhooks secret"),
+            "{msg}"
+        );
         assert!(!msg.contains("not base64!"), "{msg}");
     }
 }

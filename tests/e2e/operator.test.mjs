@@ -1,4 +1,4 @@
-// The operator page on the admin listener (src/inspect/page.html) in headless
+// The operator page on the admin listener (src/admin/page.html) in headless
 // Chromium: webhooks sent by the test appear in the live log; the detail view shows
 // the route and event id, why a refused one was refused, why an unmatched one
 // matched no route; redelivery; and no signature reaches the page.

@@ -1,6 +1,8 @@
 //! The admin listener: `/healthz`, `/readyz` and `/metrics`, and the operator
-//! page with the delivery log ([`crate::inspect::admin`]), only on `admin.listen`,
-//! which the public listener never serves.
+//! page with the delivery log (`inspect.rs`), only on `admin.listen`, which the
+//! public listener never serves.
+
+mod inspect;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-use crate::reload::Live;
+use crate::app::Live;
 use crate::reply::{self, Body};
 
 /// Content type of the OpenMetrics text `prometheus-client` writes.
@@ -29,7 +31,7 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>) {
         let svc = service_fn(move |req| {
             let live = live.clone();
             async move {
-                let resp = match crate::inspect::admin::answer(&live, &req).await {
+                let resp = match inspect::answer(&live, &req).await {
                     Some(resp) => resp,
                     None => answer(&live, &req),
                 };

@@ -1,5 +1,6 @@
 //! Webhook routes: what a request must look like to match, and what it publishes.
 
+use std::fmt;
 use std::sync::Arc;
 
 use http::header::HeaderName;
@@ -183,10 +184,49 @@ pub struct PathPattern {
     segments: Vec<Segment>,
 }
 
+/// Why a route or stream path is not a [`PathPattern`]; each variant holds the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathError {
+    NoLeadingSlash(String),
+    /// `{name}` with characters other than A-Z a-z 0-9 _ -, or empty.
+    BadName {
+        name: String,
+        path: String,
+    },
+    Twice {
+        name: String,
+        path: String,
+    },
+    /// `/a{id}`: a placeholder shares its segment with text.
+    NotWholeSegment(String),
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathError::NoLeadingSlash(s) => write!(f, "route path `{s}` must start with `/`"),
+            PathError::BadName { name, path } => write!(
+                f,
+                "`{{{name}}}` in route path `{path}` is not a valid segment name"
+            ),
+            PathError::Twice { name, path } => write!(
+                f,
+                "segment `{{{name}}}` appears twice in route path `{path}`"
+            ),
+            PathError::NotWholeSegment(s) => write!(
+                f,
+                "route path `{s}`: a `{{name}}` placeholder must be a whole segment"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PathError {}
+
 impl PathPattern {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, PathError> {
         if !s.starts_with('/') {
-            return Err(format!("route path `{s}` must start with `/`"));
+            return Err(PathError::NoLeadingSlash(s.to_owned()));
         }
         let mut segments = Vec::new();
         let mut seen = Vec::new();
@@ -197,21 +237,21 @@ impl PathPattern {
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
                 {
-                    return Err(format!(
-                        "`{{{name}}}` in route path `{s}` is not a valid segment name"
-                    ));
+                    return Err(PathError::BadName {
+                        name: name.to_owned(),
+                        path: s.to_owned(),
+                    });
                 }
                 if seen.contains(&name) {
-                    return Err(format!(
-                        "segment `{{{name}}}` appears twice in route path `{s}`"
-                    ));
+                    return Err(PathError::Twice {
+                        name: name.to_owned(),
+                        path: s.to_owned(),
+                    });
                 }
                 seen.push(name);
                 segments.push(Segment::Param(name.to_owned()));
             } else if seg.contains(['{', '}']) {
-                return Err(format!(
-                    "route path `{s}`: a `{{name}}` placeholder must be a whole segment"
-                ));
+                return Err(PathError::NotWholeSegment(s.to_owned()));
             } else {
                 segments.push(Segment::Literal(seg.to_owned()));
             }
@@ -348,5 +388,12 @@ mod tests {
         for bad in ["hooks", "/a/{}", "/a/x{y}", "/{a}/{a}"] {
             assert!(PathPattern::parse(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            PathPattern::parse("/{a}/{a}"),
+            Err(PathError::Twice {
+                name: "a".into(),
+                path: "/{a}/{a}".into()
+            })
+        );
     }
 }

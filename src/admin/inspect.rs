@@ -10,12 +10,11 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
-use super::{Deliveries, Delivery, Outcome, Seen};
-use crate::ingest::route::{Lookup, Mode};
+use crate::app::{App, Live};
 use crate::ingest::{self, Decision, Received, Rejection};
-use crate::reload::Live;
+use crate::inspect::{Deliveries, Delivery, Outcome, Seen};
 use crate::reply::{self, Body};
-use crate::service::App;
+use crate::route::{Lookup, Mode};
 use crate::sse::{EventStream, StreamSettings};
 use crate::subscribe;
 
@@ -26,7 +25,7 @@ const PAGE: &str = include_str!("page.html");
 const MAX_LIST: usize = 1000;
 
 /// Answers the operator endpoints; `None` for any other path.
-pub async fn answer<B>(live: &Live, req: &Request<B>) -> Option<Response<Body>> {
+pub(super) async fn answer<B>(live: &Live, req: &Request<B>) -> Option<Response<Body>> {
     let path = req.uri().path();
     let method = req.method();
     let resp = match path {
@@ -326,7 +325,7 @@ async fn redeliver(app: &App, log: &Deliveries, id: &str) -> Response<Body> {
                     event.dedupe = None;
                     match app.broker.publish(event).await {
                         Ok(published) => {
-                            app.hub.metrics().published(&route.name);
+                            app.metrics().published(&route.name);
                             let body = json!({"id": &*published.id, "topics": published.topics});
                             outcome.published = Some(published);
                             Ok(body)
