@@ -227,7 +227,7 @@ with open(md, "w") as f:
             f.write(f"| {r['setup']} | {n(r['accepted_s'])} | {ms(r['wh_p50'])} | {ms(r['wh_p99'])} | {n(r['deliv_s'])} | "
                     f"{ms(r['p50'])} | {ms(r['p99'])} | {r['count']} / {r['expected']} | {r['lost']} | {r['reordered']} | {r['dup']} |\n")
         f.write("\n")
-    f.write("Reordered (throughput only): the load tool numbers each topic's events when it sends them, and 8 connections publish concurrently, so two webhooks on one topic in flight together may be accepted in the other order; SPEC orders events by acceptance (a 202 before the next is sent), which the tests check. With one publisher connection (latency) nothing is reordered. The machine was shared with another build, so absolute figures are noisy; the comparison within one run is the point.\n")
+    f.write("Reordered (throughput only): the load tool numbers each topic's events when it sends them, and 8 connections publish concurrently, so two webhooks on one topic in flight together may be accepted in the other order; hookcast orders events by acceptance (a 202 before the next is sent), which the tests check. With one publisher connection (latency) nothing is reordered. The machine was shared with another build, so absolute figures are noisy; the comparison within one run is the point.\n")
 print(md)
 PY
 log "wrote bench/results/redis.md"

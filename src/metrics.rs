@@ -1,4 +1,4 @@
-//! Prometheus metrics (SPEC §6), rendered on the admin listener's `/metrics`.
+//! Prometheus metrics (the table in README, "Operate"), rendered on the admin listener's `/metrics`.
 //!
 //! Labels take bounded values only: route names from the config, HTTP status codes,
 //! drop reasons. Never topics, ids or addresses.

@@ -1,4 +1,4 @@
-//! Reload (SPEC §8): on SIGHUP, or when the config file or a `secret_file`
+//! Reload (README, "Operate"): on SIGHUP, or when the config file or a `secret_file`
 //! changes, the file is read and checked again; a valid config replaces what the
 //! handlers use, with no connection dropped.
 //!
@@ -17,7 +17,8 @@ use crate::app::{App, Live};
 use crate::broker;
 use crate::config::{self, Config};
 
-/// How often the files are read to look for a change (SPEC: within 5 s).
+/// How often the files are read to look for a change (README, "Operate": once a
+/// second, so an edit or a Kubernetes update is seen without inotify).
 pub const POLL_EVERY: Duration = Duration::from_secs(1);
 
 /// Where the running config came from, so it can be read again.

@@ -144,7 +144,8 @@ pub async fn serve(
         );
     }
 
-    // SPEC §7, in order: not ready, stop accepting, end streams, let requests finish.
+    // In this order (README, "Operate", Shutdown): not ready, stop accepting, end
+    // streams, let requests finish.
     live.drain();
     let started = Instant::now();
     let grace = live.load().config.shutdown_grace;

@@ -21,9 +21,9 @@ use crate::sse::{self, EventStream, StreamSettings};
 use crate::streams::{self, Resolved};
 use crate::topic::{Filter, TopicError};
 
-/// What the client asked for.
+/// Which events the client asks for: its topic filters and where to resume.
 #[derive(Debug)]
-pub struct Request {
+pub struct Selection {
     pub filters: Vec<Filter>,
     pub last_event_id: Option<String>,
 }
@@ -73,7 +73,7 @@ pub fn parse(
     query: Option<&str>,
     headers: &HeaderMap,
     max_topics: usize,
-) -> Result<Request, BadRequest> {
+) -> Result<Selection, BadRequest> {
     let mut filters: Vec<Filter> = Vec::new();
     let mut query_last_id = None;
     for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
@@ -98,7 +98,7 @@ pub fn parse(
             max: max_topics,
         });
     }
-    Ok(Request {
+    Ok(Selection {
         filters,
         last_event_id: header_last_id(headers).or(query_last_id),
     })
@@ -147,14 +147,18 @@ impl Subscribed {
 pub async fn open(
     broker: &Broker,
     config: &Config,
-    req: Request,
+    asked: Selection,
     version: Version,
     cut: Option<ConnectionCut>,
     until: Option<SystemTime>,
 ) -> Subscribed {
     let sse = &config.sse;
     let opened = broker
-        .subscribe(req.filters, req.last_event_id.as_deref(), cut.map(|c| c.0))
+        .subscribe(
+            asked.filters,
+            asked.last_event_id.as_deref(),
+            cut.map(|c| c.0),
+        )
         .await;
     match opened {
         Ok(sub) => {
@@ -235,7 +239,7 @@ async fn stream(app: &App, parts: &Parts) -> Subscribed {
     let route = app.config.streams.lookup(parts.uri.path());
     let asked = match &route {
         // A stream route chooses its topics itself: `topic=` is not read there.
-        Some(_) => Ok(Request {
+        Some(_) => Ok(Selection {
             filters: Vec::new(),
             last_event_id: last_event_id(parts.uri.query(), &parts.headers),
         }),

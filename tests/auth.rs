@@ -1,21 +1,17 @@
-//! Subscriber authorization (SPEC §4) over real sockets: JWT (HS256, RS256, ES256)
-//! from each place a token may travel, every refusal with its status and code, the
-//! stream ending when the token expires; and forward-auth against a real HTTP
-//! endpoint started here: allow, refuse, unreachable ("try later"), and the cache.
+//! Subscriber authorization (README, "Subscriber authorization") over real sockets:
+//! JWT (HS256, RS256, ES256) from each place a token may travel, every refusal with
+//! its status and code, the stream ending when the token expires; and forward-auth
+//! against a real HTTP endpoint started here: allow, refuse, unreachable ("try
+//! later"), and the cache.
 
 mod support;
+mod upstream;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
@@ -23,24 +19,8 @@ use support::*;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn hs256(claims: &Value, secret: &str) -> String {
-    encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
-}
-
 fn claims(topics: &[&str], exp_in: i64) -> Value {
-    json!({ "sub": "u1", "exp": now() as i64 + exp_in, "hookcast": { "subscribe": topics } })
+    json!({ "sub": "u1", "exp": unix_now() + exp_in, "hookcast": { "subscribe": topics } })
 }
 
 /// A JWT-protected hookcast; HS256 secret `jwt-secret` from a file.
@@ -143,7 +123,10 @@ async fn jwt_refusals_have_their_status_and_code() {
         r.assert_error(StatusCode::FORBIDDEN, "topic_forbidden");
         assert!(r.json()["message"].as_str().unwrap().contains(outside));
     }
-    let no_claim = hs256(&json!({ "sub": "u1", "exp": now() + 600 }), "jwt-secret");
+    let no_claim = hs256(
+        &json!({ "sub": "u1", "exp": unix_now() + 600 }),
+        "jwt-secret",
+    );
     app.get(
         "/events?topic=room.a",
         &[("Authorization", &format!("Bearer {no_claim}"))],
@@ -164,7 +147,7 @@ async fn issuer_audience_and_a_custom_claim() {
         "    issuer: https://auth.example.com\n    audience: hookcast\n    topics_claim: /topics\n",
     )
     .await;
-    let good = json!({"iss": "https://auth.example.com", "aud": "hookcast", "topics": ["room.a"], "exp": now() + 600});
+    let good = json!({"iss": "https://auth.example.com", "aud": "hookcast", "topics": ["room.a"], "exp": unix_now() + 600});
     let t = hs256(&good, "jwt-secret");
     assert_streams(&app, &format!("topic=room.a&access_token={t}"), &[]).await;
     for (k, v) in [("iss", "https://evil.example.com"), ("aud", "other")] {
@@ -262,7 +245,7 @@ async fn the_stream_ends_when_the_token_expires() {
 
 /// An authorization endpoint: answers `status`, records each request.
 struct AuthEndpoint {
-    addr: SocketAddr,
+    server: upstream::Upstream,
     status: Arc<AtomicU16>,
     calls: Arc<AtomicUsize>,
     seen: Arc<Mutex<Vec<(String, HeaderMap)>>>,
@@ -270,37 +253,23 @@ struct AuthEndpoint {
 
 impl AuthEndpoint {
     async fn start() -> AuthEndpoint {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let status = Arc::new(AtomicU16::new(200));
         let calls = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (st, ca, se) = (status.clone(), calls.clone(), seen.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (st, ca, se) = (st.clone(), ca.clone(), se.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        ca.fetch_add(1, Ordering::SeqCst);
-                        se.lock()
-                            .unwrap()
-                            .push((req.uri().to_string(), req.headers().clone()));
-                        let mut resp = hyper::Response::new(Full::new(Bytes::from_static(b"{}")));
-                        *resp.status_mut() =
-                            StatusCode::from_u16(st.load(Ordering::SeqCst)).unwrap();
-                        async move { Ok::<_, Infallible>(resp) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let server =
+            upstream::Upstream::serve(move |req: hyper::Request<hyper::body::Incoming>| {
+                ca.fetch_add(1, Ordering::SeqCst);
+                se.lock()
+                    .unwrap()
+                    .push((req.uri().to_string(), req.headers().clone()));
+                let mut resp = hyper::Response::new(upstream::full(Bytes::from_static(b"{}")));
+                *resp.status_mut() = StatusCode::from_u16(st.load(Ordering::SeqCst)).unwrap();
+                async move { resp }
+            })
+            .await;
         AuthEndpoint {
-            addr,
+            server,
             status,
             calls,
             seen,
@@ -337,7 +306,11 @@ async fn assert_try_later(app: &TestApp, query: &str, headers: &[(&str, &str)]) 
 #[tokio::test]
 async fn forward_auth_passes_only_the_named_headers_and_follows_the_answer() {
     let auth = AuthEndpoint::start().await;
-    let app = TestApp::spawn(&upstream_config(&format!("http://{}", auth.addr), "0s")).await;
+    let app = TestApp::spawn(&upstream_config(
+        &format!("http://{}", auth.server.addr),
+        "0s",
+    ))
+    .await;
     let headers = [
         ("Cookie", "session=abc"),
         ("Authorization", "Bearer t"),
@@ -372,10 +345,7 @@ async fn forward_auth_passes_only_the_named_headers_and_follows_the_answer() {
 #[tokio::test]
 async fn forward_auth_unreachable_is_try_later() {
     // A port that was just free: nothing listens there.
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let free = free_addr();
     let app = TestApp::spawn(&upstream_config(&format!("http://{free}"), "30s")).await;
     assert_try_later(&app, "topic=room.a", &[]).await;
     assert_try_later(&app, "topic=room.a", &[]).await;
@@ -384,7 +354,11 @@ async fn forward_auth_unreachable_is_try_later() {
 #[tokio::test]
 async fn forward_auth_answers_are_cached_per_topics_and_headers() {
     let auth = AuthEndpoint::start().await;
-    let app = TestApp::spawn(&upstream_config(&format!("http://{}", auth.addr), "60s")).await;
+    let app = TestApp::spawn(&upstream_config(
+        &format!("http://{}", auth.server.addr),
+        "60s",
+    ))
+    .await;
     let alice = [("Cookie", "session=alice")];
     let bob = [("Cookie", "session=bob")];
     drop(assert_streams(&app, "topic=room.a", &alice).await);
@@ -411,17 +385,11 @@ async fn forward_auth_answers_are_cached_per_topics_and_headers() {
 
 // ---------------------------------------------------------------- config
 
-fn config_error(yaml: &str) -> String {
-    hookcast::config::from_yaml("c.yaml", yaml)
-        .unwrap_err()
-        .to_string()
-}
-
 #[test]
 fn subscriber_auth_config_errors() {
     let e = config_error("subscribers:\n  auth: oauth\n");
     assert!(
-        e.starts_with("c.yaml:2:9: subscribers.auth `oauth` is not known"),
+        e.starts_with("test.yaml:2:9: subscribers.auth `oauth` is not known"),
         "{e}"
     );
     let e = config_error("subscribers:\n  auth: jwt\n");
@@ -435,7 +403,7 @@ fn subscriber_auth_config_errors() {
         "subscribers:\n  auth: jwt\n  jwt:\n    public_key_file: \"{FIXTURES}/rsa-public.pem\"\n    algorithms: [ES256]\n"
     ));
     assert!(
-        e.contains("c.yaml:5:18: subscribers.jwt.algorithms: ES256 needs an EC public key"),
+        e.contains("test.yaml:5:18: subscribers.jwt.algorithms: ES256 needs an EC public key"),
         "{e}"
     );
     let e = config_error(&format!(
@@ -460,7 +428,7 @@ fn subscriber_auth_config_errors() {
         "subscribers:\n  auth: upstream\n  upstream:\n    url: http://a\n    path: auth\n",
     );
     assert!(
-        e.contains("c.yaml:5:11: subscribers.upstream.path `auth` must be a path"),
+        e.contains("test.yaml:5:11: subscribers.upstream.path `auth` must be a path"),
         "{e}"
     );
 }

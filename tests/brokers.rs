@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use support::broker::{BrokerServer, Kind, free_port};
-use support::{AdminApp, Item, PATIENCE, TestApp, open_stream, subscribe_ready};
+use support::broker::{BrokerServer, Kind};
+use support::{
+    AdminApp, Item, PATIENCE, TestApp, config_error, free_port, open_stream, subscribe_ready,
+};
 
 /// Runs each named test (an `async fn(Kind)`) once per broker.
 macro_rules! for_each_broker {
@@ -41,21 +43,14 @@ for_each_broker!(
     history_bytes_count_events_as_sent,
 );
 
+/// Three routes to `room.*`: `rooms`, `once` (deduplicated by `X-Delivery`) and
+/// `both` (one event to `room.a` and `room.b`), with a history of 3; `extra` is
+/// appended at the top level.
 fn yaml(broker: &BrokerServer, extra: &str) -> String {
-    format!(
-        r#"
-sse:
-  heartbeat: 200ms
-  retry: 1s
-  history: 3
-broker:
-{broker}routes:
-  - name: rooms
-    match:
-      path: "/hooks/{{room}}"
-    publish:
-      topic: "room.{{path:room}}"
-  - name: once
+    broker.replica_yaml(
+        "  history: 3\n",
+        &format!(
+            r#"  - name: once
     match:
       path: "/once/{{room}}"
     publish:
@@ -67,8 +62,8 @@ broker:
     publish:
       topic: ["room.a", "room.b"]
       event: "pair"
-{extra}"#,
-        broker = broker.broker_yaml(&broker.url(), "500ms")
+{extra}"#
+        ),
     )
 }
 
@@ -342,21 +337,15 @@ async fn wait_for(cond: impl Fn() -> bool, what: &str) {
 
 #[test]
 fn broker_config_errors_point_at_the_value() {
-    let check = |broker: &str| {
-        let yaml = format!("broker:\n{broker}");
-        match hookcast::config::from_yaml("h.yaml", &yaml) {
-            Ok(_) => panic!("accepted: {broker}"),
-            Err(e) => e.to_string(),
-        }
-    };
+    let check = |broker: &str| config_error(&format!("broker:\n{broker}"));
     let e = check("  kind: redis\n  url: \"http://127.0.0.1:6379\"\n");
-    assert!(e.starts_with("h.yaml:3:8: broker.url:"), "{e}");
+    assert!(e.starts_with("test.yaml:3:8: broker.url:"), "{e}");
     assert!(e.contains("not a Redis URL"), "{e}");
     let e = check("  kind: redis\n  url: \"rediss://cache:6380\"\n");
     assert!(e.contains("TLS"), "{e}");
     let e = check("  kind: redis\n");
     assert!(
-        e.starts_with("h.yaml:2:9:") && e.contains("needs url"),
+        e.starts_with("test.yaml:2:9:") && e.contains("needs url"),
         "{e}"
     );
     let e = check("  kind: kafka\n");
@@ -364,7 +353,7 @@ fn broker_config_errors_point_at_the_value() {
     let e = check("  url: \"redis://127.0.0.1\"\n");
     assert!(e.contains("only with kind: redis"), "{e}");
     let e = check("  kind: redis\n  url: \"redis://h\"\n  timeout: 5\n");
-    assert!(e.starts_with("h.yaml:4:12: broker.timeout"), "{e}");
+    assert!(e.starts_with("test.yaml:4:12: broker.timeout"), "{e}");
     let e = check("  kind: redis\n  url: \"redis://h\"\n  prefix: \"a b\"\n");
     assert!(e.contains("broker.prefix"), "{e}");
     let e = check("  kind: redis\n  url: \"redis://h\"\n  feed_length: 0\n");
@@ -372,7 +361,7 @@ fn broker_config_errors_point_at_the_value() {
     let e = check("  kind: redis\n  hosts: [a]\n");
     assert!(e.contains("unknown field"), "{e}");
     hookcast::config::from_yaml(
-        "h.yaml",
+        "test.yaml",
         "broker:\n  kind: redis\n  url: \"redis://:pw@10.0.0.5:6380/2\"\n  prefix: \"app1:\"\n",
     )
     .unwrap();
@@ -381,7 +370,7 @@ fn broker_config_errors_point_at_the_value() {
     let nats = |rest: &str| check(&format!("  kind: nats\n  url: \"nats://h:4222\"\n{rest}"));
     let e = check("  kind: nats\n  url: \"http://h:4222\"\n");
     assert!(
-        e.starts_with("h.yaml:3:8: broker.url:") && e.contains("not NATS"),
+        e.starts_with("test.yaml:3:8: broker.url:") && e.contains("not NATS"),
         "{e}"
     );
     let e = check("  kind: nats\n  url: \"tls://h:4222\"\n");
@@ -390,28 +379,34 @@ fn broker_config_errors_point_at_the_value() {
     assert!(e.contains("not a NATS URL"), "{e}");
     let e = check("  kind: nats\n");
     assert!(
-        e.starts_with("h.yaml:2:9:") && e.contains("needs url, e.g. nats://"),
+        e.starts_with("test.yaml:2:9:") && e.contains("needs url, e.g. nats://"),
         "{e}"
     );
     for (rest, located) in [
-        ("  stream: \"my.stream\"\n", "h.yaml:4:11: broker.stream:"),
+        (
+            "  stream: \"my.stream\"\n",
+            "test.yaml:4:11: broker.stream:",
+        ),
         (
             "  subject_prefix: \"a.>\"\n",
-            "h.yaml:4:19: broker.subject_prefix:",
+            "test.yaml:4:19: broker.subject_prefix:",
         ),
         (
             "  replicas: 7\n",
-            "h.yaml:4:13: broker.replicas must be from 1 to 5",
+            "test.yaml:4:13: broker.replicas must be from 1 to 5",
         ),
         (
             "  max_msgs: 0\n",
-            "h.yaml:4:13: broker.max_msgs must be at least 1",
+            "test.yaml:4:13: broker.max_msgs must be at least 1",
         ),
-        ("  max_bytes: 12 apples\n", "h.yaml:4:14: broker.max_bytes"),
-        ("  timeout: 2\n", "h.yaml:4:12: broker.timeout"),
+        (
+            "  max_bytes: 12 apples\n",
+            "test.yaml:4:14: broker.max_bytes",
+        ),
+        ("  timeout: 2\n", "test.yaml:4:12: broker.timeout"),
         (
             "  feed_length: 10\n",
-            "h.yaml:4:16: broker.feed_length is used only with kind: redis",
+            "test.yaml:4:16: broker.feed_length is used only with kind: redis",
         ),
     ] {
         let e = nats(rest);
@@ -421,21 +416,16 @@ fn broker_config_errors_point_at_the_value() {
     assert!(e.contains("unknown field"), "{e}");
     let e = check("  kind: redis\n  url: \"redis://h\"\n  stream: S\n");
     assert!(
-        e.starts_with("h.yaml:4:11: broker.stream is used only with kind: nats"),
+        e.starts_with("test.yaml:4:11: broker.stream is used only with kind: nats"),
         "{e}"
     );
-    let e = hookcast::config::from_yaml(
-        "h.yaml",
-        "dedupe:\n  window: 2h\nbroker:\n  kind: nats\n  url: \"nats://h\"\n",
-    )
-    .unwrap_err()
-    .to_string();
+    let e = config_error("dedupe:\n  window: 2h\nbroker:\n  kind: nats\n  url: \"nats://h\"\n");
     assert!(
-        e.starts_with("h.yaml:4:9:") && e.contains("must not exceed sse.history_ttl"),
+        e.starts_with("test.yaml:4:9:") && e.contains("must not exceed sse.history_ttl"),
         "{e}"
     );
     let c = hookcast::config::from_yaml(
-        "h.yaml",
+        "test.yaml",
         "broker:\n  kind: nats\n  url: \"nats://u:p@a:4222,nats://b:4222\"\n  stream: APP\n  subject_prefix: app.events\n  replicas: 3\n  max_msgs: 5000\n  max_bytes: 64MiB\n",
     )
     .unwrap();
@@ -648,24 +638,11 @@ async fn a_three_node_nats_cluster_keeps_going_without_one_node() {
         .map(|p| format!("nats://127.0.0.1:{p}"))
         .collect();
     let config = |urls: &[String]| {
-        format!(
-            r#"
-sse:
-  heartbeat: 200ms
-broker:
-  kind: nats
-  url: "{}"
-  replicas: 3
-  timeout: 2s
-routes:
-  - name: rooms
-    match:
-      path: "/hooks/{{room}}"
-    publish:
-      topic: "room.{{path:room}}"
-"#,
+        let broker = format!(
+            "  kind: nats\n  url: \"{}\"\n  replicas: 3\n  timeout: 2s\n",
             urls.join(",")
-        )
+        );
+        support::broker::replica_yaml("", &broker, "")
     };
     let a = TestApp::spawn(&config(&urls)).await;
     let reversed: Vec<String> = urls.iter().rev().cloned().collect();

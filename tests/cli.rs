@@ -1,49 +1,18 @@
-//! The command line (SPEC §1) and graceful shutdown of the real process (SPEC §7),
-//! run against the built `hookcast` binary.
+//! The command line (README, "Command line") and graceful shutdown of the real
+//! process (README, "Operate"), run against the built `hookcast` binary.
+
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use support::{PATIENCE, TempFile, free_addr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hookcast");
 
-/// The longest any single step may take before the test fails instead of hanging.
-const PATIENCE: Duration = Duration::from_secs(10);
-
 // ---------------------------------------------------------------- helpers
-
-/// A file under the temp dir, unique per process and call, removed on drop.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(tag: &str, contents: &str) -> TempFile {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "hookcast-cli-{}-{n}-{tag}.yaml",
-            std::process::id()
-        ));
-        std::fs::write(&path, contents).unwrap();
-        TempFile(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn name(&self) -> String {
-        self.0.display().to_string()
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// The variables hookcast reads its options from (besides `RUST_LOG`).
 const VARIABLES: [&str; 5] = [
@@ -166,12 +135,6 @@ impl Running {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// An address on 127.0.0.1 that was free a moment ago.
-fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
 }
 
 const ONE_ROUTE: &str = "routes:

@@ -1,51 +1,26 @@
-//! The configuration contract (SPEC §2): every problem is reported at a 1-based
-//! line and column (an unknown key at the key, a bad value at the value), all
-//! semantic problems of a file at once, and the defaults are the documented ones.
+//! The configuration contract (README, "Configuration"): every problem is reported
+//! at a 1-based line and column (an unknown key at the key, a bad value at the
+//! value), all semantic problems of a file at once, and the defaults are the
+//! documented ones.
 
 use std::path::Path;
 use std::time::Duration;
 
-use hookcast::config::{self, Config, Diagnostic, Error, LogFormat};
+mod support;
 
-const FILE: &str = "test.yaml";
+use hookcast::config::{self, Config, Diagnostic, Error, LogFormat};
+use support::checks::{FILE, assert_one_diagnostic, load_with_env, rejected};
 
 /// The diagnostics of a YAML text that must be rejected.
 fn diagnostics(yaml: &str) -> Vec<Diagnostic> {
-    match config::from_yaml(FILE, yaml) {
-        Ok(_) => panic!("accepted, but it should have been rejected:\n{yaml}"),
-        Err(Error::Invalid { file, diagnostics }) => {
-            assert_eq!(file, FILE);
-            assert!(!diagnostics.is_empty(), "Invalid without diagnostics");
-            diagnostics
-        }
-        Err(e @ Error::Read { .. }) => panic!("unexpected read error: {e}"),
-    }
+    rejected(config::from_yaml(FILE, yaml), yaml)
 }
 
 /// Asserts that `yaml` has exactly one problem, at `line`:`column`, whose message
 /// contains every one of `phrases`.
 #[track_caller]
 fn assert_error(yaml: &str, line: u64, column: u64, phrases: &[&str]) {
-    let ds = diagnostics(yaml);
-    assert_eq!(
-        ds.len(),
-        1,
-        "expected exactly one diagnostic for\n{yaml}\ngot {ds:#?}"
-    );
-    let d = &ds[0];
-    assert_eq!(
-        (d.line, d.column),
-        (line, column),
-        "wrong position for\n{yaml}\nmessage: {}",
-        d.message
-    );
-    for phrase in phrases {
-        assert!(
-            d.message.contains(phrase),
-            "message {:?} does not contain {phrase:?} for\n{yaml}",
-            d.message
-        );
-    }
+    assert_one_diagnostic(&diagnostics(yaml), yaml, line, column, phrases);
 }
 
 #[track_caller]
@@ -657,16 +632,6 @@ fn a_missing_file_is_a_read_error_naming_it() {
         }
         other => panic!("expected a read error, got {other:?}"),
     }
-}
-
-fn load_with_env(yaml: &str, env: &[(&str, &str)]) -> Result<Config, Error> {
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    config::from_yaml_with_env(FILE, yaml, &move |name| {
-        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.into())
-    })
 }
 
 #[test]

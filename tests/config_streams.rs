@@ -2,32 +2,21 @@
 //! `cors.allow_headers` and `subscribers.upstream.url`: each mistake is reported
 //! at its line and column, by the library and by `hookcast check`.
 
+mod support;
+
 use std::process::Command;
 
-use hookcast::config::{self, Diagnostic, Error};
-
-const FILE: &str = "test.yaml";
+use hookcast::config::{self, Diagnostic};
+use support::checks::{FILE, assert_one_diagnostic, load_with_env, rejected};
 
 fn diagnostics(yaml: &str) -> Vec<Diagnostic> {
-    match config::from_yaml_with_env(FILE, yaml, &|name| {
-        (name == "JWT").then(|| "jwt-secret".into())
-    }) {
-        Ok(_) => panic!("accepted, but it should have been rejected:\n{yaml}"),
-        Err(Error::Invalid { diagnostics, .. }) => diagnostics,
-        Err(e) => panic!("unexpected: {e}"),
-    }
+    rejected(load_with_env(yaml, &[("JWT", "jwt-secret")]), yaml)
 }
 
 /// Asserts exactly one problem, at `line`:`column`, whose message has every phrase.
 #[track_caller]
 fn assert_error(yaml: &str, line: u64, column: u64, phrases: &[&str]) {
-    let ds = diagnostics(yaml);
-    assert_eq!(ds.len(), 1, "one diagnostic for\n{yaml}\ngot {ds:#?}");
-    let d = &ds[0];
-    assert_eq!((d.line, d.column), (line, column), "{}", d.message);
-    for p in phrases {
-        assert!(d.message.contains(p), "{:?} lacks {p:?}", d.message);
-    }
+    assert_one_diagnostic(&diagnostics(yaml), yaml, line, column, phrases);
 }
 
 /// One stream route with these topics, under `auth`.
@@ -197,10 +186,8 @@ fn cors_allow_headers_must_be_header_names() {
 
 #[test]
 fn hookcast_check_reports_stream_errors_with_file_line_and_column() {
-    let dir = std::env::temp_dir().join(format!("hookcast-check-streams-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("bad.yaml");
-    std::fs::write(&file, stream("", "/feed", r#"["user.{claim:/sub}"]"#)).unwrap();
+    let dir = support::TempDir::new("check-streams");
+    let file = dir.write("bad.yaml", &stream("", "/feed", r#"["user.{claim:/sub}"]"#));
     let out = Command::new(env!("CARGO_BIN_EXE_hookcast"))
         .arg("check")
         .arg("--config")
@@ -211,5 +198,4 @@ fn hookcast_check_reports_stream_errors_with_file_line_and_column() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let want = format!("{}:6:13: stream `s`: topics:", file.display());
     assert!(stderr.contains(&want), "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,7 +1,8 @@
-//! CORS on the event stream (SPEC §4): allowed origins get the headers (with
-//! credentials when configured), others get none; `Vary: Origin` when the answer
-//! depends on it; the preflight event-source-polyfill triggers; and the config
-//! errors that would make a browser refuse anyway.
+//! CORS on the event stream (README, "CORS for a separate front-end origin"):
+//! allowed origins get the headers (with credentials when configured), others get
+//! none; `Vary: Origin` when the answer depends on it; the preflight
+//! event-source-polyfill triggers; and the config errors that would make a browser
+//! refuse anyway.
 
 mod support;
 
@@ -136,22 +137,16 @@ async fn any_origin_and_no_cors_at_all() {
     assert!(r.headers.get("access-control-allow-origin").is_none());
 }
 
-fn config_error(yaml: &str) -> String {
-    hookcast::config::from_yaml("c.yaml", yaml)
-        .unwrap_err()
-        .to_string()
-}
-
 #[test]
 fn cors_config_errors_point_at_the_value() {
     let e = config_error("cors:\n  allow_origins: [\"*\"]\n  allow_credentials: true\n");
     assert!(
-        e.starts_with("c.yaml:3:22: cors.allow_credentials cannot be true"),
+        e.starts_with("test.yaml:3:22: cors.allow_credentials cannot be true"),
         "{e}"
     );
     let e = config_error("cors:\n  allow_origins: [\"https://app.example.com/\"]\n");
     assert!(
-        e.starts_with("c.yaml:2:19: ") && e.contains("trailing `/`"),
+        e.starts_with("test.yaml:2:19: ") && e.contains("trailing `/`"),
         "{e}"
     );
     let e = config_error("cors:\n  allow_origins: [\"*\", \"https://a.example\"]\n");

@@ -16,7 +16,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use support::{AdminApp, PATIENCE, RedisServer, SseStream, TestApp, request, subscribe_ready};
+use support::broker::{BrokerServer, Kind};
+use support::{
+    AdminApp, PATIENCE, SseStream, TestApp, free_port, read_to_close, request, subscribe_ready,
+    wait_listening,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -25,25 +29,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_hookcast");
 // ---------------------------------------------------------------------------
 // Redis paused, Redis killed
 
-fn redis_yaml(redis: &RedisServer) -> String {
-    format!(
-        r#"
-sse:
-  heartbeat: 200ms
-  retry: 1s
-broker:
-  kind: redis
-  url: "{url}"
-  timeout: 1s
-routes:
-  - name: faults
-    match:
-      path: "/hooks/{{room}}"
-    publish:
-      topic: "faults.{{path:room}}"
-"#,
-        url = redis.url()
-    )
+fn redis_yaml(redis: &BrokerServer) -> String {
+    let broker = redis.broker_yaml(&redis.url(), "1s");
+    support::broker::replica_yaml("", &broker, "")
 }
 
 /// What one webhook got.
@@ -251,11 +239,11 @@ struct Replicas {
 }
 
 impl Replicas {
-    async fn start(redis: &RedisServer) -> Replicas {
+    async fn start(redis: &BrokerServer) -> Replicas {
         let a = AdminApp::spawn(&redis_yaml(redis)).await;
         let b = TestApp::spawn(&redis_yaml(redis)).await;
-        let at_a = subscribe_ready(&a.app, "topic=faults.room", &[]).await;
-        let at_b = subscribe_ready(&b, "topic=faults.room", &[]).await;
+        let at_a = subscribe_ready(&a.app, "topic=room.room", &[]).await;
+        let at_b = subscribe_ready(&b, "topic=room.room", &[]).await;
         wait_ready(&a, StatusCode::OK, "ready before the fault").await;
         Replicas { a, b, at_a, at_b }
     }
@@ -302,7 +290,7 @@ impl Outcome {
 /// before to half a second after), then publishes `end`. `/readyz` must turn 503
 /// during the fault and 200 after it.
 async fn under_fault(
-    redis: &mut RedisServer,
+    redis: &mut BrokerServer,
     r: &Replicas,
     fault: Fault,
     hold: Duration,
@@ -350,7 +338,7 @@ async fn under_fault(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_paused_past_the_timeout_publishes_nothing_it_refused() {
-    let mut redis = RedisServer::start().await;
+    let mut redis = BrokerServer::start(Kind::Redis).await;
     let mut r = Replicas::start(&redis).await;
     // Paused three times broker.timeout, as a stalled Redis would be.
     let o = under_fault(&mut redis, &r, Fault::Pause, Duration::from_secs(3)).await;
@@ -377,7 +365,7 @@ async fn redis_paused_past_the_timeout_publishes_nothing_it_refused() {
 async fn redis_killed_and_restarted_from_its_append_only_file() {
     // Without persistence, a kill loses what Redis acknowledged and had not yet
     // handed to every reader (the README's "Durability is Redis's").
-    let mut redis = RedisServer::start_persistent().await;
+    let mut redis = BrokerServer::start_persistent_redis().await;
     let mut r = Replicas::start(&redis).await;
     let o = under_fault(&mut redis, &r, Fault::Kill, Duration::from_millis(1000)).await;
     let got = read_through_end(&mut r.at_b).await;
@@ -406,7 +394,7 @@ struct CuttingProxy {
 }
 
 impl CuttingProxy {
-    async fn start(redis: &RedisServer) -> CuttingProxy {
+    async fn start(redis: &BrokerServer) -> CuttingProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let upstream = SocketAddr::from(([127, 0, 0, 1], redis.port));
@@ -470,11 +458,11 @@ impl Drop for CuttingProxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_publish_cut_off_mid_flight_is_settled_by_its_receipt() {
-    let redis = RedisServer::start().await;
+    let redis = BrokerServer::start(Kind::Redis).await;
     let proxy = CuttingProxy::start(&redis).await;
     let yaml = redis_yaml(&redis).replace(&redis.url(), &format!("redis://{}/0", proxy.addr));
     let app = TestApp::spawn(&yaml).await;
-    let mut stream = subscribe_ready(&app, "topic=faults.room", &[]).await;
+    let mut stream = subscribe_ready(&app, "topic=room.room", &[]).await;
     // The first publish loads the script; the cuts watch for EVALSHA after it.
     let r = app.post("/hooks/room", &[], "warm").await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
@@ -519,14 +507,6 @@ struct Binary {
     log: PathBuf,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Binary {
     /// Starts the binary with `yaml`, under at most `max_fds` open files when given.
     async fn start(yaml: &str, max_fds: Option<u32>) -> Binary {
@@ -562,14 +542,7 @@ impl Binary {
             config,
             log,
         };
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while TcpStream::connect(admin).await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "hookcast did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_listening(admin, "hookcast").await;
         b
     }
 
@@ -638,26 +611,6 @@ async fn stalled_reader(addr: SocketAddr, head: &str) -> TcpStream {
     let mut s = socket.connect(addr).await.unwrap();
     s.write_all(head.as_bytes()).await.unwrap();
     s
-}
-
-/// Reads until EOF or a reset; returns the bytes and whether the stream ended
-/// with HTTP/1.1's last chunk (a clean end) rather than being cut.
-async fn read_to_close(s: &mut TcpStream) -> (usize, bool) {
-    let mut total = 0;
-    let mut tail = Vec::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        match tokio::time::timeout(PATIENCE, s.read(&mut buf)).await {
-            Err(_) => panic!("the connection stayed open ({total} bytes read)"),
-            Ok(Ok(0)) | Ok(Err(_)) => return (total, tail.ends_with(b"0\r\n\r\n")),
-            Ok(Ok(n)) => {
-                total += n;
-                tail.extend_from_slice(&buf[..n]);
-                let keep = tail.len().saturating_sub(16);
-                tail.drain(..keep);
-            }
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -736,8 +689,15 @@ async fn a_stalled_reader_under_1_mib_events_is_cut_with_memory_bounded() {
         bound >> 20
     );
     assert_eq!(slow, 2.0, "both stalled readers cut and counted as slow");
-    let (direct_bytes, direct_clean) = read_to_close(&mut direct).await;
-    let (hyper_bytes, hyper_clean) = read_to_close(&mut hyper).await;
+    // Whether each ended with HTTP/1.1's last chunk (a clean end) rather than being cut.
+    let (direct_bytes, direct_clean) = {
+        let c = read_to_close(&mut direct).await;
+        (c.bytes.len(), c.ends_with_last_chunk())
+    };
+    let (hyper_bytes, hyper_clean) = {
+        let c = read_to_close(&mut hyper).await;
+        (c.bytes.len(), c.ends_with_last_chunk())
+    };
     assert!(!direct_clean && !hyper_clean, "a cut is not a clean end");
     for got in [direct_bytes, hyper_bytes] {
         assert!(

@@ -1,6 +1,7 @@
-//! Forward mode (SPEC §3): the application answers the request as if hookcast were
-//! not there, and hookcast publishes it as an event only when the application
-//! accepted it (2xx), with data from the request and from the application's answer.
+//! Forward mode (README, "Forward mode"): the application answers the request as if
+//! hookcast were not there, and hookcast publishes it as an event only when the
+//! application accepted it (2xx), with data from the request and from the
+//! application's answer.
 
 mod support;
 mod upstream;

@@ -6,19 +6,14 @@ mod support;
 mod upstream;
 
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
 use http::{Method, StatusCode};
 use serde_json::Value;
-use sha2::Sha256;
-use support::{AdminApp, PATIENCE, Reply, SecretFile, open_stream, request};
+use support::{
+    AdminApp, PATIENCE, Reply, SecretFile, TempDir, config_error, github_signature, open_stream,
+    request,
+};
 
 const SECRET: &str = "inspect-secret-Hq72";
-
-fn sign(secret: &str, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
 
 /// The standard routes (`named`, `plain` on `/hooks/{room}`), then `signed` on
 /// `/signed` with a GitHub signature, an admin listener and `inspect`.
@@ -59,12 +54,12 @@ async fn each_webhook_is_logged_newest_first_with_route_event_and_signature_resu
         .app
         .post(
             "/signed",
-            &[("x-hub-signature-256", &sign(SECRET, body))],
+            &[("x-hub-signature-256", &github_signature(SECRET, body))],
             body,
         )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
-    let forged = sign("wrong", body);
+    let forged = github_signature("wrong", body);
     let r = app
         .app
         .post("/signed", &[("x-hub-signature-256", &forged)], body)
@@ -339,9 +334,8 @@ async fn the_live_tail_streams_each_new_delivery() {
 
 #[tokio::test]
 async fn redelivery_publishes_a_kept_webhook_again_through_the_routes_as_they_are_now() {
-    let dir = std::env::temp_dir().join(format!("hookcast-inspect-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("config.yaml");
+    let dir = TempDir::new("inspect");
+    let file = dir.path("config.yaml");
     let secret = SecretFile::new(SECRET);
     let route = |header: &str| {
         format!(
@@ -363,7 +357,7 @@ routes:
     std::fs::write(&file, route("order")).unwrap();
     let app = AdminApp::spawn_file(&file).await;
     let body = r#"{"id":"o-1","region":"eu"}"#;
-    let sig = sign(SECRET, body);
+    let sig = github_signature(SECRET, body);
     let headers = [("x-hub-signature-256", sig.as_str()), ("x-kind", "Order")];
     app.app
         .post("/hooks/orders", &headers, body)
@@ -444,14 +438,12 @@ routes:
         .await;
     r.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     assert_eq!(r.headers["allow"], "POST");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn a_reload_keeps_the_log_applies_bodies_and_leaves_its_size_for_a_restart() {
-    let dir = std::env::temp_dir().join(format!("hookcast-inspect-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("config.yaml");
+    let dir = TempDir::new("inspect-reload");
+    let file = dir.path("config.yaml");
     let yaml = |inspect: &str, route: &str| {
         format!(
             "admin: {{ listen: \"127.0.0.1:0\" }}\ninspect: {inspect}\nroutes:\n  - {{ name: {route}, match: {{ path: /hooks/a }}, publish: {{ topic: a }} }}\n"
@@ -480,7 +472,6 @@ async fn a_reload_keeps_the_log_applies_bodies_and_leaves_its_size_for_a_restart
     assert_eq!(log[0]["body"], "third");
     assert_eq!(log[1]["body"], "with body");
     assert_eq!(log[1]["route"], "after");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -601,14 +592,12 @@ fn inspect_config_errors_point_at_the_key() {
         ("inspect:\n  bodies: maybe\n", "2:11", ""),
     ];
     for (yaml, at, says) in cases {
-        let err = hookcast::config::from_yaml("c.yaml", yaml)
-            .expect_err(yaml)
-            .to_string();
-        assert!(err.contains(&format!("c.yaml:{at}:")), "{yaml}: {err}");
+        let err = config_error(yaml);
+        assert!(err.contains(&format!("test.yaml:{at}:")), "{yaml}: {err}");
         assert!(err.contains(says), "{yaml}: {err}");
     }
     let ok = hookcast::config::from_yaml(
-        "c.yaml",
+        "test.yaml",
         "inspect: { deliveries: 0, bodies: true, body_bytes: 64KiB }\n",
     )
     .unwrap();

@@ -19,22 +19,7 @@ async fn exchange(addr: SocketAddr, head: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
     // The server may close before reading everything; that is its answer too.
     let _ = s.write_all(head).await;
-    read_to_close(&mut s).await
-}
-
-async fn read_to_close(s: &mut TcpStream) -> String {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match tokio::time::timeout(PATIENCE, s.read(&mut buf)).await {
-            Err(_) => panic!(
-                "the server neither answered nor closed: {}",
-                String::from_utf8_lossy(&out)
-            ),
-            Ok(Ok(0)) | Ok(Err(_)) => return String::from_utf8_lossy(&out).into_owned(),
-            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
-        }
-    }
+    read_to_close(&mut s).await.text()
 }
 
 #[tokio::test]
@@ -46,7 +31,7 @@ async fn slow_headers_are_cut_and_others_are_served_meanwhile() {
         .unwrap();
     // While the slow client dawdles, another is served.
     app.publish("/hooks/a", "still serving").await;
-    let answer = read_to_close(&mut slow).await;
+    let answer = read_to_close(&mut slow).await.text();
     assert!(
         answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
         "{answer}"
@@ -185,24 +170,18 @@ async fn forwarded_for_is_ignored_from_untrusted_peers() {
     .assert_error(StatusCode::TOO_MANY_REQUESTS, "too_many_subscribers");
 }
 
-fn config_error(yaml: &str) -> String {
-    hookcast::config::from_yaml("c.yaml", yaml)
-        .unwrap_err()
-        .to_string()
-}
-
 #[test]
 fn limits_config_errors() {
     let e = config_error("limits:\n  trusted_proxies: [\"10.0.0.0/8\", \"10.0.0.0/40\"]\n");
     assert!(
-        e.starts_with("c.yaml:2:35: limits.trusted_proxies: "),
+        e.starts_with("test.yaml:2:35: limits.trusted_proxies: "),
         "{e}"
     );
     let e = config_error("limits:\n  max_connections: 0\n");
     assert!(
-        e.starts_with("c.yaml:2:20: limits.max_connections must be at least 1"),
+        e.starts_with("test.yaml:2:20: limits.max_connections must be at least 1"),
         "{e}"
     );
     let e = config_error("limits:\n  max_subscribers_per_ip: -1\n");
-    assert!(e.starts_with("c.yaml:2:"), "{e}");
+    assert!(e.starts_with("test.yaml:2:"), "{e}");
 }

@@ -51,13 +51,6 @@ fn nginx_binary() -> Option<PathBuf> {
     }
 }
 
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 async fn start_nginx(bin: PathBuf, hookcast: SocketAddr, app: SocketAddr) -> Nginx {
     let snippet = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -109,14 +102,7 @@ async fn start_nginx(bin: PathBuf, hookcast: SocketAddr, app: SocketAddr) -> Ngi
         .spawn()
         .unwrap();
     let nginx = Nginx { child, addr, dir };
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nginx did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_listening(addr, "nginx").await;
     nginx
 }
 

@@ -140,21 +140,7 @@ impl Drop for Net {
 }
 
 fn yaml(broker: &BrokerServer, url: &str) -> String {
-    format!(
-        r#"
-sse:
-  heartbeat: 200ms
-  retry: 1s
-broker:
-{broker}routes:
-  - name: rooms
-    match:
-      path: "/hooks/{{room}}"
-    publish:
-      topic: "room.{{path:room}}"
-"#,
-        broker = broker.broker_yaml(url, "500ms")
-    )
+    support::broker::replica_yaml("", &broker.broker_yaml(url, "500ms"), "")
 }
 
 async fn subscribe_ready(app: &TestApp, headers: &[(&str, &str)]) -> SseStream {

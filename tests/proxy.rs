@@ -1,7 +1,7 @@
-//! The reverse proxy (SPEC §5): every request that is not the event stream, a
-//! matched route or `/_hookcast/*` reaches the upstream as if hookcast were not
-//! there — methods, targets, headers, bodies both ways, streaming, trailers,
-//! WebSockets — and each failure gets its own answer.
+//! The reverse proxy (README, "Put hookcast in front of your app"): every request
+//! that is not the event stream, a matched route or `/_hookcast/*` reaches the
+//! upstream as if hookcast were not there — methods, targets, headers, bodies both
+//! ways, streaming, trailers, WebSockets — and each failure gets its own answer.
 
 mod support;
 mod upstream;
@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use support::{PATIENCE, Reply, TestApp};
+use support::{PATIENCE, Reply, TestApp, config_error};
 use upstream::{Legacy, Upstream, echoed, empty, full, next_data, read_all, send};
 
 fn req(app: &TestApp, method: Method, target: &str) -> http::request::Builder {
@@ -646,13 +646,6 @@ async fn a_client_breaking_off_its_body_does_not_reach_the_upstream_as_complete(
 
 // ------------------------------------------------------------ configuration
 
-fn config_error(yaml: &str) -> String {
-    hookcast::config::from_yaml("test.yaml", yaml)
-        .map(|_| ())
-        .unwrap_err()
-        .to_string()
-}
-
 #[test]
 fn upstream_configuration_defaults_and_settings() {
     let c =
@@ -827,12 +820,8 @@ impl Drop for TempConfig {
 }
 
 async fn binary(yaml: &str) -> Binary {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = support::free_addr();
+    let port = addr.port();
     let path =
         std::env::temp_dir().join(format!("hookcast-proxy-{}-{port}.yaml", std::process::id()));
     std::fs::write(
@@ -853,14 +842,7 @@ async fn binary(yaml: &str) -> Binary {
         addr,
         _config: TempConfig(path),
     };
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while TcpStream::connect(addr).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "hookcast did not start listening"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::wait_listening(addr, "hookcast").await;
     b
 }
 

@@ -1,20 +1,16 @@
-//! No leaks (SPEC §4, issue "no log line holds a secret"): the real binary runs at
-//! debug level with webhook secrets and JWT secrets from the environment, serves
-//! signed webhooks and token-carrying subscriptions (good and bad), shuts down,
-//! and neither its logs, its config errors, nor what its admin listener shows (the
-//! delivery log, its live tail, the operator page) hold any secret, token or signature.
+//! No leaks (README, "No leaks"): the real binary runs at debug level with webhook
+//! secrets and JWT secrets from the environment, serves signed webhooks and
+//! token-carrying subscriptions (good and bad), shuts down, and neither its logs,
+//! its config errors, nor what its admin listener shows (the delivery log, its live
+//! tail, the operator page) hold any secret, token or signature.
 
 mod support;
 
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
 use http::{Method, StatusCode};
-use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::json;
-use sha2::Sha256;
 
 use support::*;
 
@@ -23,48 +19,11 @@ const HOOK_SECRET: &str = "hook-secret-Zq81xV";
 const OLD_HOOK_SECRET: &str = "old-hook-secret-Kp20mW";
 const JWT_SECRET: &str = "jwt-secret-Yt55aR";
 
-fn temp(name: &str, contents: &str) -> std::path::PathBuf {
-    let path =
-        std::env::temp_dir().join(format!("hookcast-redaction-{}-{name}", std::process::id()));
-    std::fs::write(&path, contents).unwrap();
-    path
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 fn token(exp_in: i64) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    encode(
-        &Header::default(),
-        &json!({"exp": now + exp_in, "hookcast": {"subscribe": ["room.>"]}}),
-        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    hs256(
+        &json!({"exp": unix_now() + exp_in, "hookcast": {"subscribe": ["room.>"]}}),
+        JWT_SECRET,
     )
-    .unwrap()
-}
-
-fn sign(secret: &str, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-async fn wait_listening(addr: SocketAddr) {
-    let deadline = Instant::now() + PATIENCE;
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "hookcast did not start listening"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// What a run leaves to read: its logs, and what its admin listener showed (the
@@ -102,8 +61,9 @@ routes:
       topic: "room.{{path:room}}"
 "#
     );
-    let config = temp(&format!("{format}.yaml"), &yaml);
-    let log_path = temp(&format!("{format}.log"), "");
+    let dir = TempDir::new("redaction");
+    let config = dir.write(&format!("{format}.yaml"), &yaml);
+    let log_path = dir.write(&format!("{format}.log"), "");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(BIN)
         .args(["--config", config.to_str().unwrap()])
@@ -116,22 +76,20 @@ routes:
         .stderr(Stdio::from(log))
         .spawn()
         .unwrap();
-    wait_listening(addr).await;
-    wait_listening(admin).await;
+    wait_listening(addr, "hookcast").await;
+    wait_listening(admin, "hookcast's admin listener").await;
     let mut tail = open_stream(admin, "/deliveries/stream", &[]).await;
     assert_eq!(tail.status, StatusCode::OK);
 
     let good = token(600);
     let expired = token(-600);
-    let forged = encode(
-        &Header::default(),
+    let forged = hs256(
         &json!({"hookcast": {"subscribe": [">"]}}),
-        &EncodingKey::from_secret(b"forged-key-Lm33"),
-    )
-    .unwrap();
+        "forged-key-Lm33",
+    );
     let body = r#"{"msg":"hello"}"#;
-    let good_sig = sign(HOOK_SECRET, body);
-    let bad_sig = sign("wrong-secret-Qq11", body);
+    let good_sig = github_signature(HOOK_SECRET, body);
+    let bad_sig = github_signature("wrong-secret-Qq11", body);
 
     let mut stream = open_stream(
         addr,
@@ -223,8 +181,7 @@ routes:
         std::thread::sleep(Duration::from_millis(20));
     }
     let logs = std::fs::read_to_string(&log_path).unwrap();
-    let _ = std::fs::remove_file(&config);
-    let _ = std::fs::remove_file(&log_path);
+    drop(dir);
     let secrets: Vec<String> = vec![
         HOOK_SECRET.to_owned(),
         OLD_HOOK_SECRET.to_owned(),
@@ -298,7 +255,8 @@ async fn text_logs_at_debug_hold_no_secret_or_token() {
 
 #[test]
 fn config_errors_name_the_secret_never_its_value() {
-    let bad = temp("sw-secret", "whsec_not*base64*Hh72Rp\n");
+    let dir = TempDir::new("redaction");
+    let bad = dir.write("sw-secret", "whsec_not*base64*Hh72Rp\n");
     let yaml = format!(
         r#"
 routes:
@@ -314,7 +272,7 @@ routes:
 "#,
         bad.display()
     );
-    let config = temp("check.yaml", &yaml);
+    let config = dir.write("check.yaml", &yaml);
     let out = Command::new(BIN)
         .args(["check", "--config", config.to_str().unwrap()])
         .env_remove("REDACTION_UNSET_VARIABLE")

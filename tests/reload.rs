@@ -1,40 +1,14 @@
-//! Reload (SPEC §8): a valid config replaces routes and secrets with streams kept
-//! open; an invalid one changes nothing; a Kubernetes-style `..data` symlink swap
-//! is seen; restart-only settings keep their running value.
+//! Reload (README, "Operate"): a valid config replaces routes and secrets with
+//! streams kept open; an invalid one changes nothing; a Kubernetes-style `..data`
+//! symlink swap is seen; restart-only settings keep their running value.
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use http::StatusCode;
-use support::{AdminApp, PATIENCE};
-
-/// A directory under the temp dir, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let p =
-            std::env::temp_dir().join(format!("hookcast-reload-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Dir(p)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::{AdminApp, PATIENCE, TempDir};
 
 /// A config with one route per name: `/hooks/NAME` publishes to `NAME.{room}`.
 fn yaml(routes: &[&str]) -> String {
@@ -82,7 +56,7 @@ fn write(path: &Path, text: &str) {
 
 #[tokio::test]
 async fn a_changed_file_adds_a_route_and_open_streams_keep_receiving() {
-    let dir = Dir::new("file");
+    let dir = TempDir::new("reload-file");
     let file = dir.path("hookcast.yaml");
     write(&file, &yaml(&["a"]));
     let app = AdminApp::spawn_file(&file).await;
@@ -102,7 +76,7 @@ async fn a_changed_file_adds_a_route_and_open_streams_keep_receiving() {
 
 #[tokio::test]
 async fn sighup_reloads_and_an_invalid_config_keeps_the_old_one() {
-    let dir = Dir::new("invalid");
+    let dir = TempDir::new("reload-invalid");
     let file = dir.path("hookcast.yaml");
     write(&file, &yaml(&["a"]));
     let app = AdminApp::spawn_file(&file).await;
@@ -126,7 +100,7 @@ async fn sighup_reloads_and_an_invalid_config_keeps_the_old_one() {
 #[tokio::test]
 async fn a_configmap_symlink_swap_is_seen() {
     // The layout kubelet writes: config.yaml -> ..data/config.yaml, ..data -> ..v1.
-    let dir = Dir::new("configmap");
+    let dir = TempDir::new("reload-configmap");
     std::fs::create_dir(dir.path("..v1")).unwrap();
     std::fs::write(dir.path("..v1/config.yaml"), yaml(&["a"])).unwrap();
     std::os::unix::fs::symlink("..v1", dir.path("..data")).unwrap();
@@ -148,7 +122,7 @@ async fn a_configmap_symlink_swap_is_seen() {
 
 #[tokio::test]
 async fn a_changed_secret_file_replaces_the_secret() {
-    let dir = Dir::new("secret");
+    let dir = TempDir::new("reload-secret");
     let secret = dir.path("token");
     write(&secret, "old-token\n");
     let file = dir.path("hookcast.yaml");
@@ -193,7 +167,7 @@ routes:
 
 #[tokio::test]
 async fn restart_only_settings_keep_their_running_value() {
-    let dir = Dir::new("restart");
+    let dir = TempDir::new("reload-restart");
     let file = dir.path("hookcast.yaml");
     write(&file, &yaml(&["a"]));
     let app = AdminApp::spawn_file(&file).await;

@@ -2,36 +2,15 @@
 //! mismatch reason, the answers a real request would get, `--verify`, and each
 //! exit code.
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use support::TempDir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hookcast");
 const SECRET: &str = "dry-run-secret-Pw19";
-
-struct Files(PathBuf);
-
-impl Files {
-    fn new(tag: &str) -> Files {
-        let dir = std::env::temp_dir().join(format!("hookcast-route-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Files(dir)
-    }
-
-    fn write(&self, name: &str, contents: &str) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, contents).unwrap();
-        p.display().to_string()
-    }
-}
-
-impl Drop for Files {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 const CONFIG: &str = r#"
 routes:
@@ -62,11 +41,15 @@ routes:
     publish: { topic: "s.{json:/id}" }
 "#;
 
-fn setup(tag: &str) -> (Files, String) {
-    let files = Files::new(tag);
+fn setup(tag: &str) -> (TempDir, String) {
+    let files = TempDir::new(&format!("route-{tag}"));
     files.write("secret.txt", SECRET);
-    let config = files.write("hookcast.yaml", CONFIG);
+    let config = name(files.write("hookcast.yaml", CONFIG));
     (files, config)
+}
+
+fn name(path: PathBuf) -> String {
+    path.display().to_string()
 }
 
 fn route(config: &str, args: &[&str]) -> (i32, String, String) {
@@ -85,9 +68,7 @@ fn route(config: &str, args: &[&str]) -> (i32, String, String) {
 }
 
 fn sign(body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    support::github_signature(SECRET, body)
 }
 
 const PUSH: &str = r#"{"type":"b","repository":{"name":"hookcast"},"n":[1,2]}"#;
@@ -95,7 +76,7 @@ const PUSH: &str = r#"{"type":"b","repository":{"name":"hookcast"},"n":[1,2]}"#;
 #[test]
 fn a_matching_request_shows_the_route_why_earlier_ones_did_not_and_what_it_publishes() {
     let (files, config) = setup("match");
-    let payload = files.write("payload.json", PUSH);
+    let payload = name(files.write("payload.json", PUSH));
     let (code, out, err) = route(
         &config,
         &[
@@ -246,7 +227,7 @@ fn a_body_the_route_cannot_use_gets_the_code_a_real_request_gets() {
     let (code, out, _) = route(&config, &["--path", "/strict", "--body", r#"{"id":"a b"}"#]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("result: 422 invalid_topic:"), "{out}");
-    let big = files.write("big", &"x".repeat((1 << 20) + 1));
+    let big = name(files.write("big", &"x".repeat((1 << 20) + 1)));
     let (code, out, _) = route(
         &config,
         &["--path", "/strict", "--body", &format!("@{big}")],
@@ -257,11 +238,11 @@ fn a_body_the_route_cannot_use_gets_the_code_a_real_request_gets() {
 
 #[test]
 fn with_an_upstream_an_unmatched_request_is_passed_on() {
-    let files = Files::new("upstream");
-    let config = files.write(
+    let files = TempDir::new("route-upstream");
+    let config = name(files.write(
         "hookcast.yaml",
         "upstream: { url: \"http://127.0.0.1:9\" }\nroutes:\n  - name: a\n    match: { path: /a, headers: { X-A: \"*\" } }\n    publish: { topic: t }\n",
-    );
+    ));
     let (code, out, _) = route(&config, &["--path", "/a"]);
     assert_eq!(code, 1);
     assert!(
@@ -272,11 +253,11 @@ fn with_an_upstream_an_unmatched_request_is_passed_on() {
 
 #[test]
 fn bad_configs_and_bad_usage_exit_2() {
-    let files = Files::new("bad");
-    let config = files.write(
+    let files = TempDir::new("route-bad");
+    let config = name(files.write(
         "bad.yaml",
         "routes:\n  - name: a\n    match: { path: nope }\n    publish: { topic: t }\n",
-    );
+    ));
     let (code, out, err) = route(&config, &["--path", "/a"]);
     assert_eq!(code, 2, "{out}");
     assert!(err.contains("bad.yaml:3:"), "{err}");

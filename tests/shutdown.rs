@@ -1,6 +1,7 @@
-//! SPEC §7 over real sockets: on shutdown, streams get what was accepted, a jittered
-//! `retry:` and a clean end; in-flight webhooks finish; new connections are refused;
-//! and nothing holds the process past `shutdown_grace`.
+//! Shutdown over real sockets (README, "Operate"): on shutdown, streams get what
+//! was accepted, a jittered `retry:` and a clean end; in-flight webhooks finish;
+//! new connections are refused; and nothing holds the process past
+//! `shutdown_grace`.
 
 mod support;
 mod upstream;
@@ -11,61 +12,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-const ROUTES: &str = r#"
-routes:
-  - name: both
-    match:
-      path: "/both/{a}/{b}"
-    publish:
-      topic: ["room.{path:a}", "room.{path:b}"]
-  - name: plain
-    match:
-      path: "/hooks/{room}"
-    publish:
-      topic: "room.{path:room}"
-"#;
-
+/// A config with `top` at the top level and [`ROUTES`].
 fn yaml(top: &str) -> String {
     format!("{top}\n{ROUTES}")
-}
-
-async fn publish_at(addr: SocketAddr, path: &str, body: impl Into<Bytes>) -> String {
-    let r = request(addr, Method::POST, path, &[], body.into()).await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
-    r.json()["id"].as_str().unwrap().to_owned()
-}
-
-/// Reads an HTTP/1.1 response head (and a Content-Length body) from a raw socket.
-/// Returns (head, body); None if the connection closed or nothing came in time.
-async fn read_response(s: &mut TcpStream, within: Duration) -> Option<(String, String)> {
-    let deadline = tokio::time::Instant::now() + within;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&got[..end]).into_owned();
-            let len = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            if got.len() >= end + 4 + len {
-                let body = String::from_utf8_lossy(&got[end + 4..end + 4 + len]).into_owned();
-                return Some((head, body));
-            }
-        }
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match tokio::time::timeout(left, s.read(&mut buf)).await {
-            Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return None,
-            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-        }
-    }
 }
 
 /// A webhook whose body is still arriving: the head (with `Expect: 100-continue`) and a
@@ -77,10 +29,10 @@ async fn start_chunked_webhook(addr: SocketAddr, path: &str) -> TcpStream {
          Expect: 100-continue\r\n\r\n"
     );
     s.write_all(head.as_bytes()).await.unwrap();
-    let (head, _) = read_response(&mut s, PATIENCE)
+    let r = read_response(&mut s, PATIENCE)
         .await
-        .expect("100 Continue when the server reads the body");
-    assert!(head.starts_with("HTTP/1.1 100"), "{head}");
+        .unwrap_or_else(|e| panic!("100 Continue when the server reads the body: {e}"));
+    assert!(r.head.starts_with("HTTP/1.1 100"), "{}", r.head);
     s.write_all(b"6\r\nhello \r\n").await.unwrap();
     s
 }
@@ -88,10 +40,10 @@ async fn start_chunked_webhook(addr: SocketAddr, path: &str) -> TcpStream {
 /// Sends the last chunk and returns the answer: (status line, body).
 async fn finish_chunked_webhook(s: &mut TcpStream) -> (String, String) {
     s.write_all(b"5\r\nworld\r\n0\r\n\r\n").await.unwrap();
-    let (head, body) = read_response(s, PATIENCE)
+    let r = read_response(s, PATIENCE)
         .await
-        .expect("an answer to the in-flight webhook");
-    (head.lines().next().unwrap_or_default().to_owned(), body)
+        .unwrap_or_else(|e| panic!("an answer to the in-flight webhook: {e}"));
+    (r.status_line().to_owned(), r.text())
 }
 
 /// Waits for `run` to return; returns how long that took from `since`.
@@ -226,8 +178,12 @@ async fn new_connections_are_refused_after_shutdown_began() {
         };
         // Accepted by the kernel: it must be closed without an answer.
         let _ = s.write_all(req.as_bytes()).await;
-        if let Some((head, body)) = read_response(&mut s, Duration::from_secs(3)).await {
-            panic!("a connection made after shutdown began was answered: {head}\n{body}");
+        if let Ok(r) = read_response(&mut s, Duration::from_secs(3)).await {
+            panic!(
+                "a connection made after shutdown began was answered: {}\n{}",
+                r.head,
+                r.text()
+            );
         }
     }
     assert!(!handle.is_finished(), "still draining");

@@ -1,41 +1,18 @@
-//! SPEC §4 over real sockets: the event-stream response, its encoding, refusals,
-//! patterns, replay and resync, history bounds, capacity, slow subscribers and
-//! `max_stream_duration`. Every test runs its own hookcast with inline YAML.
+//! Subscribing (README, "Subscribing") over real sockets: the event-stream
+//! response, its encoding, refusals, patterns, replay and resync, history bounds,
+//! capacity, slow subscribers and `max_stream_duration`. Every test runs its own
+//! hookcast with inline YAML.
 
 mod support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde_json::Value;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Routes: `/both/{a}/{b}` publishes one event to `room.{a}` and `room.{b}`;
-/// `/hooks/{room}` publishes to `room.{room}`, named by `X-Event` when it is sent.
-const ROUTES: &str = r#"
-routes:
-  - name: both
-    match:
-      path: "/both/{a}/{b}"
-    publish:
-      topic: ["room.{path:a}", "room.{path:b}"]
-  - name: named
-    match:
-      path: "/hooks/{room}"
-      headers: { X-Event: "*" }
-    publish:
-      topic: "room.{path:room}"
-      event: "{header:X-Event}"
-  - name: plain
-    match:
-      path: "/hooks/{room}"
-    publish:
-      topic: "room.{path:room}"
-"#;
 
 /// A config with [`ROUTES`], these `sse:` lines (`heartbeat: 15s` and `retry: 3s`
 /// unless given) and `top` at the top level.
@@ -57,13 +34,6 @@ fn yaml(sse: &[&str], top: &str) -> String {
 
 async fn spawn(sse: &[&str]) -> TestApp {
     TestApp::spawn(&yaml(sse, "")).await
-}
-
-/// Publishes `body` on `path` with no [`TestApp`] at hand; returns the id.
-async fn publish_at(addr: SocketAddr, path: &str, body: impl Into<Bytes>) -> String {
-    let r = request(addr, Method::POST, path, &[], body.into()).await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
-    r.json()["id"].as_str().unwrap().to_owned()
 }
 
 async fn publish_named(app: &TestApp, path: &str, event: &str, body: &str) -> String {

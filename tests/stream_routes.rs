@@ -10,26 +10,20 @@ mod upstream;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Webhook routes that publish to `user.ID`, `org.ORG.matches` (event `matches`)
-/// and `room.ROOM`; `extra` is appended at the top level.
+/// The standard config ([`config`]) with webhook routes that publish to
+/// `user.ID`, `org.ORG.matches` (event `matches`) and `room.ROOM`; `extra` is
+/// appended at the top level.
 fn yaml(extra: &str) -> String {
-    format!(
-        r#"
-sse:
-  heartbeat: 15s
-  retry: 3s
-routes:
-  - name: user
+    config(&format!(
+        r#"  - name: user
     match: {{ path: "/hooks/user/{{id}}" }}
     publish: {{ topic: "user.{{path:id}}" }}
   - name: org
@@ -39,7 +33,7 @@ routes:
     match: {{ path: "/hooks/room/{{room}}" }}
     publish: {{ topic: "room.{{path:room}}" }}
 {extra}"#
-    )
+    ))
 }
 
 /// Opens a stream on `path` and reads its prelude; panics unless 200.
@@ -55,11 +49,6 @@ async fn open(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> SseStream 
         Some(Item::Comment(_))
     ));
     s
-}
-
-/// Publishes `body` and returns the event id.
-async fn publish(app: &TestApp, path: &str, body: &str) -> String {
-    app.publish(path, body).await
 }
 
 #[tokio::test]
@@ -87,9 +76,9 @@ streams:
     let mut rooms = open(&app, "/rooms/a/feed?also=b", &[]).await;
 
     // `topic=room.x` was not followed: the first event /matches sees is its own.
-    publish(&app, "/hooks/room/x", "not for matches").await;
-    publish(&app, "/hooks/org/8", "other org").await;
-    let id = publish(&app, "/hooks/org/7", r#"{"score":1}"#).await;
+    app.publish("/hooks/room/x", "not for matches").await;
+    app.publish("/hooks/org/8", "other org").await;
+    let id = app.publish("/hooks/org/7", r#"{"score":1}"#).await;
     let ev = matches.next_event().await;
     assert_eq!(
         (ev.id.as_str(), ev.event.as_str()),
@@ -97,8 +86,8 @@ streams:
     );
     assert_eq!(ev.data, r#"{"score":1}"#);
 
-    publish(&app, "/hooks/room/b", "to b").await;
-    publish(&app, "/hooks/room/a", "to a").await;
+    app.publish("/hooks/room/b", "to b").await;
+    app.publish("/hooks/room/a", "to a").await;
     let got = rooms.events(2).await;
     assert_eq!(
         (got[0].data.as_str(), got[1].data.as_str()),
@@ -133,7 +122,7 @@ async fn the_same_route_after_another_request_on_the_connection_is_served_by_hyp
             break;
         }
         if !published && text.contains("retry: 3000") {
-            publish(&app, "/hooks/org/7", "hyper").await;
+            app.publish("/hooks/org/7", "hyper").await;
             published = true;
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -189,9 +178,9 @@ async fn replay_with_last_event_id_or_the_query_and_resync_on_an_unknown_id() {
     ))
     .await;
     let ids = [
-        publish(&app, "/hooks/org/7", "one").await,
-        publish(&app, "/hooks/org/7", "two").await,
-        publish(&app, "/hooks/org/7", "three").await,
+        app.publish("/hooks/org/7", "one").await,
+        app.publish("/hooks/org/7", "two").await,
+        app.publish("/hooks/org/7", "three").await,
     ];
     let org = [("org-id", "7")];
     let mut by_header = open(
@@ -216,7 +205,7 @@ async fn replay_with_last_event_id_or_the_query_and_resync_on_an_unknown_id() {
     let data: Value = serde_json::from_str(&resync.data).unwrap();
     assert_eq!(data["topics"], json!(["org.7.matches"]));
     assert_eq!(data["last_event_id"], "nope");
-    publish(&app, "/hooks/org/7", "live").await;
+    app.publish("/hooks/org/7", "live").await;
     assert_eq!(unknown.next_event().await.data, "live");
     app.shutdown().await;
 }
@@ -308,8 +297,8 @@ async fn auth_answer_topics_need_no_grant_and_each_user_gets_only_their_own() {
     let mut bob = open(&app, "/api/subscribe", &[("Authorization", "tok-7")]).await;
     // One call each, with no topic=: the topic comes from the answer.
     assert_eq!(me.uris(), ["/api/me", "/api/me"]);
-    publish(&app, "/hooks/user/7", "for bob").await;
-    publish(&app, "/hooks/user/42", "for ann").await;
+    app.publish("/hooks/user/7", "for bob").await;
+    app.publish("/hooks/user/42", "for ann").await;
     assert_eq!(ann.next_event().await.data, "for ann");
     assert_eq!(bob.next_event().await.data, "for bob");
 
@@ -337,8 +326,8 @@ async fn a_request_chosen_topic_is_sent_to_the_auth_endpoint_and_answers_are_cac
     let mut own = open(&app, "/api/subscribe", &[("Authorization", "tok-42")]).await;
     let _again = open(&app, "/api/subscribe", &[("Authorization", "tok-42")]).await;
     assert_eq!(me.calls.load(Ordering::SeqCst), 2);
-    publish(&app, "/hooks/org/7", "goal").await;
-    publish(&app, "/hooks/user/42", "mine").await;
+    app.publish("/hooks/org/7", "goal").await;
+    app.publish("/hooks/user/42", "mine").await;
     assert_eq!(first.next_event().await.data, "goal");
     assert_eq!(second.next_event().await.data, "goal");
     assert_eq!(own.next_event().await.data, "mine");
@@ -353,10 +342,7 @@ async fn a_request_chosen_topic_is_sent_to_the_auth_endpoint_and_answers_are_cac
 
 #[tokio::test]
 async fn an_unreachable_auth_endpoint_means_try_later() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = free_addr();
     let app = TestApp::spawn(&yaml(&format!(
         "upstream:\n  url: \"http://{closed}\"\nsubscribers:\n  auth: upstream\n  upstream:\n    path: /api/me\nstreams:\n  - name: s\n    path: /api/subscribe\n    topics: [\"user.{{auth:/id}}\"]\n"
     )))
@@ -371,20 +357,8 @@ async fn an_unreachable_auth_endpoint_means_try_later() {
     app.shutdown().await;
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn token(claims: Value) -> String {
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(b"jwt-secret"),
-    )
-    .unwrap()
+    hs256(&claims, "jwt-secret")
 }
 
 #[tokio::test]
@@ -409,12 +383,12 @@ streams:
         secret.path()
     )))
     .await;
-    let exp = now() + 600;
+    let exp = unix_now() + 600;
     // No topics claim at all: the topic is the token's own subject.
     let plain = token(json!({"sub": "42", "exp": exp}));
     let mut me = open(&app, &format!("/me?access_token={plain}"), &[]).await;
-    publish(&app, "/hooks/user/41", "not mine").await;
-    publish(&app, "/hooks/user/42", "mine").await;
+    app.publish("/hooks/user/41", "not mine").await;
+    app.publish("/hooks/user/42", "mine").await;
     assert_eq!(me.next_event().await.data, "mine");
 
     let no_sub = token(json!({"exp": exp}));
@@ -436,7 +410,7 @@ streams:
     app.get(&format!("/orgs/7?access_token={plain}"), &[])
         .await
         .assert_error(StatusCode::FORBIDDEN, "topic_forbidden");
-    publish(&app, "/hooks/org/7", "kickoff").await;
+    app.publish("/hooks/org/7", "kickoff").await;
     assert_eq!(org.next_event().await.data, "kickoff");
 
     // Part request, part identity: the claim must cover the whole topic.
@@ -530,7 +504,7 @@ async fn limits_metrics_and_shutdown_hold_on_a_stream_route() {
         metrics.lines().any(|l| l == "hookcast_subscribers 1"),
         "{metrics}"
     );
-    publish(&app.app, "/hooks/org/7", "x").await;
+    app.app.publish("/hooks/org/7", "x").await;
     s.next_event().await;
     let metrics = app.admin_get("/metrics").await.text();
     assert!(
@@ -575,7 +549,7 @@ async fn a_slow_subscriber_on_a_stream_route_is_cut() {
             "never cut after {published} events: {}",
             app.admin_get("/metrics").await.text()
         );
-        publish(&app.app, "/hooks/org/7", &big).await;
+        app.app.publish("/hooks/org/7", &big).await;
         published += 1;
     }
     let mut got = Vec::new();
@@ -592,9 +566,8 @@ async fn a_slow_subscriber_on_a_stream_route_is_cut() {
 
 #[tokio::test]
 async fn a_reload_adds_a_stream_route_and_open_streams_stay() {
-    let dir = std::env::temp_dir().join(format!("hookcast-streams-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("hookcast.yaml");
+    let dir = TempDir::new("streams-reload");
+    let file = dir.path("hookcast.yaml");
     let first = yaml(
         "streams:\n  - name: m\n    path: /matches\n    topics: [\"org.{header:org-id}.matches\"]\n",
     );
@@ -606,7 +579,7 @@ async fn a_reload_adds_a_stream_route_and_open_streams_stay() {
         .await
         .assert_error(StatusCode::NOT_FOUND, "not_found");
 
-    let tmp = dir.join("hookcast.yaml.tmp");
+    let tmp = dir.path("hookcast.yaml.tmp");
     std::fs::write(
         &tmp,
         format!("{first}  - name: me\n    path: /me\n    topics: [\"user.{{query:id}}\"]\n"),
@@ -626,10 +599,9 @@ async fn a_reload_adds_a_stream_route_and_open_streams_stay() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    publish(&app.app, "/hooks/user/42", "new route").await;
-    publish(&app.app, "/hooks/org/7", "old stream").await;
+    app.app.publish("/hooks/user/42", "new route").await;
+    app.app.publish("/hooks/org/7", "old stream").await;
     assert_eq!(me.next_event().await.data, "new route");
     assert_eq!(kept.next_event().await.data, "old stream");
     app.app.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

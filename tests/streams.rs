@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::{PATIENCE, TestApp, config};
+use support::{PATIENCE, TestApp, config, read_to_close};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -35,16 +35,6 @@ async fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, needle: &str) -> Strin
         }
     }
     String::from_utf8_lossy(buf).into_owned()
-}
-
-/// Reads until the peer closes; the bytes read.
-async fn read_to_close(s: &mut TcpStream) -> String {
-    let mut got = Vec::new();
-    tokio::time::timeout(PATIENCE, s.read_to_end(&mut got))
-        .await
-        .expect("the server kept the connection open")
-        .expect("read failed");
-    String::from_utf8_lossy(&got).into_owned()
 }
 
 /// Connects and sends `request` as is.
@@ -149,7 +139,9 @@ async fn http10_stream_ends_with_the_connection() {
     .await;
 
     let stopped = app.begin_shutdown();
-    let rest = read_to_close(&mut s).await;
+    let closed = read_to_close(&mut s).await;
+    assert!(!closed.reset, "read failed: {closed:?}");
+    let rest = closed.text();
     assert!(rest.contains("retry: "), "{rest:?}");
     stopped.await.unwrap().unwrap();
 }

@@ -6,7 +6,7 @@
 mod support;
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use http::header::HeaderName;
@@ -19,8 +19,9 @@ use support::*;
 
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/vectors");
 
-/// SPEC §3 accepts hex in either case; this vector records the other choice.
-const SPEC_OVERRIDES: [(&str, bool); 1] = [("uppercase_hex_rejected_by_exact_compare", true)];
+/// hookcast accepts hex signatures in either case (README, "Securing hookcast");
+/// this vector records the other choice.
+const OUR_CHOICES: [(&str, bool); 1] = [("uppercase_hex_rejected_by_exact_compare", true)];
 
 struct Vector {
     file: String,
@@ -34,7 +35,7 @@ impl Vector {
 
     fn expected(&self) -> bool {
         let name = self.v["name"].as_str().unwrap();
-        SPEC_OVERRIDES
+        OUR_CHOICES
             .iter()
             .find(|(n, _)| *n == name)
             .map_or_else(|| self.v["expected_valid"].as_bool().unwrap(), |(_, e)| *e)
@@ -204,13 +205,6 @@ fn timestamp_failures_are_reported_as_such() {
 
 // ---------------------------------------------------------------- over HTTP
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 fn hmac_hex(key: &[u8], parts: &[&[u8]]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
     for p in parts {
@@ -314,10 +308,10 @@ async fn stripe_route_checks_the_timestamp() {
             hmac_hex(b"whsec_abc", &[ts.as_bytes(), b".", body.as_bytes()])
         )
     };
-    assert_accepted(&app, &[("Stripe-Signature", &sign(now()))], body).await;
+    assert_accepted(&app, &[("Stripe-Signature", &sign(unix_now()))], body).await;
     assert_refused(
         &app,
-        &[("Stripe-Signature", &sign(now() - 3600))],
+        &[("Stripe-Signature", &sign(unix_now() - 3600))],
         body,
         "timestamp_out_of_tolerance",
     )
@@ -355,14 +349,14 @@ async fn standard_webhooks_slack_shopify_generic_and_token_routes() {
             ),
         )
     };
-    let (ts, sig) = sign(now());
+    let (ts, sig) = sign(unix_now());
     let h = [
         ("webhook-id", "msg_1"),
         ("webhook-timestamp", ts.as_str()),
         ("webhook-signature", sig.as_str()),
     ];
     assert_accepted(&app, &h, body).await;
-    let (ts, sig) = sign(now() - 120);
+    let (ts, sig) = sign(unix_now() - 120);
     let old = [
         ("webhook-id", "msg_1"),
         ("webhook-timestamp", ts.as_str()),
@@ -376,7 +370,7 @@ async fn standard_webhooks_slack_shopify_generic_and_token_routes() {
         slack.path()
     )))
     .await;
-    let ts = now().to_string();
+    let ts = unix_now().to_string();
     let sig = format!(
         "v0={}",
         hmac_hex(
@@ -500,12 +494,6 @@ async fn a_route_without_verify_still_accepts_unsigned_webhooks() {
 
 // ---------------------------------------------------------------- config
 
-fn config_error(yaml: &str) -> String {
-    hookcast::config::from_yaml("c.yaml", yaml)
-        .unwrap_err()
-        .to_string()
-}
-
 #[test]
 fn verify_config_errors_point_at_the_key() {
     let route = |verify: &str| {
@@ -517,7 +505,7 @@ fn verify_config_errors_point_at_the_key() {
         "      scheme: gitlab\n      secret_file: /dev/null\n",
     ));
     assert!(
-        e.starts_with("c.yaml:8:15: route `r`: verify.scheme `gitlab` is not known"),
+        e.starts_with("test.yaml:8:15: route `r`: verify.scheme `gitlab` is not known"),
         "{e}"
     );
     let e = config_error(&route("      scheme: github\n"));
@@ -531,7 +519,9 @@ fn verify_config_errors_point_at_the_key() {
         "      scheme: github\n      header: X-Sig\n      secret_env: X\n",
     ));
     assert!(
-        e.contains("c.yaml:9:15: route `r`: verify.header applies to hmac-sha256 and token only"),
+        e.contains(
+            "test.yaml:9:15: route `r`: verify.header applies to hmac-sha256 and token only"
+        ),
         "{e}"
     );
     let e = config_error(&route(
@@ -545,7 +535,7 @@ fn verify_config_errors_point_at_the_key() {
         "      scheme: hmac-sha256\n      header: X-Sig\n      encoding: hexa\n      secret_env: X\n",
     ));
     assert!(
-        e.contains("c.yaml:10:17: route `r`: verify.encoding `hexa` is not known"),
+        e.contains("test.yaml:10:17: route `r`: verify.encoding `hexa` is not known"),
         "{e}"
     );
     let e = config_error(&route("      scheme: twilio\n      secret_env: X\n"));
@@ -569,14 +559,14 @@ fn verify_config_errors_point_at_the_key() {
 fn secret_env_is_read_from_the_given_environment() {
     let yaml = "routes:\n  - name: r\n    match:\n      path: /h\n    publish:\n      topic: t\n    verify:\n      scheme: github\n      secret_env: [A, B]\n";
     let env = |name: &str| (name == "A").then(|| std::ffi::OsString::from("a-secret"));
-    let e = hookcast::config::from_yaml_with_env("c.yaml", yaml, &env)
+    let e = hookcast::config::from_yaml_with_env("test.yaml", yaml, &env)
         .unwrap_err()
         .to_string();
     // At the item, not at the list.
     assert_eq!(
         e,
-        "c.yaml:9:23: route `r`: verify.secret_env: environment variable `B` is not set"
+        "test.yaml:9:23: route `r`: verify.secret_env: environment variable `B` is not set"
     );
     let env = |_: &str| Some(std::ffi::OsString::from("s"));
-    assert!(hookcast::config::from_yaml_with_env("c.yaml", yaml, &env).is_ok());
+    assert!(hookcast::config::from_yaml_with_env("test.yaml", yaml, &env).is_ok());
 }

@@ -1,6 +1,6 @@
-//! Webhooks (SPEC §3), over real sockets: the 202 answer and its event id, route
-//! matching, templates, errors (and that a rejected webhook publishes nothing),
-//! dedupe, and per-topic order under concurrent publishers.
+//! Webhooks (README, "Routes"), over real sockets: the 202 answer and its event id,
+//! route matching, templates, errors (and that a rejected webhook publishes
+//! nothing), dedupe, and per-topic order under concurrent publishers.
 
 mod support;
 
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use support::*;
@@ -31,7 +31,7 @@ fn seq_of(id: &str) -> u64 {
         .unwrap_or_else(|_| panic!("id {id:?} does not end in a number"))
 }
 
-/// SPEC §4: at most 128 bytes of `A-Z a-z 0-9 . _ ~ -`.
+/// An event id: at most 128 bytes of `A-Z a-z 0-9 . _ ~ -`.
 fn assert_id_format(id: &str) {
     assert!(!id.is_empty(), "empty id");
     assert!(id.len() <= 128, "id longer than 128 bytes: {id:?}");
@@ -669,18 +669,18 @@ routes:
     assert_eq!(s.next_event().await.id, id);
 }
 
-#[tokio::test]
-async fn body_over_max_body_with_content_length_is_413() {
-    let app = TestApp::spawn(
-        r#"
+/// `max_body: 1KiB` and one route, `/hooks/big`, publishing to `big`.
+const BIG: &str = r#"
 limits: { max_body: 1KiB }
 routes:
   - name: big
     match: { path: "/hooks/big" }
     publish: { topic: "big" }
-"#,
-    )
-    .await;
+"#;
+
+#[tokio::test]
+async fn body_over_max_body_with_content_length_is_413() {
+    let app = TestApp::spawn(BIG).await;
     let mut s = app.subscribe("topic=big", &[]).await;
     for n in [1025, 4096, 200_000] {
         app.post("/hooks/big", &[], "x".repeat(n))
@@ -727,65 +727,15 @@ async fn post_chunked(
     if !out.is_empty() {
         sock.write_all(&out).await.unwrap();
     }
-    read_response(&mut sock).await
-}
-
-/// Reads one HTTP/1.1 response with a Content-Length (or up to EOF).
-async fn read_response(sock: &mut TcpStream) -> (u16, Vec<u8>) {
-    let mut buf = Vec::new();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-            let status: u16 = head
-                .split(' ')
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or_else(|| panic!("bad status line: {head}"));
-            let len = head.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse::<usize>().unwrap())
-            });
-            let body_start = end + 4;
-            if let Some(len) = len
-                && buf.len() >= body_start + len
-            {
-                return (status, buf[body_start..body_start + len].to_vec());
-            }
-        }
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout_at(deadline, sock.read(&mut chunk))
-            .await
-            .expect("a response in time")
-            .unwrap_or_else(|e| {
-                panic!(
-                    "read failed ({e}) after {:?}",
-                    String::from_utf8_lossy(&buf)
-                )
-            });
-        if n == 0 {
-            panic!(
-                "connection closed before a whole response: {:?}",
-                String::from_utf8_lossy(&buf)
-            );
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    let r = read_response(&mut sock, PATIENCE)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (r.status, r.body)
 }
 
 #[tokio::test]
 async fn chunked_body_over_max_body_is_413() {
-    let app = TestApp::spawn(
-        r#"
-limits: { max_body: 1KiB }
-routes:
-  - name: big
-    match: { path: "/hooks/big" }
-    publish: { topic: "big" }
-"#,
-    )
-    .await;
+    let app = TestApp::spawn(BIG).await;
     let mut s = app.subscribe("topic=big", &[]).await;
 
     // 3 x 400 bytes, complete with the final chunk.

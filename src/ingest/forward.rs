@@ -50,7 +50,7 @@ async fn forward_and_publish(
             status = resp.status().as_u16(),
             "the upstream did not accept the request; no event"
         );
-        return proxy::reply(resp);
+        return proxy::relay(resp);
     }
     let json: Option<Value> = if route.needs_json() {
         serde_json::from_slice(&body).ok()
@@ -68,7 +68,7 @@ async fn forward_and_publish(
     };
     if !route.reads_response() {
         publish(app, &route.name, render(&route, &input(None)), outcome).await;
-        return proxy::reply(resp);
+        return proxy::relay(resp);
     }
 
     // The answer is read only as far as `limits.max_body`, and sent on as it was read.

@@ -217,7 +217,7 @@ impl Upstream {
     /// Passes a request on and its answer back, or answers the failure.
     pub async fn pass(&self, req: Request<Body>) -> Response<Body> {
         match self.send(req).await {
-            Ok(resp) => reply(resp),
+            Ok(resp) => relay(resp),
             Err(e) => e.into_response(),
         }
     }
@@ -301,8 +301,8 @@ impl Upstream {
     }
 }
 
-/// The upstream's response, its body watched for a break-off.
-pub fn reply(resp: Response<Incoming>) -> Response<Body> {
+/// Relays the upstream's response, its body watched for a break-off.
+pub fn relay(resp: Response<Incoming>) -> Response<Body> {
     resp.map(|b| body::Watched::new(b).boxed())
 }
 

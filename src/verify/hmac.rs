@@ -117,7 +117,8 @@ mod tests {
         let h = [("X-Hub-Signature-256", GITHUB_SIG)];
         assert_eq!(run(&v, &h, "Hello, World!"), Ok(()));
         assert_eq!(run(&v, &h, "Hello, World?"), Err(Failure::Invalid));
-        // Uppercase hex is the same MAC (SPEC §3: hex in either case).
+        // Uppercase hex is the same MAC: signatures are taken in either case
+        // (README, "Securing hookcast").
         let upper = format!("sha256={}", GITHUB_SIG[7..].to_uppercase());
         assert_eq!(
             run(&v, &[("X-Hub-Signature-256", &upper)], "Hello, World!"),

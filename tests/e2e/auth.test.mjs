@@ -2,7 +2,7 @@
 // `Authorization: Bearer` against `subscribers.auth: jwt`, and a page on another
 // origin subscribing with `withCredentials: true` under `cors`.
 //
-// These need the subscriber auth and CORS of SPEC §2/§4. Each test first asks
+// These need subscriber auth and CORS (README, "Securing hookcast"). Each test first asks
 // `hookcast check` whether the binary accepts its config, and is skipped, with
 // hookcast's own words as the reason, when it does not.
 
@@ -11,8 +11,8 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 
 import { start, check, DEMO_ROUTES, PATIENCE_MS } from './support/hookcast.mjs';
-import { launch, recordStreams, serveAssets, staticServer, html } from './support/browser.mjs';
-import { POLYFILL_ASSETS } from './support/polyfill-page.mjs';
+import { launch, recordStreams, staticServer, html } from './support/browser.mjs';
+import { openPolyfillPage } from './support/polyfill-page.mjs';
 
 const SECRET = 'e2e-secret-that-is-long-enough-for-hs256';
 const ENV = { HOOKCAST_JWT_SECRET: SECRET };
@@ -66,16 +66,6 @@ after(async () => {
   await browser?.close();
 });
 
-async function polyfillPage(t, app) {
-  const context = await browser.newContext();
-  t.after(() => context.close());
-  await serveAssets(context, app.origin, POLYFILL_ASSETS);
-  const page = await context.newPage();
-  const streams = recordStreams(page);
-  await page.goto(app.url('/_e2e/polyfill.html'));
-  return { page, streams };
-}
-
 test(
   'event-source-polyfill subscribes with Authorization: Bearer (subscribers.auth: jwt) and keeps it across reconnects',
   { skip: jwtSkip },
@@ -89,7 +79,7 @@ ${JWT_AUTH}${DEMO_ROUTES}`,
       ENV,
     );
     t.after(() => app.stop());
-    const { page, streams } = await polyfillPage(t, app);
+    const { page, streams } = await openPolyfillPage(t, browser, app);
     const url = app.url('/events?topic=demo.lobby');
     const headers = { Authorization: `Bearer ${token(['demo.*'])}` };
     await page.evaluate(([url, headers]) => window.subscribe(url, { headers }), [url, headers]);
@@ -120,7 +110,7 @@ ${JWT_AUTH}${DEMO_ROUTES}`,
 test('event-source-polyfill without a token gets 401, with a token for other topics 403, and stops', { skip: jwtSkip }, async (t) => {
   const app = await start(`${JWT_AUTH}${DEMO_ROUTES}`, ENV);
   t.after(() => app.stop());
-  const { page } = await polyfillPage(t, app);
+  const { page } = await openPolyfillPage(t, browser, app);
   const url = app.url('/events?topic=demo.lobby');
   for (const [headers, status] of [
     [{}, 401],

@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { start, DEMO_ROUTES, PATIENCE_MS } from './support/hookcast.mjs';
-import { launch, recordStreams, serveAssets } from './support/browser.mjs';
-import { POLYFILL_ASSETS } from './support/polyfill-page.mjs';
+import { launch } from './support/browser.mjs';
+import { openPolyfillPage } from './support/polyfill-page.mjs';
 
 let browser;
 before(async () => {
@@ -26,12 +26,7 @@ after(async () => {
 async function setup(t, yaml) {
   const app = await start(yaml);
   t.after(() => app.stop());
-  const context = await browser.newContext();
-  t.after(() => context.close());
-  await serveAssets(context, app.origin, POLYFILL_ASSETS);
-  const page = await context.newPage();
-  const streams = recordStreams(page);
-  await page.goto(app.url('/_e2e/polyfill.html'));
+  const { page, streams } = await openPolyfillPage(t, browser, app);
   const seen = () => page.evaluate(() => window.seen);
   const waitFor = (fn, arg, timeout = PATIENCE_MS) => page.waitForFunction(fn, arg, { timeout });
   return { app, page, streams, seen, waitFor };

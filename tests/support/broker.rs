@@ -1,6 +1,7 @@
-//! The shared brokers the scale-out tests run against, each a real server of the
-//! test's own on a free port: `redis-server` without persistence, or
-//! `nats-server -js` with a store directory of its own. Killed on drop.
+//! The shared brokers the scale-out and fault tests run against, each a real
+//! server of the test's own on a free port: `redis-server` (without persistence,
+//! or writing every command to its append-only file), or `nats-server -js` with
+//! a store directory of its own. Killed on drop.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::PATIENCE;
+use super::{PATIENCE, free_port, wait_listening};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -20,16 +21,10 @@ pub struct BrokerServer {
     pub kind: Kind,
     pub port: u16,
     child: Option<Child>,
-    /// NATS's JetStream store, removed on drop.
+    /// NATS's JetStream store, or a persistent Redis's append-only file; removed on drop.
     store: PathBuf,
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    /// Redis only: writes every command to its append-only file before answering.
+    persistent: bool,
 }
 
 impl BrokerServer {
@@ -48,12 +43,24 @@ impl BrokerServer {
             port,
             child: None,
             store,
+            persistent: false,
         }
     }
 
     async fn start_on(kind: Kind, host: &str, port: u16) -> BrokerServer {
         let mut b = Self::new(kind, port);
         b.spawn(host, None).await;
+        b
+    }
+
+    /// A `redis-server` that writes every command to its append-only file before
+    /// answering (`appendfsync always`), so a restart after a kill loses nothing
+    /// it acknowledged.
+    pub async fn start_persistent_redis() -> BrokerServer {
+        let mut b = Self::new(Kind::Redis, free_port());
+        b.persistent = true;
+        std::fs::create_dir_all(&b.store).unwrap();
+        b.spawn("127.0.0.1", None).await;
         b
     }
 
@@ -67,15 +74,8 @@ impl BrokerServer {
 
     /// Waits until `host` (an address in the namespace) accepts connections.
     pub async fn wait_reachable(&self, host: &str) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while TcpStream::connect((host, self.port)).await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{:?} server unreachable at {host}",
-                self.kind
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("the {:?} server at {host}", self.kind);
+        wait_listening((host, self.port), &what).await;
     }
 
     /// Spawns the server, optionally through `ip netns exec NS`.
@@ -90,6 +90,11 @@ impl BrokerServer {
             None => Command::new("env"),
         };
         match self.kind {
+            Kind::Redis if self.persistent => cmd
+                .args(["redis-server", "--port", &port, "--bind", host])
+                .args(["--save", "", "--protected-mode", "no"])
+                .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                .arg(&self.store),
             Kind::Redis => cmd
                 .args(["redis-server", "--port", &port, "--bind", host])
                 .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"]),
@@ -119,6 +124,11 @@ impl BrokerServer {
         }
     }
 
+    /// [`replica_yaml`] for this server, reached at its own URL with a 500 ms timeout.
+    pub fn replica_yaml(&self, sse: &str, more: &str) -> String {
+        replica_yaml(sse, &self.broker_yaml(&self.url(), "500ms"), more)
+    }
+
     /// The `broker:` keys for this server (indented for a `broker:` map).
     pub fn broker_yaml(&self, url: &str, timeout: &str) -> String {
         let kind = match self.kind {
@@ -128,8 +138,8 @@ impl BrokerServer {
         format!("  kind: {kind}\n  url: \"{url}\"\n  timeout: {timeout}\n")
     }
 
-    /// Stops it and starts it again on the same port with its data (NATS keeps
-    /// its store; Redis, without persistence, comes back empty).
+    /// Stops it and starts it again on the same port with its data (NATS and a
+    /// persistent Redis keep their store; Redis without persistence comes back empty).
     pub async fn restart(&mut self) {
         self.kill();
         self.spawn("127.0.0.1", None).await;
@@ -212,4 +222,25 @@ impl Drop for BrokerServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.store);
     }
+}
+
+/// A replica's config: heartbeats every 200 ms and `retry: 1s`, then the `sse`
+/// lines; `broker` (the keys of the `broker:` map, indented); the route `rooms`
+/// (`/hooks/{room}` publishes to `room.{room}`); then `more`, which may go on
+/// with the list of routes.
+pub fn replica_yaml(sse: &str, broker: &str, more: &str) -> String {
+    format!(
+        r#"
+sse:
+  heartbeat: 200ms
+  retry: 1s
+{sse}broker:
+{broker}routes:
+  - name: rooms
+    match:
+      path: "/hooks/{{room}}"
+    publish:
+      topic: "room.{{path:room}}"
+{more}"#
+    )
 }

@@ -1,8 +1,14 @@
 //! Test support: a real hookcast on 127.0.0.1:0, a small HTTP client over real
-//! sockets, and an event-stream reader built on a spec-following parser.
-#![allow(dead_code, unreachable_pub)]
+//! sockets, an event-stream reader built on a spec-following parser, the
+//! standard routes and temporary files. Raw sockets are in `net`, config errors
+//! in `checks`, signatures and tokens in `sign`, broker servers in `broker`.
+// Each test binary uses a part of this module.
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub mod broker;
+pub mod checks;
+pub mod net;
+pub mod sign;
 pub mod sse_parser;
 
 use std::collections::VecDeque;
@@ -18,6 +24,11 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use checks::config_error;
+pub use net::{
+    Closed, RawResponse, free_addr, free_port, read_response, read_to_close, wait_listening,
+};
+pub use sign::{github_signature, hs256, unix_now};
 pub use sse_parser::{Item, Parser, SseEvent};
 
 /// How long a test waits for something that should happen at once.
@@ -67,9 +78,7 @@ impl TestApp {
 
     /// Publishes `body` on `path` and returns the event id; panics unless 202.
     pub async fn publish(&self, path: &str, body: &str) -> String {
-        let r = self.post(path, &[], body.to_owned()).await;
-        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
-        r.json()["id"].as_str().unwrap().to_owned()
+        publish_at(self.addr, path, body.to_owned()).await
     }
 
     /// Opens an event stream; panics unless 200.
@@ -350,6 +359,36 @@ pub async fn subscribe_ready(app: &TestApp, query: &str, headers: &[(&str, &str)
     }
 }
 
+/// Routes: `/both/{a}/{b}` publishes one event to `room.{a}` and `room.{b}`;
+/// `/hooks/{room}` publishes to `room.{room}`, named by `X-Event` when it is sent.
+pub const ROUTES: &str = r#"
+routes:
+  - name: both
+    match:
+      path: "/both/{a}/{b}"
+    publish:
+      topic: ["room.{path:a}", "room.{path:b}"]
+  - name: named
+    match:
+      path: "/hooks/{room}"
+      headers: { X-Event: "*" }
+    publish:
+      topic: "room.{path:room}"
+      event: "{header:X-Event}"
+  - name: plain
+    match:
+      path: "/hooks/{room}"
+    publish:
+      topic: "room.{path:room}"
+"#;
+
+/// Publishes `body` on `path` with no [`TestApp`] at hand; returns the id.
+pub async fn publish_at(addr: SocketAddr, path: &str, body: impl Into<Bytes>) -> String {
+    let r = request(addr, Method::POST, path, &[], body.into()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    r.json()["id"].as_str().unwrap().to_owned()
+}
+
 /// The standard config used by most tests; `extra` is appended at the top level.
 pub fn config(extra: &str) -> String {
     format!(
@@ -374,29 +413,85 @@ routes:
     )
 }
 
+/// A directory of the test's own under the temp dir (unique per process and
+/// call), removed on drop, also when the test fails.
+pub struct TempDir(std::path::PathBuf);
+
+/// A path under the temp dir that no other test of any process has: the
+/// process id and a count, then `tag`.
+fn unique_temp_path(tag: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("hookcast-{}-{n}-{tag}", std::process::id()))
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = unique_temp_path(tag);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    /// The path of `name` in it.
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes `name` in it; its path.
+    pub fn write(&self, name: &str, contents: &str) -> std::path::PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A file of the test's own under the temp dir (unique per process and call;
+/// `tag` says what it is), removed on drop.
+pub struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    pub fn new(tag: &str, contents: &str) -> TempFile {
+        let path = unique_temp_path(tag);
+        std::fs::write(&path, contents).unwrap();
+        TempFile(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// The path as text.
+    pub fn name(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// A secret written to a file under the temp dir (as a Kubernetes Secret mount
 /// would be), removed on drop.
-pub struct SecretFile(std::path::PathBuf);
+pub struct SecretFile(TempFile);
 
 impl SecretFile {
     pub fn new(contents: &str) -> SecretFile {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("hookcast-secret-{}-{n}", std::process::id()));
-        std::fs::write(&path, contents).unwrap();
-        SecretFile(path)
+        SecretFile(TempFile::new("secret", contents))
     }
 
     /// The path, quoted for YAML.
     pub fn path(&self) -> String {
-        format!("{:?}", self.0.display().to_string())
-    }
-}
-
-impl Drop for SecretFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        format!("{:?}", self.0.name())
     }
 }
 
@@ -458,117 +553,5 @@ impl AdminApp {
 
     pub async fn admin_get(&self, path: &str) -> Reply {
         request(self.admin, Method::GET, path, &[], Bytes::new()).await
-    }
-}
-
-/// A `redis-server` of the test's own on a free port, without persistence, so
-/// that a test can stop and restart it. Killed on drop.
-pub struct RedisServer {
-    pub port: u16,
-    child: Option<std::process::Child>,
-    /// With persistence: the directory of its append-only file, kept across restarts.
-    dir: Option<std::path::PathBuf>,
-}
-
-impl RedisServer {
-    pub async fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut r = RedisServer {
-            port,
-            child: None,
-            dir: None,
-        };
-        r.restart().await;
-        r
-    }
-
-    /// One that writes every command to its append-only file before answering
-    /// (`appendfsync always`), so a restart after a kill loses nothing acknowledged.
-    pub async fn start_persistent() -> RedisServer {
-        let mut r = RedisServer::start().await;
-        r.kill();
-        let dir =
-            std::env::temp_dir().join(format!("hookcast-redis-{}-{}", std::process::id(), r.port));
-        std::fs::create_dir_all(&dir).unwrap();
-        r.dir = Some(dir);
-        r.restart().await;
-        r
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// Starts it (again) on the same port, empty, and waits until it accepts connections.
-    pub async fn restart(&mut self) {
-        let mut cmd = std::process::Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"]);
-        match &self.dir {
-            None => cmd.args(["--save", "", "--appendonly", "no"]),
-            Some(dir) => cmd
-                .args([
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "yes",
-                    "--appendfsync",
-                    "always",
-                ])
-                .arg("--dir")
-                .arg(dir),
-        };
-        let child = cmd
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (apt-get install redis-server)");
-        self.child = Some(child);
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Freezes it (SIGSTOP): connections stay open, nothing is answered.
-    pub fn pause(&self) {
-        self.signal("STOP");
-    }
-
-    /// Thaws it (SIGCONT): it runs what it received meanwhile.
-    pub fn resume(&self) {
-        self.signal("CONT");
-    }
-
-    fn signal(&self, name: &str) {
-        let pid = self.child.as_ref().expect("redis-server runs").id();
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(pid.to_string())
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{name} {pid}");
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-        if let Some(dir) = &self.dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
     }
 }

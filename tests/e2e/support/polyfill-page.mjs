@@ -1,7 +1,7 @@
 // A test page that loads event-source-polyfill (the npm file itself) and records
 // what its EventSourcePolyfill sees, for tests to read with page.evaluate.
 
-import { POLYFILL, html, js } from './browser.mjs';
+import { POLYFILL, html, js, recordStreams, serveAssets } from './browser.mjs';
 
 const PAGE = `<!doctype html>
 <meta charset="utf-8">
@@ -28,8 +28,22 @@ const PAGE = `<!doctype html>
 <body>event-source-polyfill test page</body>
 `;
 
-/** Assets for serveAssets() / staticServer(): the page and the polyfill it loads. */
-export const POLYFILL_ASSETS = {
+/** The page and the polyfill it loads, for serveAssets(). */
+const POLYFILL_ASSETS = {
   'polyfill.html': html(PAGE),
   'eventsource.js': js(POLYFILL),
 };
+
+/**
+ * Opens the page on `app`'s own origin in a new context of `browser`, closed
+ * after test `t`; the page and the streams it opens (recordStreams).
+ */
+export async function openPolyfillPage(t, browser, app) {
+  const context = await browser.newContext();
+  t.after(() => context.close());
+  await serveAssets(context, app.origin, POLYFILL_ASSETS);
+  const page = await context.newPage();
+  const streams = recordStreams(page);
+  await page.goto(app.url('/_e2e/polyfill.html'));
+  return { page, streams };
+}

@@ -1,0 +1,148 @@
+//! Raw sockets: free addresses, and reading HTTP/1.1 answers byte for byte where
+//! a test must see exactly what was written (no client library in between).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use super::PATIENCE;
+
+/// An address on 127.0.0.1 that was free a moment ago.
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    free_addr().port()
+}
+
+/// Waits until `addr` accepts connections; `what` names the server if it never does.
+pub async fn wait_listening(addr: impl tokio::net::ToSocketAddrs + Copy, what: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not start listening"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What a connection carried until the peer closed it.
+#[derive(Debug)]
+pub struct Closed {
+    /// Every byte read.
+    pub bytes: Vec<u8>,
+    /// The connection ended with an error (a reset), not an orderly close.
+    pub reset: bool,
+}
+
+impl Closed {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+
+    /// Whether the bytes end with HTTP/1.1's last chunk (a stream ended cleanly).
+    pub fn ends_with_last_chunk(&self) -> bool {
+        self.bytes.ends_with(b"0\r\n\r\n")
+    }
+}
+
+/// Reads until the peer closes or resets the connection; panics if it is still
+/// open after [`PATIENCE`] without a byte.
+pub async fn read_to_close(s: &mut TcpStream) -> Closed {
+    let mut bytes = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match tokio::time::timeout(PATIENCE, s.read(&mut buf)).await {
+            Err(_) => panic!(
+                "the server neither answered nor closed ({} bytes read): {:?}",
+                bytes.len(),
+                String::from_utf8_lossy(&bytes[..bytes.len().min(2048)])
+            ),
+            Ok(Ok(0)) => {
+                return Closed {
+                    bytes,
+                    reset: false,
+                };
+            }
+            Ok(Err(_)) => return Closed { bytes, reset: true },
+            Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// One HTTP/1.1 response read off a raw socket.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// The head, status line first, without the blank line that ends it.
+    pub head: String,
+    pub status: u16,
+    /// `Content-Length` bytes after the head (none without that header).
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn status_line(&self) -> &str {
+        self.head.lines().next().unwrap_or_default()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one response head and its `Content-Length` body within `within`; the
+/// error says what came before the connection closed or the time ran out.
+pub async fn read_response(s: &mut TcpStream, within: Duration) -> Result<RawResponse, String> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).into_owned();
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length").then(|| {
+                        v.trim()
+                            .parse::<usize>()
+                            .unwrap_or_else(|e| panic!("Content-Length {v:?}: {e}"))
+                    })
+                })
+                .unwrap_or(0);
+            let start = end + 4;
+            if got.len() >= start + len {
+                let status = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_else(|| panic!("bad status line: {head}"));
+                return Ok(RawResponse {
+                    status,
+                    body: got[start..start + len].to_vec(),
+                    head,
+                });
+            }
+        }
+        let got_so_far = || String::from_utf8_lossy(&got).into_owned();
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return Err(format!("no whole response in time: {:?}", got_so_far())),
+            Ok(Ok(0)) => {
+                return Err(format!(
+                    "closed before a whole response: {:?}",
+                    got_so_far()
+                ));
+            }
+            Ok(Err(e)) => return Err(format!("read failed ({e}) after {:?}", got_so_far())),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
