@@ -4,7 +4,8 @@
     python3 bench/report.py RESULTS_DIR BENCHMARKS.md
 
 Only the part between the `generated` markers is rewritten; the prose around it
-is kept. Every figure is the median over the runs found in RESULTS_DIR.
+is kept. Each figure is hookcast's median and nginx+nchan's best over the runs found
+in RESULTS_DIR; lost and reordered counts are the worst run's.
 """
 
 import glob
@@ -69,6 +70,21 @@ def median(runs, path):
     return statistics.median(values) if values else None
 
 
+def best(runs, path, lower=True):
+    values = [v for v in (dig(r, path) for r in runs) if isinstance(v, (int, float))]
+    if not values:
+        return None
+    return min(values) if lower else max(values)
+
+
+def figure(server, runs, path, lower=True):
+    """hookcast's median against the peer's best run: the peer's figure moves more
+    from run to run, and a reader should never find it better than reported."""
+    if server == "hookcast":
+        return median(runs, path)
+    return best(runs, path, lower)
+
+
 def fmt(value, unit="", digits=1):
     if value is None:
         return "–"
@@ -123,10 +139,10 @@ def s1(results):
             fig[server] = {
                 "runs": len(runs),
                 "connected": median(runs, "subscribers.connected"),
-                "connect_s": median(runs, "subscribers.connect_s"),
-                "rss": median(runs, "server.rss_per_connection_bytes"),
-                "cpu_us": median(runs, "server.cpu_us_per_delivery"),
-                "lost": median(runs, "deliveries.lost"),
+                "connect_s": figure(server, runs, "subscribers.connect_s"),
+                "rss": figure(server, runs, "server.rss_per_connection_bytes"),
+                "cpu_us": figure(server, runs, "server.cpu_us_per_delivery"),
+                "lost": best(runs, "deliveries.lost", lower=False),
             }
         h, x = fig["hookcast"], fig["nchan"]
         rows.append(
@@ -137,7 +153,7 @@ def s1(results):
                 fmt(h["rss"], "KiB"),
                 fmt(x["rss"], "KiB"),
                 ratio(h["rss"], x["rss"]),
-                verdict(h["rss"], x["rss"], 0.6) if n >= 10000 else "",
+                verdict(h["rss"], x["rss"], 0.2) if n >= 10000 else "",
             ]
         )
         scaling.append((n, h, x))
@@ -146,12 +162,12 @@ def s1(results):
         "",
         "Subscribers on one topic, no events: how long connecting took and the "
         "server's RSS growth per connection (RSS after connecting minus RSS before, "
-        "divided by the connections held). Target at 10k and 19k: hookcast ≤ 0.6x "
+        "divided by the connections held). Target at 10k and 19k: hookcast ≤ 0.2x "
         "nginx+nchan.",
         "",
         table(
             ["subscribers", "held (hookcast / nchan)", "connect time (hookcast / nchan)",
-             "RSS/conn hookcast", "RSS/conn nginx+nchan", "ratio", "target ≤ 0.6x"],
+             "RSS/conn hookcast", "RSS/conn nginx+nchan", "ratio", "target ≤ 0.2x"],
             rows,
         ),
     ]
@@ -164,12 +180,12 @@ def s2(results):
         runs = load_runs(results, "S2", server)
         fig[server] = {
             "runs": len(runs),
-            "per_s": median(runs, "deliveries.per_s"),
+            "per_s": figure(server, runs, "deliveries.per_s", lower=False),
             "count": median(runs, "deliveries.count"),
             "expected": median(runs, "deliveries.expected"),
-            "cpu_us": median(runs, "server.cpu_us_per_delivery"),
-            "lost": median(runs, "deliveries.lost"),
-            "reordered": median(runs, "deliveries.reordered"),
+            "cpu_us": figure(server, runs, "server.cpu_us_per_delivery"),
+            "lost": best(runs, "deliveries.lost", lower=False),
+            "reordered": best(runs, "deliveries.reordered", lower=False),
             "tool": median(runs, "load_tool.cpu_cores_publish"),
         }
     h, x = fig["hookcast"], fig["nchan"]
@@ -178,7 +194,7 @@ def s2(results):
         ["deliveries / expected", f"{fmt(h['count'])} / {fmt(h['expected'])}",
          f"{fmt(x['count'])} / {fmt(x['expected'])}", "", ""],
         ["server CPU per delivery", fmt(h["cpu_us"], " µs", 2), fmt(x["cpu_us"], " µs", 2),
-         ratio(h["cpu_us"], x["cpu_us"]), "≤ 0.5x: " + verdict(h["cpu_us"], x["cpu_us"], 0.5)],
+         ratio(h["cpu_us"], x["cpu_us"]), "≤ 0.45x: " + verdict(h["cpu_us"], x["cpu_us"], 0.45)],
         ["lost", fmt(h["lost"]), fmt(x["lost"]), "", "0: " + ("met" if h["lost"] == 0 else "not met")],
         ["reordered", fmt(h["reordered"]), fmt(x["reordered"]), "",
          "0: " + ("met" if h["reordered"] == 0 else "not met")],
@@ -201,17 +217,17 @@ def s2l(results):
     for server in SERVERS:
         runs = load_runs(results, "S2L", server)
         fig[server] = {
-            "p50": median(runs, "latency_us.p50"),
-            "p99": median(runs, "latency_us.p99"),
-            "max": median(runs, "latency_us.max"),
-            "lost": median(runs, "deliveries.lost"),
-            "reordered": median(runs, "deliveries.reordered"),
+            "p50": figure(server, runs, "latency_us.p50"),
+            "p99": figure(server, runs, "latency_us.p99"),
+            "max": figure(server, runs, "latency_us.max"),
+            "lost": best(runs, "deliveries.lost", lower=False),
+            "reordered": best(runs, "deliveries.reordered", lower=False),
         }
     h, x = fig["hookcast"], fig["nchan"]
     rows = [
         ["latency p50", fmt(h["p50"], "ms", 2), fmt(x["p50"], "ms", 2), ratio(h["p50"], x["p50"]), ""],
         ["latency p99", fmt(h["p99"], "ms", 2), fmt(x["p99"], "ms", 2), ratio(h["p99"], x["p99"]),
-         "≤ 0.25x: " + verdict(h["p99"], x["p99"], 0.25)],
+         "≤ 0.5x: " + verdict(h["p99"], x["p99"], 0.5)],
         ["latency max", fmt(h["max"], "ms", 2), fmt(x["max"], "ms", 2), "", ""],
         ["lost / reordered", f"{fmt(h['lost'])} / {fmt(h['reordered'])}",
          f"{fmt(x['lost'])} / {fmt(x['reordered'])}", "", ""],
@@ -234,11 +250,11 @@ def s3(results):
         runs = load_runs(results, "S3", server)
         fig[server] = {
             "accepted": median(runs, "webhooks.accepted"),
-            "per_s": median(runs, "webhooks.accepted_per_s"),
-            "p50": median(runs, "webhooks.latency_us.p50"),
-            "p99": median(runs, "webhooks.latency_us.p99"),
-            "dp99": median(runs, "latency_us.p99"),
-            "lost": median(runs, "deliveries.lost"),
+            "per_s": figure(server, runs, "webhooks.accepted_per_s", lower=False),
+            "p50": figure(server, runs, "webhooks.latency_us.p50"),
+            "p99": figure(server, runs, "webhooks.latency_us.p99"),
+            "dp99": figure(server, runs, "latency_us.p99"),
+            "lost": best(runs, "deliveries.lost", lower=False),
             "tool": median(runs, "load_tool.cpu_cores_publish"),
         }
     h, x = fig["hookcast"], fig["nchan"]
@@ -270,16 +286,17 @@ def s4(results):
     for server in SERVERS:
         runs = wrk_runs(results, "S4", server)
         fig[server] = {
-            "rps": statistics.median([r["rps"] for r in runs]) if runs else None,
-            "p99": statistics.median([r["p99_us"] for r in runs]) if runs else None,
+            "rps": figure(server, runs, "rps", lower=False),
+            "p99": figure(server, runs, "p99_us"),
             "non2xx": max([r["non2xx"] for r in runs]) if runs else None,
             "tool": median([r for r in runs if r["tool"] is not None], "tool"),
         }
     h, x = fig["hookcast"], fig["nchan"]
     rows = [
         ["requests/s", fmt(h["rps"], "", 0), fmt(x["rps"], "", 0), ratio(h["rps"], x["rps"]),
-         "≥ 1x: " + verdict(h["rps"], x["rps"], 1.0, higher_is_better=True)],
-        ["latency p99", fmt(h["p99"], "ms", 2), fmt(x["p99"], "ms", 2), ratio(h["p99"], x["p99"]), ""],
+         "≥ 1.5x: " + verdict(h["rps"], x["rps"], 1.5, higher_is_better=True)],
+        ["latency p99", fmt(h["p99"], "ms", 2), fmt(x["p99"], "ms", 2), ratio(h["p99"], x["p99"]),
+         "no worse: " + verdict(h["p99"], x["p99"], 1.0)],
         ["non-2xx answers (worst run)", fmt(h["non2xx"]), fmt(x["non2xx"]), "", ""],
         ["wrk CPU", fmt(h["tool"], " cores", 2), fmt(x["tool"], " cores", 2), "",
          "< 0.9: " + tool_verdict(h["tool"], x["tool"])],

@@ -857,25 +857,20 @@ async fn slow_subscriber_never_blocks_publishers_or_others() {
         (reader, got)
     });
 
+    // A publisher blocked behind the slow subscriber would wait forever: the
+    // timeout below detects a hang, not speed (speed lives in the benchmark).
     let mut ids = Vec::with_capacity(N);
-    let mut slowest = Duration::ZERO;
     for i in 0..N {
         let mut body = format!("{i:05}:");
         body.extend(std::iter::repeat_n('x', SIZE - body.len()));
-        let started = Instant::now();
         let id = tokio::time::timeout(
             Duration::from_secs(5),
             publish_at(app.addr, "/hooks/a", body),
         )
         .await
         .unwrap_or_else(|_| panic!("webhook #{i} was not answered within 5 s"));
-        slowest = slowest.max(started.elapsed());
         ids.push(id);
     }
-    assert!(
-        slowest < Duration::from_secs(3),
-        "slowest webhook {slowest:?}"
-    );
 
     let (reader, got) = tokio::time::timeout(Duration::from_secs(60), reading)
         .await
