@@ -6,6 +6,7 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::sync::Notify;
 
+use super::order::Order;
 use super::{Event, lock};
 
 /// Why the hub ended a subscription.
@@ -29,6 +30,10 @@ pub(crate) struct Inbox {
     /// full, so hyper stops polling the body and would never see the close; the
     /// connection task listens for this and drops the connection instead.
     on_overflow: Option<Arc<Notify>>,
+    /// Fed from several shards (`order.rs`): pushes may come out of seq order, so
+    /// the queue is kept sorted and hands out only events no earlier publish can
+    /// still precede.
+    merged: bool,
 }
 
 #[derive(Debug)]
@@ -39,8 +44,10 @@ struct State {
     waker: Option<Waker>,
     closed: Option<Close>,
     /// The newest event queued, so an event reaching this inbox through several
-    /// of its topics or patterns is queued once.
+    /// of its topics or patterns is queued once (not used when `merged`).
     last_seq: u64,
+    /// When `merged`: every publish below this seq had ended when last looked at.
+    released_below: u64,
 }
 
 /// What [`Inbox::push`] did with an event.
@@ -65,31 +72,51 @@ impl Inbox {
         capacity: usize,
         capacity_bytes: u64,
         on_overflow: Option<Arc<Notify>>,
+        merged: bool,
     ) -> Self {
         Inbox {
             capacity,
             capacity_bytes,
             on_overflow,
+            merged,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 bytes: 0,
                 waker: None,
                 closed: None,
                 last_seq: 0,
+                released_below: 0,
             }),
         }
     }
 
     /// Queues `event`; on overflow (too many events, or too many bytes with at
     /// least one queued) the subscriber is closed as slow and its queue freed.
-    pub(crate) fn push(&self, event: &Arc<Event>) -> Pushed {
+    /// A merged inbox cannot hand the event out before its publish ends, so its
+    /// waker goes to `later`, for the publisher to wake then.
+    pub(crate) fn push(&self, event: &Arc<Event>, later: &mut Vec<Waker>) -> Pushed {
         let size = event.chunk.wire().len() as u64;
         let (waker, pushed) = {
             let mut s = lock(&self.state);
-            if s.closed.is_some() || s.last_seq >= event.seq {
+            if s.closed.is_some() {
                 return Pushed::Skipped;
             }
-            s.last_seq = event.seq;
+            // Where the event goes: at the back, unless a merged inbox already
+            // holds newer ones. A seq already queued came through another of
+            // the subscriber's topics or patterns.
+            let at = if self.merged {
+                let at = s.queue.iter().rposition(|e| e.seq <= event.seq);
+                if at.is_some_and(|i| s.queue[i].seq == event.seq) {
+                    return Pushed::Skipped;
+                }
+                at.map_or(0, |i| i + 1)
+            } else {
+                if s.last_seq >= event.seq {
+                    return Pushed::Skipped;
+                }
+                s.last_seq = event.seq;
+                s.queue.len()
+            };
             let over_bytes = !s.queue.is_empty() && s.bytes + size > self.capacity_bytes;
             if s.queue.len() >= self.capacity || over_bytes {
                 s.closed = Some(Close::Slow);
@@ -100,13 +127,21 @@ impl Inbox {
                 }
                 (s.waker.take(), Pushed::Cut)
             } else {
-                s.queue.push_back(event.clone());
+                if at == s.queue.len() {
+                    s.queue.push_back(event.clone());
+                } else {
+                    s.queue.insert(at, event.clone());
+                }
                 s.bytes += size;
                 (s.waker.take(), Pushed::Queued)
             }
         };
         if let Some(w) = waker {
-            w.wake();
+            if self.merged && pushed == Pushed::Queued {
+                later.push(w);
+            } else {
+                w.wake();
+            }
         }
         pushed
     }
@@ -138,21 +173,40 @@ impl Inbox {
 
     /// Queued events come before a shutdown close, so nothing already accepted is cut;
     /// a slow close drops the queue, since the client replays it on reconnect.
-    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Recv> {
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>, order: &Order) -> Poll<Recv> {
         let mut s = lock(&self.state);
         if s.closed == Some(Close::Slow) {
             return Poll::Ready(Recv::Closed(Close::Slow));
         }
-        if let Some(ev) = s.queue.pop_front() {
-            s.bytes -= ev.chunk.wire().len() as u64;
-            return Poll::Ready(Recv::Event(ev));
-        }
-        if let Some(why) = s.closed {
+        if let Some(front) = s.queue.front() {
+            let seq = front.seq;
+            if !self.merged || self.released(&mut s, seq, order, cx) {
+                let ev = s.queue.pop_front().expect("the front was just seen");
+                s.bytes -= ev.chunk.wire().len() as u64;
+                return Poll::Ready(Recv::Event(ev));
+            }
+        } else if let Some(why) = s.closed {
             return Poll::Ready(Recv::Closed(why));
         }
         if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             s.waker = Some(cx.waker().clone());
         }
         Poll::Pending
+    }
+
+    /// Whether no publish that is still under way can push a seq below `seq`.
+    /// Read under the queue's lock, so that every push the watermark counts as
+    /// done is in the queue (`order.rs`). If not, registers to be woken.
+    fn released(&self, s: &mut State, seq: u64, order: &Order, cx: &Context<'_>) -> bool {
+        if seq < s.released_below {
+            return true;
+        }
+        s.released_below = order.complete_below();
+        if seq < s.released_below {
+            return true;
+        }
+        order.wait(cx.waker());
+        s.released_below = order.complete_below();
+        seq < s.released_below
     }
 }

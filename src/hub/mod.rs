@@ -1,21 +1,25 @@
 //! The hub: topics with bounded history, fan-out to subscribers, and replay.
 //!
-//! All hub state sits under one short std `Mutex`, never held across `.await`. One
-//! lock gives one order: ids increase in publish order across topics, an event with
-//! several topics reaches a subscriber once, and replay-then-subscribe is atomic,
-//! so a reconnecting client misses nothing and receives nothing twice.
+//! Topics live in shards, each under a short std `Mutex` never held across
+//! `.await`, so publishes to topics of different shards run in parallel. Ids
+//! come from one counter: they increase in publish order, an event with several
+//! topics reaches a subscriber once, replay-then-subscribe is atomic, and a
+//! subscriber that follows several shards still takes its events in id order;
+//! `order.rs` gives the argument.
 
 mod dedupe;
 mod event;
 mod id;
 mod inbox;
+mod order;
 mod patterns;
 mod state;
 mod subscription;
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::task::Waker;
 use std::time::Instant;
 
 use crate::sse::encode;
@@ -32,8 +36,9 @@ pub use subscription::Subscription;
 use dedupe::Dedupe;
 use id::Epoch;
 use inbox::{Inbox, Pushed};
+use order::{Order, Padded};
 use patterns::Patterns;
-use state::{State, Topic};
+use state::{ALL, Locked, Mask, SHARDS, Shard, mask_of};
 
 #[derive(Debug)]
 pub struct Hub {
@@ -42,7 +47,24 @@ pub struct Hub {
     /// Kept here because every part that counts (publish, replay, streams) reaches the hub.
     metrics: crate::metrics::Metrics,
     next_subscriber: AtomicU64,
-    state: Mutex<State>,
+    shards: [Padded<Mutex<Shard>>; SHARDS],
+    order: Order,
+    /// Pattern subscriptions, indexed by segment. Changed only with every shard
+    /// locked and read with at least one, so readers never wait on a writer and
+    /// each publish sees one set of patterns from start to end.
+    patterns: RwLock<Patterns>,
+    /// Whether `patterns` has any: a publish reads it under its shard lock, and
+    /// skips the read lock (a cache line every publisher writes) when it has none.
+    any_pattern: AtomicBool,
+    /// Taken under the shard locks of a publish, after them.
+    dedupe: Mutex<Dedupe>,
+    /// With a shared broker: the id of the last event delivered from it. Written
+    /// under the shard locks of that event.
+    position: Mutex<Option<Arc<str>>>,
+    subscribers: AtomicUsize,
+    /// Set before the shards are locked to close every subscriber, and read under
+    /// a subscription's shard locks, so no subscription opens unclosed.
+    closing: AtomicBool,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -58,16 +80,14 @@ impl Hub {
             limits,
             metrics: crate::metrics::Metrics::new(),
             next_subscriber: AtomicU64::new(1),
-            state: Mutex::new(State {
-                next_seq: 1,
-                topics: HashMap::new(),
-                patterns: Patterns::default(),
-                subscribers: 0,
-                collected_through: 0,
-                closing: false,
-                dedupe,
-                position: None,
-            }),
+            shards: Default::default(),
+            order: Order::new(),
+            patterns: RwLock::new(Patterns::default()),
+            any_pattern: AtomicBool::new(false),
+            dedupe: Mutex::new(dedupe),
+            position: Mutex::new(None),
+            subscribers: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
         })
     }
 
@@ -79,6 +99,10 @@ impl Hub {
         &self.limits
     }
 
+    fn lock_shards(&self, mask: Mask) -> Locked<'_> {
+        Locked::new(&self.shards, mask)
+    }
+
     /// Appends the event to each topic's history and queues it for every subscriber,
     /// unless its dedupe key was seen within the window.
     pub fn publish(&self, new: NewEvent) -> Published {
@@ -86,23 +110,38 @@ impl Hub {
         let topics: Arc<[Arc<str>]> = new.topics.iter().map(|t| Arc::from(t.as_str())).collect();
         let now = Instant::now();
 
-        let mut guard = lock(&self.state);
-        let st = &mut *guard;
-        if let Some((route, key)) = &new.dedupe
-            && let Some(seen) = st.dedupe.get(route, key, now)
-        {
-            return Published {
-                id: seen.id.clone(),
-                topics: seen.topics.iter().map(|t| t.to_string()).collect(),
-                duplicate: true,
-            };
+        let mut locked = self.lock_shards(mask_of(new.topics.iter().map(String::as_str)));
+        // Under the shard locks, so that the seq taken next and the key agree;
+        // two publishes with one key wait on each other here, and on nothing else.
+        let mut dedupe = None;
+        if let Some((route, key)) = &new.dedupe {
+            let keys = lock(&self.dedupe);
+            if let Some(seen) = keys.get(route, key, now) {
+                return Published {
+                    id: seen.id.clone(),
+                    topics: seen.topics.iter().map(|t| t.to_string()).collect(),
+                    duplicate: true,
+                };
+            }
+            dedupe = Some(keys);
         }
-        let id: Arc<str> = Arc::from(self.epoch.format(st.next_seq));
-        self.insert(st, id.clone(), topics.clone(), &tail, new.data.len(), now);
-        if let Some((route, key)) = new.dedupe {
-            st.dedupe.insert(route, &key, id.clone(), topics, now);
+        let flight = self.order.begin(locked.first);
+        let id: Arc<str> = Arc::from(self.epoch.format(flight.seq));
+        if let (Some(mut keys), Some((route, key))) = (dedupe, new.dedupe) {
+            keys.insert(route, &key, id.clone(), topics.clone(), now);
         }
-        drop(guard);
+        let later = self.insert(
+            &mut locked,
+            flight.seq,
+            id.clone(),
+            topics,
+            &tail,
+            new.data.len(),
+            now,
+        );
+        drop(flight);
+        later.into_iter().for_each(Waker::wake);
+        drop(locked);
         Published {
             id,
             topics: new.topics,
@@ -116,29 +155,44 @@ impl Hub {
     pub fn deliver(&self, id: Arc<str>, topics: Arc<[Arc<str>]>, event: Option<&str>, data: &str) {
         let tail = encode::event_tail(event, data);
         let now = Instant::now();
-        let mut guard = lock(&self.state);
-        let st = &mut *guard;
-        st.position = Some(id.clone());
-        self.insert(st, id, topics, &tail, data.len(), now);
+        let mut locked = self.lock_shards(mask_of(topics.iter().map(|t| &**t)));
+        let flight = self.order.begin(locked.first);
+        let later = self.insert(
+            &mut locked,
+            flight.seq,
+            id.clone(),
+            topics,
+            &tail,
+            data.len(),
+            now,
+        );
+        // Deliveries come one after another from the reader; a subscription that
+        // reads the position holds the shards of its topics, so every event of
+        // those topics after the position reaches its queue (`subscribe_at_position`).
+        *lock(&self.position) = Some(id);
+        drop(flight);
+        later.into_iter().for_each(Waker::wake);
+        drop(locked);
     }
 
     /// Sets the broker position (the id of the last event delivered, or of the
     /// newest one stored when delivery starts) without delivering anything.
     pub fn set_position(&self, id: Arc<str>) {
-        lock(&self.state).position = Some(id);
+        *lock(&self.position) = Some(id);
     }
 
+    /// Returns the wakers of merged queues, to wake once the publish has ended.
+    #[allow(clippy::too_many_arguments)]
     fn insert(
         &self,
-        st: &mut State,
+        locked: &mut Locked<'_>,
+        seq: u64,
         id: Arc<str>,
         topics: Arc<[Arc<str>]>,
         tail: &[u8],
         data_len: usize,
         now: Instant,
-    ) {
-        let seq = st.next_seq;
-        st.next_seq += 1;
+    ) -> Vec<Waker> {
         let chunk = encode::event_chunk(&id, tail);
         let event = Arc::new(Event {
             seq,
@@ -154,31 +208,32 @@ impl Hub {
         // the stream and whether or not its writer ever polls again.
         let mut queued = 0;
         let mut cut = 0;
-        let mut push = |inbox: &Inbox| match inbox.push(&event) {
+        let mut later = Vec::new();
+        let mut push = |inbox: &Inbox| match inbox.push(&event, &mut later) {
             Pushed::Queued => queued += 1,
             Pushed::Cut => cut += 1,
             Pushed::Skipped => {}
         };
         for name in topics.iter() {
-            let collected = st.collected_through;
-            let topic = st
-                .topics
-                .entry(name.clone())
-                .or_insert_with(|| Topic::new(collected));
+            let topic = locked.shard(name).topic(name);
             topic.history.push_back(event.clone());
             topic.history_bytes += data_len as u64;
             topic.trim(&self.limits, now);
             topic.subscribers.values().for_each(|i| push(i));
         }
-        // A pattern matching several of the topics finds the event already queued.
-        for name in topics.iter() {
-            st.patterns
-                .matching(name, |subs| subs.inboxes.values().for_each(|i| push(i)));
+        // Read under a shard lock: a pattern subscription changes it with all of them.
+        if self.any_pattern.load(Ordering::Relaxed) {
+            let patterns = self.patterns.read().unwrap_or_else(PoisonError::into_inner);
+            // A pattern matching several of the topics finds the event already queued.
+            for name in topics.iter() {
+                patterns.matching(name, |subs| subs.inboxes.values().for_each(|i| push(i)));
+            }
         }
         self.metrics.delivered(queued);
         for _ in 0..cut {
             self.metrics.dropped(crate::metrics::Dropped::Slow);
         }
+        later
     }
 
     /// Registers a subscriber without replay, and returns the broker position at
@@ -190,16 +245,17 @@ impl Hub {
         filters: Vec<Filter>,
         on_overflow: Option<Arc<tokio::sync::Notify>>,
     ) -> Result<(Subscription, Option<Arc<str>>), Refusal> {
-        let sub = self.subscribe_inner(filters, None, on_overflow, |st| st.position.clone())?;
-        Ok(sub)
+        self.subscribe_inner(filters, None, on_overflow, |hub| {
+            lock(&hub.position).clone()
+        })
     }
 
     /// Ends every open subscription with a reconnect hint, without refusing new
     /// ones: used when events may have been missed, so clients replay them.
     pub fn disconnect_all(&self) -> usize {
-        let guard = lock(&self.state);
-        guard.close_every(Close::Shutdown);
-        guard.subscribers
+        let locked = self.lock_shards(ALL);
+        self.close_every(&locked, Close::Shutdown);
+        self.subscribers.load(Ordering::Relaxed)
     }
 
     /// Registers a subscriber for `filters` and, with `last_event_id`, takes every
@@ -215,49 +271,72 @@ impl Hub {
             .map(|(sub, ())| sub)
     }
 
+    /// The shards a subscription to `filters` reads from: all of them for a pattern.
+    fn mask_of_filters(filters: &[Filter]) -> Mask {
+        let mut mask = 0;
+        for f in filters {
+            match f {
+                Filter::Topic(t) => mask |= 1 << state::shard_of(t),
+                Filter::Pattern(_) => return ALL,
+            }
+        }
+        mask
+    }
+
     fn subscribe_inner<T>(
         self: &Arc<Self>,
         filters: Vec<Filter>,
         last_event_id: Option<&str>,
         on_overflow: Option<Arc<tokio::sync::Notify>>,
-        also: impl FnOnce(&State) -> T,
+        also: impl FnOnce(&Hub) -> T,
     ) -> Result<(Subscription, T), Refusal> {
         let id = self.next_subscriber.fetch_add(1, Ordering::Relaxed);
+        let mask = Self::mask_of_filters(&filters);
         let inbox = Arc::new(Inbox::new(
             self.limits.subscriber_queue,
             self.limits.subscriber_queue_bytes,
             on_overflow,
+            mask.count_ones() > 1,
         ));
         let now = Instant::now();
 
-        let mut guard = lock(&self.state);
-        let st = &mut *guard;
-        if st.closing {
+        let mut locked = self.lock_shards(mask);
+        if self.closing.load(Ordering::SeqCst) {
             return Err(Refusal::ShuttingDown);
         }
-        if st.subscribers >= self.limits.max_subscribers {
+        let admitted = self
+            .subscribers
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.limits.max_subscribers).then_some(n + 1)
+            });
+        if admitted.is_err() {
             return Err(Refusal::Capacity);
         }
-        st.subscribers += 1;
+        let mut patterns = None;
         for f in &filters {
             match f {
                 Filter::Topic(t) => {
-                    let collected = st.collected_through;
-                    let topic = st
-                        .topics
-                        .entry(t.clone())
-                        .or_insert_with(|| Topic::new(collected));
+                    let topic = locked.shard(t).topic(t);
                     topic.subscribers.insert(id, inbox.clone());
                 }
-                Filter::Pattern(p) => st.patterns.insert(p, id, inbox.clone()),
+                Filter::Pattern(p) => {
+                    let index = patterns.get_or_insert_with(|| {
+                        self.patterns
+                            .write()
+                            .unwrap_or_else(PoisonError::into_inner)
+                    });
+                    index.insert(p, id, inbox.clone());
+                    self.any_pattern.store(true, Ordering::Relaxed);
+                }
             }
         }
+        drop(patterns);
         let (replay, resync) = match last_event_id {
-            Some(last) if !last.is_empty() => self.replay(st, &filters, last, now),
+            Some(last) if !last.is_empty() => self.replay(&mut locked, &filters, last, now),
             _ => (VecDeque::new(), None),
         };
-        let extra = also(st);
-        drop(guard);
+        let extra = also(self);
+        drop(locked);
         self.metrics.replayed(replay.len());
         let sub = Subscription {
             hub: self.clone(),
@@ -273,7 +352,7 @@ impl Hub {
 
     fn replay(
         &self,
-        st: &mut State,
+        locked: &mut Locked<'_>,
         filters: &[Filter],
         last: &str,
         now: Instant,
@@ -284,7 +363,7 @@ impl Hub {
             filters,
         };
         let seq = match self.epoch.parse(last) {
-            Some(seq) if seq < st.next_seq => seq,
+            Some(seq) if seq < self.order.next() => seq,
             _ => {
                 let all = filters.iter().map(|f| f.as_str().to_owned()).collect();
                 return (VecDeque::new(), Some(resync(RESYNC_UNKNOWN_ID, all)));
@@ -297,19 +376,23 @@ impl Hub {
             let mut found = Vec::new();
             match f {
                 Filter::Topic(t) => {
-                    if let Some(topic) = st.topics.get_mut(t) {
+                    if let Some(topic) = locked.shard(t).topics.get_mut(t) {
                         topic.trim(&self.limits, now);
                         complete = topic.trimmed_through <= seq;
                         found.extend(topic.after(seq).cloned());
                     }
                 }
                 Filter::Pattern(p) => {
-                    complete = st.collected_through <= seq;
-                    for (name, topic) in st.topics.iter_mut() {
-                        if p.matches(name) {
-                            topic.trim(&self.limits, now);
-                            complete &= topic.trimmed_through <= seq;
-                            found.extend(topic.after(seq).cloned());
+                    // A pattern holds every shard: a topic collected in any of them
+                    // may have matched.
+                    for shard in locked.all_mut() {
+                        complete &= shard.collected_through <= seq;
+                        for (name, topic) in shard.topics.iter_mut() {
+                            if p.matches(name) {
+                                topic.trim(&self.limits, now);
+                                complete &= topic.trimmed_through <= seq;
+                                found.extend(topic.after(seq).cloned());
+                            }
                         }
                     }
                 }
@@ -327,73 +410,91 @@ impl Hub {
     }
 
     fn unsubscribe(&self, id: u64, filters: &[Filter]) {
-        let mut guard = lock(&self.state);
-        let st = &mut *guard;
-        st.subscribers -= 1;
+        let mut locked = self.lock_shards(Self::mask_of_filters(filters));
+        self.subscribers.fetch_sub(1, Ordering::Relaxed);
         for f in filters {
             match f {
                 Filter::Topic(t) => {
-                    if let Some(topic) = st.topics.get_mut(t) {
+                    let shard = locked.shard(t);
+                    if let Some(topic) = shard.topics.get_mut(t) {
                         topic.subscribers.remove(&id);
                         if topic.is_idle() {
-                            st.collected_through = st.collected_through.max(topic.trimmed_through);
-                            st.topics.remove(t);
+                            shard.collected_through =
+                                shard.collected_through.max(topic.trimmed_through);
+                            shard.topics.remove(t);
                         }
                     }
                 }
-                Filter::Pattern(p) => st.patterns.remove(p, id),
+                Filter::Pattern(p) => {
+                    let mut index = self
+                        .patterns
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    index.remove(p, id);
+                    self.any_pattern.store(!index.is_empty(), Ordering::Relaxed);
+                }
             }
         }
     }
 
     /// Drops expired history and dedupe keys, and topics left with neither history
-    /// nor subscribers. Called periodically.
+    /// nor subscribers. Called periodically, one shard at a time.
     pub fn collect(&self, now: Instant) {
-        let mut guard = lock(&self.state);
-        let st = &mut *guard;
-        let mut collected = st.collected_through;
-        st.topics.retain(|_, topic| {
-            topic.trim(&self.limits, now);
-            let idle = topic.is_idle();
-            if idle {
-                collected = collected.max(topic.trimmed_through);
-            }
-            !idle
-        });
-        st.collected_through = collected;
-        st.dedupe.expire(now);
+        for shard in &self.shards {
+            let mut shard = lock(&shard.0);
+            let shard = &mut *shard;
+            let mut collected = shard.collected_through;
+            shard.topics.retain(|_, topic| {
+                topic.trim(&self.limits, now);
+                let idle = topic.is_idle();
+                if idle {
+                    collected = collected.max(topic.trimmed_through);
+                }
+                !idle
+            });
+            shard.collected_through = collected;
+        }
+        lock(&self.dedupe).expire(now);
+    }
+
+    fn close_every(&self, locked: &Locked<'_>, why: Close) {
+        locked.all().for_each(|shard| shard.close_every(why));
+        let patterns = self.patterns.read().unwrap_or_else(PoisonError::into_inner);
+        patterns.all(|subs| subs.inboxes.values().for_each(|inbox| inbox.close(why)));
     }
 
     /// Ends every subscription (they send a reconnect hint and close) and refuses new ones.
     /// Returns how many were open.
     pub fn close_all(&self) -> usize {
-        let mut guard = lock(&self.state);
-        let st = &mut *guard;
-        st.closing = true;
-        st.close_every(Close::Shutdown);
-        st.subscribers
+        self.closing.store(true, Ordering::SeqCst);
+        let locked = self.lock_shards(ALL);
+        self.close_every(&locked, Close::Shutdown);
+        self.subscribers.load(Ordering::Relaxed)
     }
 
     pub fn subscriber_count(&self) -> usize {
-        lock(&self.state).subscribers
+        self.subscribers.load(Ordering::Relaxed)
     }
 
     pub fn topic_count(&self) -> usize {
-        lock(&self.state).topics.len()
+        self.shards.iter().map(|s| lock(&s.0).topics.len()).sum()
     }
 
     /// Up to `limit` topics and patterns with the most subscribers, for the operator page.
     pub fn topics(&self, limit: usize) -> Vec<TopicInfo> {
-        let guard = lock(&self.state);
-        let topics = guard.topics.iter().map(|(name, t)| TopicInfo {
-            name: name.to_string(),
-            pattern: false,
-            subscribers: t.subscribers.len(),
-            history: t.history.len(),
-            history_bytes: t.history_bytes,
-        });
-        let mut all: Vec<TopicInfo> = topics.collect();
-        guard.patterns.all(|subs| {
+        let mut all: Vec<TopicInfo> = Vec::new();
+        for shard in &self.shards {
+            let shard = lock(&shard.0);
+            all.extend(shard.topics.iter().map(|(name, t)| TopicInfo {
+                name: name.to_string(),
+                pattern: false,
+                subscribers: t.subscribers.len(),
+                history: t.history.len(),
+                history_bytes: t.history_bytes,
+            }));
+        }
+        let patterns = self.patterns.read().unwrap_or_else(PoisonError::into_inner);
+        patterns.all(|subs| {
             all.push(TopicInfo {
                 name: subs.pattern.as_str().to_owned(),
                 pattern: true,
@@ -402,7 +503,7 @@ impl Hub {
                 history_bytes: 0,
             });
         });
-        drop(guard);
+        drop(patterns);
         all.sort_unstable_by(|a, b| b.subscribers.cmp(&a.subscribers).then(a.name.cmp(&b.name)));
         all.truncate(limit);
         all

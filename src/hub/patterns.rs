@@ -142,6 +142,10 @@ impl Patterns {
         self.root.all(&mut f);
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Whether no node is left: removals prune what they empty.
     #[cfg(test)]
     pub(crate) fn is_pruned(&self) -> bool {

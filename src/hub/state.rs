@@ -1,29 +1,33 @@
-//! The hub's state under its one lock: topics with their history and
-//! subscribers, pattern subscriptions, dedupe keys, the broker position.
+//! The hub's state in shards, each under its own lock: topics with their history
+//! and subscribers. Pattern subscriptions, dedupe keys and the broker position
+//! sit beside them in `mod.rs`.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use super::dedupe::Dedupe;
 use super::inbox::{Close, Inbox};
-use super::patterns::Patterns;
-use super::{Event, Limits};
+use super::order::Padded;
+use super::{Event, Limits, lock};
 
-#[derive(Debug)]
-pub(super) struct State {
-    pub(super) next_seq: u64,
+/// Topics are spread over this many shards by a hash of their name. More shards
+/// than cores keeps two busy topics apart most of the time; a pattern
+/// subscription locks all of them, so they stay few.
+pub(super) const SHARDS: usize = 16;
+
+/// A set of shards, one bit each.
+pub(super) type Mask = u16;
+
+/// Every shard: what a pattern subscription and the hub-wide operations lock.
+pub(super) const ALL: Mask = Mask::MAX;
+
+#[derive(Debug, Default)]
+pub(super) struct Shard {
     pub(super) topics: HashMap<Arc<str>, Topic>,
-    /// Pattern subscriptions, indexed by segment.
-    pub(super) patterns: Patterns,
-    pub(super) subscribers: usize,
-    /// The newest seq dropped with a collected topic; a topic created later may have
-    /// lost anything up to here, so replay across it is refused.
+    /// The newest seq dropped with a collected topic of this shard; a topic
+    /// created here later may have lost anything up to it, so replay across it
+    /// is refused.
     pub(super) collected_through: u64,
-    pub(super) closing: bool,
-    pub(super) dedupe: Dedupe,
-    /// With a shared broker: the id of the last event delivered from it.
-    pub(super) position: Option<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -35,7 +39,72 @@ pub(super) struct Topic {
     pub(super) subscribers: HashMap<u64, Arc<Inbox>>,
 }
 
-impl State {
+/// The shard a topic lives in: FNV-1a, cheap for names of a few dozen bytes.
+pub(super) fn shard_of(topic: &str) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in topic.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    ((h ^ (h >> 32)) as usize) % SHARDS
+}
+
+/// The shards of `topics`.
+pub(super) fn mask_of<'a>(topics: impl IntoIterator<Item = &'a str>) -> Mask {
+    topics
+        .into_iter()
+        .fold(0, |mask, t| mask | 1 << shard_of(t))
+}
+
+/// The locks of a set of shards, taken in index order so that two holders of
+/// overlapping sets never wait on each other in a cycle.
+pub(super) struct Locked<'a> {
+    guards: [Option<MutexGuard<'a, Shard>>; SHARDS],
+    /// The lowest shard held: its `busy` slot is the one a publish uses (`order.rs`).
+    pub(super) first: usize,
+}
+
+impl<'a> Locked<'a> {
+    pub(super) fn new(shards: &'a [Padded<Mutex<Shard>>; SHARDS], mask: Mask) -> Self {
+        // A publish with no topic still needs a slot.
+        let mask = if mask == 0 { 1 } else { mask };
+        let mut guards = [const { None }; SHARDS];
+        let mut rest = mask;
+        while rest != 0 {
+            let i = rest.trailing_zeros() as usize;
+            guards[i] = Some(lock(&shards[i].0));
+            rest &= rest - 1;
+        }
+        Locked {
+            guards,
+            first: mask.trailing_zeros() as usize,
+        }
+    }
+
+    /// The shard of `topic`, which the caller locked.
+    pub(super) fn shard(&mut self, topic: &str) -> &mut Shard {
+        self.guards[shard_of(topic)]
+            .as_deref_mut()
+            .expect("the caller locked the shard of each topic it touches")
+    }
+
+    pub(super) fn all(&self) -> impl Iterator<Item = &Shard> {
+        self.guards.iter().flatten().map(|g| &**g)
+    }
+
+    pub(super) fn all_mut(&mut self) -> impl Iterator<Item = &mut Shard> {
+        self.guards.iter_mut().flatten().map(|g| &mut **g)
+    }
+}
+
+impl std::fmt::Debug for Locked<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Locked")
+            .field("first", &self.first)
+            .finish()
+    }
+}
+
+impl Shard {
     pub(super) fn close_every(&self, why: Close) {
         for topic in self.topics.values() {
             topic
@@ -43,8 +112,14 @@ impl State {
                 .values()
                 .for_each(|inbox| inbox.close(why));
         }
-        self.patterns
-            .all(|subs| subs.inboxes.values().for_each(|inbox| inbox.close(why)));
+    }
+
+    /// The topic `name`, created empty if it is not there.
+    pub(super) fn topic(&mut self, name: &Arc<str>) -> &mut Topic {
+        let collected = self.collected_through;
+        self.topics
+            .entry(name.clone())
+            .or_insert_with(|| Topic::new(collected))
     }
 }
 

@@ -53,7 +53,7 @@ impl Subscription {
     /// The next live event, or why the hub ended this subscription.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Recv> {
         loop {
-            let recv = self.inbox.poll_recv(cx);
+            let recv = self.inbox.poll_recv(cx, &self.hub.order);
             if let (Some(sent), Poll::Ready(Recv::Event(ev))) = (&self.already_sent, &recv) {
                 if (sent.0)(&ev.id) {
                     continue;

@@ -350,7 +350,7 @@ mod index {
                         if live.contains(&(id, p.clone())) {
                             continue;
                         }
-                        index.insert(&p, id, Arc::new(Inbox::new(1, 1 << 20, None)));
+                        index.insert(&p, id, Arc::new(Inbox::new(1, 1 << 20, None, false)));
                         naive.entry(p.as_str().to_owned()).or_default().insert(id);
                         live.push((id, p));
                     }
@@ -424,7 +424,7 @@ mod index {
         let mut index = patterns::Patterns::default();
         let deep: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
         let pattern = Pattern::parse(&format!("{}.*.>", deep[..20].join("."))).unwrap();
-        index.insert(&pattern, 1, Arc::new(Inbox::new(1, 1 << 20, None)));
+        index.insert(&pattern, 1, Arc::new(Inbox::new(1, 1 << 20, None, false)));
         let mut hits = 0;
         index.matching(&deep.join("."), |_| hits += 1);
         assert_eq!(hits, 1);
