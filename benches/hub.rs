@@ -1,11 +1,17 @@
 //! In-process hub benchmark: `cargo bench --bench hub`. Reports
 //! - publish cost with 100,000 distinct pattern subscriptions against none (the
 //!   segment index makes it independent of the number of patterns: goal < 2x);
-//! - publishes/s of two threads publishing to different topics against one thread
-//!   (goal ≥ 1.7x; each publish holds the hub's one lock, so today it is ≤ 1x).
+//! - publishes/s of two threads publishing to different topics (in different
+//!   shards) against one thread (goal ≥ 1.7x).
 //!
-//! Wall-clock figures: take them on a quiet machine. Without `--bench` (as
-//! `cargo test --all-targets` runs it) it runs a few iterations and prints nothing.
+//! Wall-clock figures: take them on a quiet machine. On a busy one the threads
+//! wait for a core, so it also prints each run's CPU time per publish (from
+//! `/proc/thread-self/schedstat`, which load hardly moves) and the time the
+//! threads were neither running nor waiting for a core (blocked, on a lock):
+//! with none blocked, two threads on two idle cores would reach
+//! 2 × (CPU per publish on one) / (CPU per publish on two).
+//! Without `--bench` (as `cargo test --all-targets` runs it) it runs a few
+//! iterations and prints nothing.
 
 mod common;
 
@@ -58,22 +64,60 @@ fn publish_ns(hub: &Hub, topic: &str, n: u32) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
+/// The calling thread's nanoseconds on a CPU and waiting for one, if Linux says.
+fn sched_ns() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut fields = stat.split_whitespace().map(|f| f.parse().ok());
+    Some((fields.next()??, fields.next()??))
+}
+
+struct Throughput {
+    per_sec: f64,
+    /// CPU nanoseconds per publish, summed over the threads.
+    cpu_ns: Option<f64>,
+    /// Share of the threads' wall time spent blocked (off CPU, not waiting for one).
+    blocked: Option<f64>,
+}
+
 /// Publishes per second with `threads` threads, each on its own topic.
-fn throughput(threads: usize, n: u32) -> f64 {
+fn throughput(threads: usize, n: u32) -> Throughput {
     let hub = Hub::new(common::limits());
     let start = Instant::now();
-    std::thread::scope(|s| {
-        for t in 0..threads {
-            let hub = &hub;
-            s.spawn(move || {
-                let topic = format!("bench.t{t}");
-                for _ in 0..n {
-                    black_box(hub.publish(event(&topic)));
-                }
-            });
-        }
+    let sched: Vec<Option<(u64, u64, f64)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let hub = &hub;
+                s.spawn(move || {
+                    let topic = format!("bench.t{t}");
+                    let (begin, at) = (sched_ns(), Instant::now());
+                    for _ in 0..n {
+                        black_box(hub.publish(event(&topic)));
+                    }
+                    let wall = at.elapsed().as_nanos() as f64;
+                    let ((cpu0, wait0), (cpu1, wait1)) = (begin?, sched_ns()?);
+                    Some((cpu1 - cpu0, wait1 - wait0, wall))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    (threads as f64 * f64::from(n)) / start.elapsed().as_secs_f64()
+    let per_sec = (threads as f64 * f64::from(n)) / start.elapsed().as_secs_f64();
+    let sched: Option<Vec<(u64, u64, f64)>> = sched.into_iter().collect();
+    let cpu_ns = sched.as_ref().map(|s| {
+        s.iter().map(|(cpu, _, _)| *cpu as f64).sum::<f64>() / (threads as f64 * f64::from(n))
+    });
+    let blocked = sched.map(|s| {
+        let off: f64 = s
+            .iter()
+            .map(|(cpu, wait, wall)| (wall - (*cpu + *wait) as f64).max(0.0))
+            .sum();
+        off / s.iter().map(|(_, _, wall)| wall).sum::<f64>()
+    });
+    Throughput {
+        per_sec,
+        cpu_ns,
+        blocked,
+    }
 }
 
 fn main() {
@@ -91,11 +135,24 @@ fn main() {
         println!("{:<34}{base:>10.0} ns", "publish, no pattern:");
         let label = format!("publish, {patterns} patterns:");
         println!("{label:<34}{with:>10.0} ns  {}", ratio(with, base, "< 2x"));
-        println!("{:<34}{one:>10.0} publishes/s", "1 thread:");
+        println!("{:<34}{:>10.0} publishes/s", "1 thread:", one.per_sec);
         let two_label = "2 threads, different topics:";
         println!(
-            "{two_label:<34}{two:>10.0} publishes/s  {}",
-            ratio(two, one, ">= 1.7x")
+            "{two_label:<34}{:>10.0} publishes/s  {}",
+            two.per_sec,
+            ratio(two.per_sec, one.per_sec, ">= 1.7x")
         );
+        if let (Some(c1), Some(c2), Some(b1), Some(b2)) =
+            (one.cpu_ns, two.cpu_ns, one.blocked, two.blocked)
+        {
+            println!(
+                "{:<34}{c1:>10.0} ns on 1 thread, {c2:.0} ns on 2 (blocked {:.1}%, {:.1}%); \
+                 on idle cores 2 threads would make {:.2}x",
+                "CPU per publish:",
+                b1 * 100.0,
+                b2 * 100.0,
+                2.0 * c1 / c2
+            );
+        }
     }
 }

@@ -295,10 +295,101 @@ fn dedupe_returns_the_first_id() {
     assert_eq!(again.id, first.id);
 }
 
+/// Two topics in different shards, found by name.
+fn two_shards() -> (String, String) {
+    let a = "t0".to_string();
+    let b = (1..)
+        .map(|i| format!("t{i}"))
+        .find(|b| state::shard_of(b) != state::shard_of(&a))
+        .unwrap();
+    (a, b)
+}
+
+/// Counts wake-ups.
+#[derive(Default)]
+struct Wakes(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_subscriber_across_shards_waits_for_an_earlier_publish_under_way() {
+    let hub = Hub::new(limits());
+    let (a, b) = two_shards();
+    let mut sub = hub.subscribe(filters(&[&a, &b]), None, None).unwrap();
+    let mut single = hub.subscribe(filters(&[&b]), None, None).unwrap();
+    let wakes = Arc::new(Wakes::default());
+    let waker = Waker::from(wakes.clone());
+    let mut cx = Context::from_waker(&waker);
+
+    // A publish to `a` takes its seq and has not pushed yet, as if it were slow.
+    let mut locked = hub.lock_shards(1 << state::shard_of(&a));
+    let flight = hub.order.begin(locked.first);
+    let earlier = flight.seq;
+    // One to `b` runs meanwhile, in its own shard, and takes the next seq.
+    let later = hub.publish(event(&[&b], "later"));
+    assert_eq!(hub.epoch.parse(&later.id), Some(earlier + 1));
+    assert!(
+        matches!(single.poll_recv(&mut cx), Poll::Ready(Recv::Event(e)) if e.id == later.id),
+        "a subscriber within one shard is not held back"
+    );
+    assert!(
+        sub.poll_recv(&mut cx).is_pending(),
+        "the later seq waits while an earlier one may still come"
+    );
+    let woken = wakes.0.load(Ordering::SeqCst);
+
+    let id: Arc<str> = Arc::from(hub.epoch.format(earlier));
+    let topics: Arc<[Arc<str>]> = Arc::from(vec![Arc::from(a.as_str())]);
+    let tail = encode::event_tail(None, "earlier");
+    let wake_later = hub.insert(&mut locked, earlier, id, topics, &tail, 7, Instant::now());
+    assert!(sub.poll_recv(&mut cx).is_pending(), "still under way");
+    drop(flight);
+    wake_later.into_iter().for_each(Waker::wake);
+    drop(locked);
+    assert!(
+        wakes.0.load(Ordering::SeqCst) > woken,
+        "the end of the earlier publish wakes the subscriber"
+    );
+    let later = hub.epoch.parse(&later.id).unwrap();
+    assert_eq!(
+        seqs(&drain(&mut sub)),
+        vec![later - 1, later],
+        "in id order"
+    );
+}
+
+#[test]
+fn only_subscribers_across_shards_are_merged() {
+    let (a, b) = two_shards();
+    let same = (1..)
+        .map(|i| format!("u{i}"))
+        .find(|t| state::shard_of(t) == state::shard_of(&a))
+        .unwrap();
+    let mask = |f: &[&str]| Hub::mask_of_filters(&filters(f)).count_ones();
+    assert_eq!(mask(&[&a, &same]), 1);
+    assert_eq!(mask(&[&a, &b]), 2);
+    assert_eq!(
+        mask(&["t0.*"]),
+        SHARDS as u32,
+        "a pattern spans every shard"
+    );
+    // tests/hub_order.rs relies on its topics spreading over the shards.
+    let spread: std::collections::HashSet<usize> = (0..32)
+        .map(|i| state::shard_of(&format!("s.t{i}")))
+        .collect();
+    assert!(spread.len() >= SHARDS / 2, "{spread:?}");
+}
+
 mod index {
     use std::collections::{BTreeMap, BTreeSet};
 
     use proptest::prelude::*;
+
+    use std::sync::atomic::Ordering;
 
     use super::*;
     use crate::topic::Pattern;
