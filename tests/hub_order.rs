@@ -8,7 +8,8 @@
 //! lost wake-up hangs the test rather than passing it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::Duration;
@@ -86,17 +87,21 @@ fn seq_of(id: &str) -> u64 {
 }
 
 /// Publishes from `PUBLISHERS` threads, each to 1..=3 random topics per event
-/// (seeded, so a failure reproduces its inputs); calls `during` on this thread
-/// meanwhile. Returns every publish.
-fn publish_concurrently(hub: &Arc<Hub>, mut during: impl FnMut()) -> Log {
+/// (seeded, so a failure reproduces its inputs), while this thread calls
+/// `during` until it returns false; each publisher stops once that is over and
+/// it published at least `PER_PUBLISHER`. Returns every publish.
+fn publish_concurrently(hub: &Arc<Hub>, mut during: impl FnMut() -> bool) -> Log {
+    let started = Barrier::new(PUBLISHERS + 1);
+    let done = AtomicBool::new(false);
     let logs: Vec<Log> = thread::scope(|s| {
         let threads: Vec<_> = (0..PUBLISHERS)
             .map(|p| {
-                let hub = hub.clone();
+                let (hub, started, done) = (hub.clone(), &started, &done);
                 s.spawn(move || {
                     let mut rng = fastrand::Rng::with_seed(p as u64);
                     let mut log = Log::new();
-                    for _ in 0..PER_PUBLISHER {
+                    started.wait();
+                    while log.len() < PER_PUBLISHER || !done.load(Ordering::Relaxed) {
                         let n = rng.usize(1..=3);
                         let set: BTreeSet<usize> = (0..n).map(|_| rng.usize(..TOPICS)).collect();
                         let topics: Vec<String> = set.into_iter().map(topic).collect();
@@ -107,9 +112,9 @@ fn publish_concurrently(hub: &Arc<Hub>, mut during: impl FnMut()) -> Log {
                 })
             })
             .collect();
-        while !threads.iter().all(|t| t.is_finished()) {
-            during();
-        }
+        started.wait();
+        while during() {}
+        done.store(true, Ordering::Relaxed);
         threads.into_iter().map(|t| t.join().unwrap()).collect()
     });
     for log in &logs {
@@ -178,7 +183,7 @@ fn live_subscribers_take_every_event_once_in_id_order() {
                 s.spawn(move || drain_until_end(&mut sub))
             })
             .collect();
-        let log = publish_concurrently(&hub, || thread::sleep(Duration::from_millis(1)));
+        let log = publish_concurrently(&hub, || false);
         let end = publish_end(&hub);
         let received: Vec<Vec<u64>> = drains
             .into_iter()
@@ -213,20 +218,16 @@ fn replay_joins_live_delivery_while_publishers_race() {
     let mut opened: Vec<(Vec<&str>, bool, Subscription)> = Vec::new();
     let mut n = 0;
     let log = publish_concurrently(&hub, || {
-        if opened.len() < 60 {
-            let set = sets[n % sets.len()].clone();
-            let resume = n % 3 != 0;
-            let last = resume.then_some(&*first.id);
-            let sub = hub.subscribe(filters(&set), last, None).unwrap();
-            assert!(sub.resync.is_none(), "everything is retained");
-            opened.push((set, resume, sub));
-            n += 1;
-        }
-        thread::yield_now();
+        let set = sets[n % sets.len()].clone();
+        let resume = n % 3 != 0;
+        let last = resume.then_some(&*first.id);
+        let sub = hub.subscribe(filters(&set), last, None).unwrap();
+        assert!(sub.resync.is_none(), "everything is retained");
+        opened.push((set, resume, sub));
+        n += 1;
+        n < 60
     });
     publish_end(&hub);
-    let resumed = opened.iter().filter(|(_, resume, _)| *resume).count();
-    assert!(resumed > 10 && opened.len() > resumed);
     for (set, resume, mut sub) in opened {
         let replayed: Vec<u64> = sub.replay.drain(..).map(|e| e.seq).collect();
         let live: Vec<u64> = drain_until_end(&mut sub).iter().map(|e| e.seq).collect();

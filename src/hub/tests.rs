@@ -389,8 +389,6 @@ mod index {
 
     use proptest::prelude::*;
 
-    use std::sync::atomic::Ordering;
-
     use super::*;
     use crate::topic::Pattern;
 
