@@ -28,11 +28,11 @@
 //!   the smallest seq that may still be pushed. Each shard has a `busy` slot that
 //!   the publish holding that shard's lock sets to a lower bound of its seq
 //!   *before* taking the seq from the counter, and clears after its last push.
-//!   The reader loads the counter and then every slot (all sequentially
-//!   consistent): a publish whose seq is below the counter value it read had
-//!   already set its slot, so the reader sees that bound, or the cleared slot
-//!   whose store follows every push of the event (or a later publish's bound,
-//!   which that shard's lock orders after the pushes). The reader does this
+//!   The reader loads the counter and then every slot: a publish whose seq is
+//!   below the counter value it read had already set its slot (the counter's
+//!   release and acquire order the two), so the reader sees that bound, or the
+//!   cleared slot whose store follows every push of the event (or a later
+//!   publish's bound, which that shard's lock orders after the pushes). The reader does this
 //!   while holding its queue's lock, so a push that happened before is in the
 //!   queue it looks at.
 //! - **Nothing waits forever.** A held-back queue registers its waker here
@@ -45,7 +45,7 @@
 //! event is newer than the watermark they last saw.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::task::Waker;
 
 use super::lock;
@@ -90,12 +90,18 @@ impl Order {
     }
 
     /// Takes the next seq, for a publish holding the lock of shard `slot`.
+    ///
+    /// One locked instruction: the bound is stored before the counter moves,
+    /// and a reader that sees the counter moved past the seq acquires, through
+    /// the counter's release sequence, the bound stored before it. Every store
+    /// to a slot releases, so a reader that sees a later holder's value also
+    /// sees, through the shard lock, everything earlier holders pushed.
     pub(super) fn begin(&self, slot: usize) -> InFlight<'_> {
         let busy = &self.busy[slot].0;
-        busy.store(self.next.0.load(SeqCst), SeqCst);
-        let seq = self.next.0.fetch_add(1, SeqCst);
+        busy.store(self.next.0.load(Relaxed), Release);
+        let seq = self.next.0.fetch_add(1, AcqRel);
         // Raising the bound only shortens how long readers hold newer events back.
-        busy.store(seq, SeqCst);
+        busy.store(seq, Release);
         InFlight {
             order: self,
             slot,
@@ -130,6 +136,8 @@ impl Order {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         let order = self.order;
+        // Sequentially consistent, with the load of `pending` after it: the one
+        // store-load pair that must not be reordered (see `wait`).
         order.busy[self.slot].0.store(IDLE, SeqCst);
         if order.pending.0.load(SeqCst) {
             let waiters = {

@@ -61,6 +61,9 @@ pub(super) struct Locked<'a> {
     guards: [Option<MutexGuard<'a, Shard>>; SHARDS],
     /// The lowest shard held: its `busy` slot is the one a publish uses (`order.rs`).
     pub(super) first: usize,
+    /// Whether only `first` is held, as for most publishes: then a topic's shard
+    /// needs no hashing.
+    single: bool,
 }
 
 impl<'a> Locked<'a> {
@@ -77,12 +80,19 @@ impl<'a> Locked<'a> {
         Locked {
             guards,
             first: mask.trailing_zeros() as usize,
+            single: mask.is_power_of_two(),
         }
     }
 
     /// The shard of `topic`, which the caller locked.
     pub(super) fn shard(&mut self, topic: &str) -> &mut Shard {
-        self.guards[shard_of(topic)]
+        debug_assert!(!self.single || shard_of(topic) == self.first);
+        let i = if self.single {
+            self.first
+        } else {
+            shard_of(topic)
+        };
+        self.guards[i]
             .as_deref_mut()
             .expect("the caller locked the shard of each topic it touches")
     }
