@@ -23,6 +23,7 @@ const SCENARIOS: &[Scenario] = &[
     ("publish", publish),
     ("publish_100k_patterns", publish_100k_patterns),
     ("delivery", delivery),
+    ("delivery_pattern", delivery_pattern),
     ("template", template),
     ("route", route),
 ];
@@ -104,6 +105,18 @@ fn publish_among(n: u64, patterns: usize) {
 fn delivery(n: u64) {
     let hub = Hub::new(common::limits());
     let mut subs: Vec<_> = (0..FAN_OUT).map(|_| subscribe(&hub, "room.1")).collect();
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..n {
+        hub.publish(event("room.1"));
+        subs.iter_mut().for_each(|s| take(s, &mut cx));
+    }
+}
+
+/// The same to `FAN_OUT` subscribers of a pattern, whose queues take events
+/// from every shard and release them by the hub's watermark.
+fn delivery_pattern(n: u64) {
+    let hub = Hub::new(common::limits());
+    let mut subs: Vec<_> = (0..FAN_OUT).map(|_| subscribe(&hub, "room.*")).collect();
     let mut cx = Context::from_waker(Waker::noop());
     for _ in 0..n {
         hub.publish(event("room.1"));

@@ -109,13 +109,13 @@ impl Inbox {
                 if at.is_some_and(|i| s.queue[i].seq == event.seq) {
                     return Pushed::Skipped;
                 }
-                at.map_or(0, |i| i + 1)
+                Some(at.map_or(0, |i| i + 1))
             } else {
                 if s.last_seq >= event.seq {
                     return Pushed::Skipped;
                 }
                 s.last_seq = event.seq;
-                s.queue.len()
+                None
             };
             let over_bytes = !s.queue.is_empty() && s.bytes + size > self.capacity_bytes;
             if s.queue.len() >= self.capacity || over_bytes {
@@ -127,21 +127,18 @@ impl Inbox {
                 }
                 (s.waker.take(), Pushed::Cut)
             } else {
-                if at == s.queue.len() {
-                    s.queue.push_back(event.clone());
-                } else {
-                    s.queue.insert(at, event.clone());
+                match at {
+                    Some(at) => s.queue.insert(at, event.clone()),
+                    None => s.queue.push_back(event.clone()),
                 }
                 s.bytes += size;
                 (s.waker.take(), Pushed::Queued)
             }
         };
-        if let Some(w) = waker {
-            if self.merged && pushed == Pushed::Queued {
-                later.push(w);
-            } else {
-                w.wake();
-            }
+        match waker {
+            Some(w) if self.merged && pushed == Pushed::Queued => later.push(w),
+            Some(w) => w.wake(),
+            None => {}
         }
         pushed
     }
@@ -178,14 +175,19 @@ impl Inbox {
         if s.closed == Some(Close::Slow) {
             return Poll::Ready(Recv::Closed(Close::Slow));
         }
-        if let Some(front) = s.queue.front() {
-            let seq = front.seq;
-            if !self.merged || self.released(&mut s, seq, order, cx) {
-                let ev = s.queue.pop_front().expect("the front was just seen");
-                s.bytes -= ev.chunk.wire().len() as u64;
-                return Poll::Ready(Recv::Event(ev));
-            }
-        } else if let Some(why) = s.closed {
+        let taken = if self.merged {
+            self.take_released(&mut s, order, cx)
+        } else {
+            s.queue.pop_front()
+        };
+        if let Some(ev) = taken {
+            s.bytes -= ev.chunk.wire().len() as u64;
+            return Poll::Ready(Recv::Event(ev));
+        }
+        // A merged queue may still hold events, only not yet released.
+        if let Some(why) = s.closed
+            && s.queue.is_empty()
+        {
             return Poll::Ready(Recv::Closed(why));
         }
         if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -194,19 +196,22 @@ impl Inbox {
         Poll::Pending
     }
 
-    /// Whether no publish that is still under way can push a seq below `seq`.
-    /// Read under the queue's lock, so that every push the watermark counts as
-    /// done is in the queue (`order.rs`). If not, registers to be woken.
-    fn released(&self, s: &mut State, seq: u64, order: &Order, cx: &Context<'_>) -> bool {
-        if seq < s.released_below {
-            return true;
+    /// The oldest event of a merged queue, if no publish still under way can
+    /// push an older one; read under the queue's lock, so that every push the
+    /// watermark counts as done is in the queue (`order.rs`). If one can,
+    /// registers to be woken when a publish ends.
+    fn take_released(&self, s: &mut State, order: &Order, cx: &Context<'_>) -> Option<Arc<Event>> {
+        let seq = s.queue.front()?.seq;
+        if seq >= s.released_below {
+            s.released_below = order.complete_below();
         }
-        s.released_below = order.complete_below();
-        if seq < s.released_below {
-            return true;
+        if seq >= s.released_below {
+            order.wait(cx.waker());
+            s.released_below = order.complete_below();
+            if seq >= s.released_below {
+                return None;
+            }
         }
-        order.wait(cx.waker());
-        s.released_below = order.complete_below();
-        seq < s.released_below
+        s.queue.pop_front()
     }
 }

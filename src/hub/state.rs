@@ -39,13 +39,21 @@ pub(super) struct Topic {
     pub(super) subscribers: HashMap<u64, Arc<Inbox>>,
 }
 
-/// The shard a topic lives in: FNV-1a, cheap for names of a few dozen bytes.
+/// The shard a topic lives in: a multiplicative hash, eight bytes at a time,
+/// cheap for names of a few dozen bytes.
 pub(super) fn shard_of(topic: &str) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in topic.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let bytes = topic.as_bytes();
+    let mut chunks = bytes.chunks_exact(8);
+    let mut h: u64 = bytes.len() as u64;
+    for c in &mut chunks {
+        let word = u64::from_le_bytes(c.try_into().expect("eight bytes"));
+        h = (h.rotate_left(5) ^ word).wrapping_mul(K);
     }
-    ((h ^ (h >> 32)) as usize) % SHARDS
+    let mut last = [0u8; 8];
+    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h = (h.rotate_left(5) ^ u64::from_le_bytes(last)).wrapping_mul(K);
+    ((h >> 32) as usize) % SHARDS
 }
 
 /// The shards of `topics`.
@@ -58,18 +66,28 @@ pub(super) fn mask_of<'a>(topics: impl IntoIterator<Item = &'a str>) -> Mask {
 /// The locks of a set of shards, taken in index order so that two holders of
 /// overlapping sets never wait on each other in a cycle.
 pub(super) struct Locked<'a> {
-    guards: [Option<MutexGuard<'a, Shard>>; SHARDS],
+    guards: Guards<'a>,
     /// The lowest shard held: its `busy` slot is the one a publish uses (`order.rs`).
     pub(super) first: usize,
-    /// Whether only `first` is held, as for most publishes: then a topic's shard
-    /// needs no hashing.
-    single: bool,
+}
+
+enum Guards<'a> {
+    /// Most publishes and subscriptions: one shard, found without hashing.
+    One(MutexGuard<'a, Shard>),
+    Many([Option<MutexGuard<'a, Shard>>; SHARDS]),
 }
 
 impl<'a> Locked<'a> {
     pub(super) fn new(shards: &'a [Padded<Mutex<Shard>>; SHARDS], mask: Mask) -> Self {
         // A publish with no topic still needs a slot.
         let mask = if mask == 0 { 1 } else { mask };
+        let first = mask.trailing_zeros() as usize;
+        if mask.is_power_of_two() {
+            return Locked {
+                guards: Guards::One(lock(&shards[first].0)),
+                first,
+            };
+        }
         let mut guards = [const { None }; SHARDS];
         let mut rest = mask;
         while rest != 0 {
@@ -78,31 +96,38 @@ impl<'a> Locked<'a> {
             rest &= rest - 1;
         }
         Locked {
-            guards,
-            first: mask.trailing_zeros() as usize,
-            single: mask.is_power_of_two(),
+            guards: Guards::Many(guards),
+            first,
         }
     }
 
     /// The shard of `topic`, which the caller locked.
     pub(super) fn shard(&mut self, topic: &str) -> &mut Shard {
-        debug_assert!(!self.single || shard_of(topic) == self.first);
-        let i = if self.single {
-            self.first
-        } else {
-            shard_of(topic)
-        };
-        self.guards[i]
-            .as_deref_mut()
-            .expect("the caller locked the shard of each topic it touches")
+        match &mut self.guards {
+            Guards::One(g) => {
+                debug_assert_eq!(shard_of(topic), self.first);
+                g
+            }
+            Guards::Many(all) => all[shard_of(topic)]
+                .as_deref_mut()
+                .expect("the caller locked the shard of each topic it touches"),
+        }
     }
 
     pub(super) fn all(&self) -> impl Iterator<Item = &Shard> {
-        self.guards.iter().flatten().map(|g| &**g)
+        let (one, many) = match &self.guards {
+            Guards::One(g) => (Some(&**g), None),
+            Guards::Many(all) => (None, Some(all.iter().flatten().map(|g| &**g))),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
     }
 
     pub(super) fn all_mut(&mut self) -> impl Iterator<Item = &mut Shard> {
-        self.guards.iter_mut().flatten().map(|g| &mut **g)
+        let (one, many) = match &mut self.guards {
+            Guards::One(g) => (Some(&mut **g), None),
+            Guards::Many(all) => (None, Some(all.iter_mut().flatten().map(|g| &mut **g))),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
     }
 }
 

@@ -382,6 +382,8 @@ fn only_subscribers_across_shards_are_merged() {
         .map(|i| state::shard_of(&format!("s.t{i}")))
         .collect();
     assert!(spread.len() >= SHARDS / 2, "{spread:?}");
+    // benches/hub.rs publishes from two threads to these, expecting two shards.
+    assert_ne!(state::shard_of("bench.t0"), state::shard_of("bench.t1"));
 }
 
 mod index {
