@@ -95,52 +95,72 @@ impl Inbox {
     /// A merged inbox cannot hand the event out before its publish ends, so its
     /// waker goes to `later`, for the publisher to wake then.
     pub(crate) fn push(&self, event: &Arc<Event>, later: &mut Vec<Waker>) -> Pushed {
-        let size = event.chunk.wire().len() as u64;
+        if self.merged {
+            return self.push_merged(event, later);
+        }
+        let (waker, pushed) = {
+            let mut s = lock(&self.state);
+            if s.closed.is_some() || s.last_seq >= event.seq {
+                return Pushed::Skipped;
+            }
+            s.last_seq = event.seq;
+            self.queue_at(&mut s, event, None)
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        pushed
+    }
+
+    /// Pushes may come out of seq order: the event goes to its place, and a seq
+    /// already queued came through another of the subscriber's topics or patterns.
+    fn push_merged(&self, event: &Arc<Event>, later: &mut Vec<Waker>) -> Pushed {
         let (waker, pushed) = {
             let mut s = lock(&self.state);
             if s.closed.is_some() {
                 return Pushed::Skipped;
             }
-            // Where the event goes: at the back, unless a merged inbox already
-            // holds newer ones. A seq already queued came through another of
-            // the subscriber's topics or patterns.
-            let at = if self.merged {
-                let at = s.queue.iter().rposition(|e| e.seq <= event.seq);
-                if at.is_some_and(|i| s.queue[i].seq == event.seq) {
-                    return Pushed::Skipped;
-                }
-                Some(at.map_or(0, |i| i + 1))
-            } else {
-                if s.last_seq >= event.seq {
-                    return Pushed::Skipped;
-                }
-                s.last_seq = event.seq;
-                None
-            };
-            let over_bytes = !s.queue.is_empty() && s.bytes + size > self.capacity_bytes;
-            if s.queue.len() >= self.capacity || over_bytes {
-                s.closed = Some(Close::Slow);
-                s.queue = VecDeque::new();
-                s.bytes = 0;
-                if let Some(cut) = &self.on_overflow {
-                    cut.notify_one();
-                }
-                (s.waker.take(), Pushed::Cut)
-            } else {
-                match at {
-                    Some(at) => s.queue.insert(at, event.clone()),
-                    None => s.queue.push_back(event.clone()),
-                }
-                s.bytes += size;
-                (s.waker.take(), Pushed::Queued)
+            let before = s.queue.iter().rposition(|e| e.seq <= event.seq);
+            if before.is_some_and(|i| s.queue[i].seq == event.seq) {
+                return Pushed::Skipped;
             }
+            self.queue_at(&mut s, event, Some(before.map_or(0, |i| i + 1)))
         };
         match waker {
-            Some(w) if self.merged && pushed == Pushed::Queued => later.push(w),
+            Some(w) if pushed == Pushed::Queued => later.push(w),
             Some(w) => w.wake(),
             None => {}
         }
         pushed
+    }
+
+    /// Queues `event` at `at` (at the back if `None`), or cuts the subscriber if
+    /// the queue is full; returns the waker to wake.
+    #[inline(always)]
+    fn queue_at(
+        &self,
+        s: &mut State,
+        event: &Arc<Event>,
+        at: Option<usize>,
+    ) -> (Option<Waker>, Pushed) {
+        let size = event.chunk.wire().len() as u64;
+        let over_bytes = !s.queue.is_empty() && s.bytes + size > self.capacity_bytes;
+        if s.queue.len() >= self.capacity || over_bytes {
+            s.closed = Some(Close::Slow);
+            s.queue = VecDeque::new();
+            s.bytes = 0;
+            if let Some(cut) = &self.on_overflow {
+                cut.notify_one();
+            }
+            (s.waker.take(), Pushed::Cut)
+        } else {
+            match at {
+                Some(at) => s.queue.insert(at, event.clone()),
+                None => s.queue.push_back(event.clone()),
+            }
+            s.bytes += size;
+            (s.waker.take(), Pushed::Queued)
+        }
     }
 
     pub(crate) fn close(&self, why: Close) {

@@ -99,6 +99,7 @@ impl Hub {
         &self.limits
     }
 
+    #[inline]
     fn lock_shards(&self, mask: Mask) -> Locked<'_> {
         Locked::new(&self.shards, mask)
     }

@@ -74,10 +74,12 @@ pub(super) struct Locked<'a> {
 enum Guards<'a> {
     /// Most publishes and subscriptions: one shard, found without hashing.
     One(MutexGuard<'a, Shard>),
-    Many([Option<MutexGuard<'a, Shard>>; SHARDS]),
+    /// Boxed, so that the common case moves a few words, not sixteen guards.
+    Many(Box<[Option<MutexGuard<'a, Shard>>; SHARDS]>),
 }
 
 impl<'a> Locked<'a> {
+    #[inline]
     pub(super) fn new(shards: &'a [Padded<Mutex<Shard>>; SHARDS], mask: Mask) -> Self {
         // A publish with no topic still needs a slot.
         let mask = if mask == 0 { 1 } else { mask };
@@ -88,7 +90,7 @@ impl<'a> Locked<'a> {
                 first,
             };
         }
-        let mut guards = [const { None }; SHARDS];
+        let mut guards = Box::new([const { None }; SHARDS]);
         let mut rest = mask;
         while rest != 0 {
             let i = rest.trailing_zeros() as usize;
