@@ -223,6 +223,9 @@ impl Inbox {
     fn take_released(&self, s: &mut State, order: &Order, cx: &Context<'_>) -> Option<Arc<Event>> {
         let seq = s.queue.front()?.seq;
         if seq >= s.released_below {
+            s.released_below = order.released();
+        }
+        if seq >= s.released_below {
             s.released_below = order.complete_below();
         }
         if seq >= s.released_below {

@@ -42,7 +42,7 @@
 //!
 //! A publish touches one shared cache line, the counter, and its own shard's;
 //! only subscribers that span shards read the slots, and only when their oldest
-//! event is newer than the watermark they last saw.
+//! event is newer than the newest watermark any of them computed.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
@@ -65,6 +65,9 @@ pub(crate) struct Order {
     next: Padded<AtomicU64>,
     /// Per shard: a lower bound of the seq its lock holder is publishing, or IDLE.
     busy: [Padded<AtomicU64>; SHARDS],
+    /// The newest watermark a reader computed, so that a fan-out to many merged
+    /// queues reads the slots once rather than once per queue.
+    released: Padded<AtomicU64>,
     /// Whether `waiters` may hold a waker (read by every publish, written rarely).
     pending: Padded<AtomicBool>,
     waiters: Mutex<Vec<Waker>>,
@@ -84,6 +87,7 @@ impl Order {
         Order {
             next: Padded(AtomicU64::new(1)),
             busy: std::array::from_fn(|_| Padded(AtomicU64::new(IDLE))),
+            released: Padded(AtomicU64::new(0)),
             pending: Padded(AtomicBool::new(false)),
             waiters: Mutex::new(Vec::new()),
         }
@@ -114,12 +118,23 @@ impl Order {
         self.next.0.load(SeqCst)
     }
 
+    /// Every publish whose seq is below the returned value has made all its
+    /// pushes. Cheap: what a reader last computed, which stays true.
+    pub(crate) fn released(&self) -> u64 {
+        self.released.0.load(Acquire)
+    }
+
     /// Every publish whose seq is below the returned value has made all its pushes.
+    /// Shared through `released`: a reader that takes it from there acquires
+    /// what this reader acquired from the slots and the counter.
     pub(crate) fn complete_below(&self) -> u64 {
         let next = self.next.0.load(SeqCst);
-        self.busy
+        let low = self
+            .busy
             .iter()
-            .fold(next, |low, slot| low.min(slot.0.load(SeqCst)))
+            .fold(next, |low, slot| low.min(slot.0.load(SeqCst)));
+        self.released.0.fetch_max(low, AcqRel);
+        low
     }
 
     /// Wakes `waker` when some publish ends; read [`Order::complete_below`] again
