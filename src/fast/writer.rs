@@ -82,7 +82,8 @@ pub(super) struct Writer {
 
 /// The pieces of one `writev`, the first from `offset` on.
 struct Batch {
-    pieces: [Bytes; BATCH],
+    /// `Option`s, so that an empty slot costs nothing to make or drop.
+    pieces: [Option<Bytes>; BATCH],
     len: usize,
     /// Their length, the first counted whole.
     bytes: usize,
@@ -91,7 +92,7 @@ struct Batch {
 impl Batch {
     fn new() -> Self {
         Batch {
-            pieces: Default::default(),
+            pieces: [const { None }; BATCH],
             len: 0,
             bytes: 0,
         }
@@ -99,7 +100,7 @@ impl Batch {
 
     fn push(&mut self, piece: Bytes) {
         self.bytes += piece.len();
-        self.pieces[self.len] = piece;
+        self.pieces[self.len] = Some(piece);
         self.len += 1;
     }
 
@@ -108,7 +109,7 @@ impl Batch {
     }
 
     fn clear(&mut self) {
-        self.pieces[..self.len].fill(Bytes::new());
+        self.pieces[..self.len].fill(None);
         self.len = 0;
         self.bytes = 0;
     }
@@ -220,13 +221,13 @@ impl Writer {
     /// Writes `batch` in one `writev`; what the socket did not take is kept.
     fn write(&mut self, batch: &mut Batch) -> io::Result<()> {
         let mut slices = [IoSlice::new(&[]); BATCH];
-        for (i, piece) in batch.pieces[..batch.len].iter().enumerate() {
+        for (i, piece) in batch.pieces[..batch.len].iter().flatten().enumerate() {
             let from = if i == 0 { self.offset } else { 0 };
             slices[i] = IoSlice::new(&piece[from..]);
         }
         let mut written = self.io.try_write_vectored(&slices[..batch.len])?;
         let mut done = 0;
-        for piece in &batch.pieces[..batch.len] {
+        for piece in batch.pieces[..batch.len].iter().flatten() {
             let left = piece.len() - if done == 0 { self.offset } else { 0 };
             if written < left {
                 break;
@@ -242,8 +243,11 @@ impl Writer {
 
     /// Keeps the batch's pieces from `from` on, unwritten, for the next round.
     fn keep(&mut self, batch: &mut Batch, from: usize) {
-        self.left
-            .extend(batch.pieces[from..batch.len].iter_mut().map(std::mem::take));
+        self.left.extend(
+            batch.pieces[from..batch.len]
+                .iter_mut()
+                .flat_map(Option::take),
+        );
         batch.clear();
     }
 
