@@ -241,10 +241,21 @@ impl Upstream {
         if parts.method == Method::CONNECT || !target.starts_with('/') {
             return Err(Error::Target);
         }
+        let path_and_query = if self.base_path.is_empty() {
+            // Shares the client's bytes: nothing to build without a prefix.
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"))
+        } else {
+            PathAndQuery::try_from(format!("{}{target}", self.base_path))
+                .map_err(|_| Error::Target)?
+        };
         parts.uri = Uri::builder()
             .scheme("http")
             .authority(self.authority.clone())
-            .path_and_query(format!("{}{target}", self.base_path))
+            .path_and_query(path_and_query)
             .build()
             .map_err(|_| Error::Target)?;
 
