@@ -103,11 +103,11 @@ if [ "$UPSTREAM" = nginx ]; then
     default_type text/plain;
     location / { return 200 'hello, world\n'; }
   }"
-  UP_DESC="nginx \\`return 200\\` (one worker, 200 with a 13-byte body)"
+  UP_DESC='nginx `return 200` (one worker, 200 with a 13-byte body)'
 else
   taskset -c "$SERVER_CPU" target/release/bench-upstream "127.0.0.1:$UP_PORT" 2>/dev/null &
   pids+=($!)
-  UP_DESC="\\`bench-upstream\\` (hyper, one thread, 200 with a 13-byte body)"
+  UP_DESC='`bench-upstream` (hyper, one thread, 200 with a 13-byte body)'
 fi
 
 cat >"$work/hookcast.yaml" <<YAML
