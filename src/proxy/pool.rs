@@ -100,7 +100,10 @@ impl Pool {
         loop {
             let (mut tx, reused) = match self.take() {
                 Some(tx) => (tx, true),
-                None => (self.connect().await?, false),
+                // Boxed: connecting (a lookup, a handshake) is rare, and inline
+                // its state would make every request's future, moved by hyper
+                // at each step, several times larger.
+                None => (Box::pin(self.connect()).await?, false),
             };
             match tx.try_send_request(req).await {
                 Ok(resp) => {
