@@ -48,6 +48,13 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    /// Closed, or idle (no response passing) for `timeout` since it was given back.
+    fn expired(&self, now: Instant, timeout: Duration) -> bool {
+        self.tx.is_closed() || (self.tx.is_ready() && now - self.since >= timeout)
+    }
+}
+
 struct Inner {
     authority: Authority,
     connect_timeout: Duration,
@@ -129,7 +136,7 @@ impl Pool {
         while i > 0 {
             i -= 1;
             let e = &idle[i];
-            if e.tx.is_closed() || (e.tx.is_ready() && now - e.since >= self.0.idle_timeout) {
+            if e.expired(now, self.0.idle_timeout) {
                 idle.swap_remove(i);
             } else if e.tx.is_ready() {
                 return Some(idle.swap_remove(i).tx);
@@ -213,8 +220,6 @@ async fn reap(pool: Weak<Inner>) {
         pool.idle
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|e| {
-                !e.tx.is_closed() && !(e.tx.is_ready() && now - e.since >= pool.idle_timeout)
-            });
+            .retain(|e| !e.expired(now, pool.idle_timeout));
     }
 }
