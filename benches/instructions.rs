@@ -15,6 +15,8 @@ use hookcast::route::{Lookup, Router};
 use hookcast::template::{Input, Template};
 use hookcast::topic::Filter;
 use http::{HeaderMap, HeaderValue, Method};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 /// A scenario: its name, and what it runs for a number of iterations.
 type Scenario = (&'static str, fn(u64));
@@ -26,6 +28,7 @@ const SCENARIOS: &[Scenario] = &[
     ("delivery_pattern", delivery_pattern),
     ("template", template),
     ("route", route),
+    ("proxy", proxy),
 ];
 
 /// Subscribers per event in `delivery`; the script divides by it.
@@ -170,5 +173,94 @@ fn route(n: u64) {
         };
         let chosen = candidates.iter().find(|(r, _)| r.accepts(&headers, None));
         black_box(chosen.map(|(r, params)| (r.name.len(), params.len())));
+    }
+}
+
+/// The upstream's answer in `proxy`: what a cheap app (nginx `return 200`) sends.
+const UPSTREAM_ANSWER: &[u8] =
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 13\r\n\r\nhello, world\n";
+
+/// One GET proxied to the upstream over a keep-alive connection: the whole of
+/// hookcast's path (accept loop, service, proxy, pooled client), on one thread,
+/// with loopback sockets both sides and a client and upstream that only copy
+/// bytes. Logging as in `bench/proxy.sh` (level warn).
+fn proxy(n: u64) {
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::sink)
+        .finish();
+    let _log = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = upstream.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (conn, _) = upstream.accept().await.unwrap();
+                tokio::spawn(answer_heads(conn));
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let yaml = format!("listen: \"{addr}\"\nupstream:\n  url: \"http://{up}\"\n");
+        let config = hookcast::config::from_yaml("bench.yaml", &yaml).unwrap();
+        tokio::spawn(hookcast::server::run(
+            listener,
+            config,
+            std::future::pending(),
+        ));
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client.set_nodelay(true).unwrap();
+        let request = format!(
+            "GET /app/page?id=7 HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
+        );
+        let mut buf = Vec::with_capacity(4096);
+        // One first request opens the pooled upstream connection.
+        for _ in 0..n + 1 {
+            client.write_all(request.as_bytes()).await.unwrap();
+            read_answer(&mut client, &mut buf).await;
+        }
+    });
+}
+
+/// The upstream of `proxy`: answers every request head on `conn`.
+async fn answer_heads(mut conn: TcpStream) {
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            if conn.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+                return;
+            }
+            continue;
+        };
+        buf.drain(..end + 4);
+        if conn.write_all(UPSTREAM_ANSWER).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads one whole response (a head with `content-length`, then its body).
+async fn read_answer(conn: &mut TcpStream, buf: &mut Vec<u8>) {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(head) = resp.parse(buf).unwrap() {
+            assert_eq!(resp.code, Some(200), "{}", String::from_utf8_lossy(buf));
+            let len: usize = resp
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
+                .expect("a content-length");
+            if buf.len() >= head + len {
+                buf.drain(..head + len);
+                return;
+            }
+        }
+        assert_ne!(conn.read_buf(buf).await.unwrap(), 0, "hookcast closed");
     }
 }

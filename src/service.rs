@@ -56,12 +56,12 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 None => cors::options_answer(),
             };
         }
-        return subscribe_hyper(app, req).await;
+        return Box::pin(subscribe_hyper(app, req)).await;
     }
     if app.config.streams.serves(path) {
         // Other methods go on to the routes and the upstream (README "In front of an existing app").
         if req.method() == Method::GET {
-            return subscribe_hyper(app, req).await;
+            return Box::pin(subscribe_hyper(app, req)).await;
         }
         if req.method() == Method::OPTIONS
             && let Some(c) = &app.config.cors
@@ -79,7 +79,9 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     if app.upstream.is_some() && !matches!(lookup, Lookup::Candidates(_)) {
         return app.pass(reply::streamed(req)).await;
     }
-    ingest::handle(app, req, lookup).await
+    // Boxed, as are streams above: their futures are many times the size of the
+    // proxy's, and hyper moves every request's future by value.
+    Box::pin(ingest::handle(app, req, lookup)).await
 }
 
 /// A stream request as hyper reads it. One that declares a body is refused

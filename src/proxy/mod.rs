@@ -3,6 +3,7 @@
 
 pub mod body;
 mod headers;
+mod pool;
 
 use std::time::Duration;
 
@@ -11,9 +12,7 @@ use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 
 use crate::conn::ClientAddr;
 use crate::reply::{self, Body, BoxError};
@@ -44,7 +43,7 @@ pub fn record(outcome: Outcome) {
 #[derive(Debug)]
 pub enum Error {
     /// Refused, unreachable, or the connection failed before a response.
-    Unavailable(hyper_util::client::legacy::Error),
+    Unavailable(pool::Failure),
     /// No response headers within `upstream.timeout`.
     Timeout(Duration),
     /// The client broke off the request body while it was being passed on.
@@ -56,7 +55,7 @@ pub enum Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::Unavailable(e) if e.is_connect() => {
+            Error::Unavailable(pool::Failure::Connect(_)) => {
                 f.write_str("cannot connect to the upstream")
             }
             Error::Unavailable(_) => f.write_str("the upstream failed before answering"),
@@ -189,7 +188,7 @@ pub struct Settings {
 /// The application behind hookcast, shared by every request.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, body::Outgoing>,
+    pool: pool::Pool,
     authority: Authority,
     base_path: String,
     timeout: Duration,
@@ -197,17 +196,13 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(config: &Settings) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .build(connector);
         Upstream {
-            client,
+            pool: pool::Pool::new(
+                config.authority.clone(),
+                config.connect_timeout,
+                config.pool_idle_timeout,
+                config.pool_max_idle_per_host,
+            ),
             authority: config.authority.clone(),
             base_path: config.base_path.clone(),
             timeout: config.timeout,
@@ -241,18 +236,35 @@ impl Upstream {
         if parts.method == Method::CONNECT || !target.starts_with('/') {
             return Err(Error::Target);
         }
-        parts.uri = Uri::builder()
-            .scheme("http")
-            .authority(self.authority.clone())
-            .path_and_query(format!("{}{target}", self.base_path))
-            .build()
-            .map_err(|_| Error::Target)?;
+        // Origin-form: the connection is to the upstream already.
+        let path_and_query = if self.base_path.is_empty() {
+            // Shares the client's bytes: nothing to build without a prefix.
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"))
+        } else {
+            PathAndQuery::try_from(format!("{}{target}", self.base_path))
+                .map_err(|_| Error::Target)?
+        };
+        parts.uri = Uri::from(path_and_query);
 
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
         // hyper has already answered `100 Continue` when the body is first read.
         parts.headers.remove(header::EXPECT);
         let client_ip = parts.extensions.get::<ClientAddr>().map(|c| c.0.ip());
         headers::add_forwarded(&mut parts.headers, client_ip, host.as_ref());
+        // Without one from the client (HTTP/1.0), the upstream's own name.
+        let host = host.or_else(|| {
+            let a = &self.authority;
+            let name = if a.port_u16() == Some(80) {
+                a.host()
+            } else {
+                a.as_str()
+            };
+            HeaderValue::from_str(name).ok()
+        });
         if let Some(h) = host {
             parts.headers.insert(header::HOST, h);
         }
@@ -265,10 +277,10 @@ impl Upstream {
             let (tx, rx) = tokio::sync::oneshot::channel();
             (Some(tx), Some(rx))
         };
-        let mut pending = self.client.request(Request::from_parts(
+        let mut pending = std::pin::pin!(self.pool.send(Request::from_parts(
             parts,
             body::Outgoing::new(body, sent_tx),
-        ));
+        )));
         // upstream.timeout counts from the end of the request body: a long upload
         // is not a slow answer. An answer that comes before the end is taken.
         let mut early = None;
