@@ -8,8 +8,8 @@ mod forward;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
+use http_body::Body as HttpBody;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::app::App;
@@ -17,7 +17,7 @@ use crate::broker::Unavailable;
 use crate::hub::{NewEvent, Published};
 use crate::inspect::{Outcome, Seen};
 use crate::proxy::body::{Prefix, read_prefix};
-use crate::reply::{self, Body};
+use crate::reply::{self, Body, BoxError};
 use crate::route::{Candidate, Lookup, Mode, Route, Router, Unmet};
 use crate::sse::encode;
 use crate::template::{Input, RenderError, Template};
@@ -140,7 +140,11 @@ impl Rejection {
 
 /// Reads the whole body, refusing more than `limit` bytes whether or not a
 /// Content-Length was sent.
-pub async fn read_body(parts: &Parts, body: Incoming, limit: u64) -> Result<Bytes, Rejection> {
+pub async fn read_body<B>(parts: &Parts, body: B, limit: u64) -> Result<Bytes, Rejection>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
@@ -162,7 +166,14 @@ pub async fn read_body(parts: &Parts, body: Incoming, limit: u64) -> Result<Byte
 /// mode) or pass it to the upstream (forward mode, or no route holds). Without an
 /// upstream, a path or method no route has is answered 404 or 405 here. What came of
 /// it is counted and recorded in the delivery log here, once.
-pub async fn handle(app: &App, req: Request<Incoming>, lookup: Lookup) -> Response<Body> {
+///
+/// Generic over the body so that the instruction benchmark drives this very
+/// function with a body already in memory; the server's is hyper's `Incoming`.
+pub async fn handle<B>(app: &App, req: Request<B>, lookup: Lookup) -> Response<Body>
+where
+    B: HttpBody<Data = Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     let started = std::time::Instant::now();
     // Requests no route's path and method select are logged unless they look like page fetches.
     let logged = matches!(lookup, Lookup::Candidates(_))
@@ -232,9 +243,9 @@ fn log_outcome(outcome: &Outcome, status: StatusCode, elapsed: std::time::Durati
 pub const UNROUTED: &str = "(none)";
 
 /// 404 or 405 for a path and method that no route has (no upstream is configured).
-fn refused_path(
+fn refused_path<B>(
     app: &App,
-    req: &Request<Incoming>,
+    req: &Request<B>,
     lookup: Lookup,
     outcome: &mut Outcome,
 ) -> Response<Body> {
@@ -273,12 +284,16 @@ fn unmatched(
         .collect()
 }
 
-async fn handle_routed(
+async fn handle_routed<B>(
     app: &App,
-    req: Request<Incoming>,
+    req: Request<B>,
     candidates: Vec<Candidate>,
     outcome: &mut Outcome,
-) -> Response<Body> {
+) -> Response<Body>
+where
+    B: HttpBody<Data = Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     let limit = app.config.limits.max_body;
     let (parts, body) = req.into_parts();
     let reads_body = candidates
@@ -289,7 +304,7 @@ async fn handle_routed(
         let chosen = candidates
             .into_iter()
             .find(|(r, _)| r.accepts(&parts.headers, None));
-        let req = reply::streamed(Request::from_parts(parts, body));
+        let req = Request::from_parts(parts, body.map_err(Into::into).boxed());
         return match chosen {
             Some(route) => {
                 outcome.route = Some(route.0.name.clone());
