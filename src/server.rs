@@ -3,8 +3,10 @@
 //! three-step graceful shutdown (stop accepting, end streams, drain under a deadline).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
@@ -13,6 +15,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
 use tracing::Instrument;
 
 use crate::accept::Acceptor;
@@ -210,7 +213,7 @@ impl Conn {
         match sniffed {
             Ok(Ok(Sniffed::Stream(mut req))) => {
                 req.extensions.insert(ClientAddr(self.peer));
-                let _open = self.direct.enter();
+                let open = self.direct.enter();
                 // Opening is boxed and done before streaming, so its state
                 // (authorization may wait on the network) is not kept per stream.
                 let app = self.live.load();
@@ -218,16 +221,18 @@ impl Conn {
                     serving = Box::pin(fast::open(&app, stream, req)) => serving,
                     () = self.kill.notified() => return,
                 };
-                let kept = tokio::select! {
-                    kept = serving => kept,
-                    () = self.kill.notified() => None,
+                // A stream lives for hours: it gets a task of its own, sized for
+                // what streaming keeps, not for this one's sniffing and opening.
+                // Its kill signal is taken now, so none is missed in between.
+                let kill = Box::pin(self.kill.clone().notified_owned());
+                let streaming = Streaming {
+                    serving,
+                    open: Some(open),
+                    kill,
+                    conn: Some(self),
+                    then: None,
                 };
-                drop(_open);
-                if let Some(stream) = kept {
-                    // The stream ended cleanly: the connection goes on, to hyper.
-                    let io = Prefixed::new(bytes::Bytes::new(), stream);
-                    Box::pin(self.serve_hyper(io)).await;
-                }
+                tokio::spawn(streaming.in_current_span());
             }
             Ok(Ok(Sniffed::Other(prefix))) => {
                 // Boxed: hyper's connection state would otherwise size every
@@ -265,6 +270,47 @@ impl Conn {
             },
             () = cut.0.notified() => tracing::debug!("connection cut: its subscriber fell behind"),
             () = self.kill.notified() => {}
+        }
+    }
+}
+
+/// An open stream on the fast path, served until it ends (or `shutdown_grace`
+/// cuts it); a connection kept open after it goes on to hyper. Written out by
+/// hand: an `async fn` would hold its arguments twice, and every stream keeps
+/// this for its whole life.
+struct Streaming {
+    serving: fast::Serving,
+    /// Counted among the fast path's open connections while streaming.
+    open: Option<OpenGuard>,
+    /// Boxed to be polled in place.
+    kill: Pin<Box<OwnedNotified>>,
+    /// Taken to serve what comes after the stream.
+    conn: Option<Conn>,
+    /// Hyper, serving the connection after a stream that ended cleanly.
+    then: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Future for Streaming {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.kill.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        if this.then.is_none() {
+            let kept = ready!(Pin::new(&mut this.serving).poll(cx));
+            this.open = None;
+            let (Some(stream), Some(conn)) = (kept, this.conn.take()) else {
+                return Poll::Ready(());
+            };
+            // The stream ended cleanly: the connection goes on, to hyper.
+            let io = Prefixed::new(bytes::Bytes::new(), stream);
+            this.then = Some(Box::pin(conn.serve_hyper(io)));
+        }
+        match &mut this.then {
+            Some(then) => then.as_mut().poll(cx),
+            None => Poll::Ready(()),
         }
     }
 }
@@ -325,5 +371,19 @@ async fn collect(hub: std::sync::Weak<Hub>) {
         tick.tick().await;
         let Some(hub) = hub.upgrade() else { return };
         hub.collect(Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task's memory is its future plus tokio's header and trailer (about
+    /// 100 bytes), rounded up to 128 bytes (the cell is cache-line aligned): an
+    /// idle stream's task stays within 768 bytes while its future is under 664.
+    #[test]
+    fn a_stream_task_stays_small() {
+        let size = std::mem::size_of::<tracing::instrument::Instrumented<Streaming>>();
+        assert!(size <= 640, "the stream task's future grew to {size} bytes");
     }
 }

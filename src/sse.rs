@@ -154,7 +154,9 @@ pub struct EventStream {
     /// Taken when the stream ends: the subscriber leaves the hub then (no more
     /// events queued, the gauge down), not once the last bytes are written.
     sub: Option<Subscription>,
-    settings: StreamSettings,
+    /// Of [`StreamSettings`], what is read after the start.
+    retry: Duration,
+    heartbeat_every: Duration,
     prelude: Option<Bytes>,
     resync: Option<Bytes>,
     heartbeat: Pin<Box<Sleep>>,
@@ -178,7 +180,8 @@ impl EventStream {
         let resync = sub.resync.take().map(|r| resync_frame(&r));
         EventStream {
             sub: Some(sub),
-            settings,
+            retry: settings.retry,
+            heartbeat_every: settings.heartbeat,
             prelude: Some(prelude(settings.retry)),
             resync,
             heartbeat: Box::pin(tokio::time::sleep_until(now + settings.heartbeat)),
@@ -222,7 +225,7 @@ impl EventStream {
 
     fn finish(&mut self, end: EndReason) -> Poll<Option<Result<Piece, SlowSubscriber>>> {
         self.ended(end);
-        Poll::Ready(Some(Ok(Piece::Own(jittered_retry(self.settings.retry)))))
+        Poll::Ready(Some(Ok(Piece::Own(jittered_retry(self.retry)))))
     }
 
     /// The one place a stream's end is recorded, once, for both HTTP paths: a
@@ -319,11 +322,11 @@ impl EventStream {
             if this.heartbeat.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            let due = this.last_write + this.settings.heartbeat;
+            let due = this.last_write + this.heartbeat_every;
             if Instant::now() >= due {
                 this.heartbeat
                     .as_mut()
-                    .reset(Instant::now() + this.settings.heartbeat);
+                    .reset(Instant::now() + this.heartbeat_every);
                 return this.wrote(Piece::Heartbeat);
             }
             this.heartbeat.as_mut().reset(due);

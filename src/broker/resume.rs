@@ -67,7 +67,7 @@ impl Resuming {
         let Resuming { mut sub, last, .. } = self;
         sub.replay = events;
         if !lost.is_empty() {
-            sub.resync = Some(resync(RESYNC_TRIMMED, last, lost));
+            sub.resync = Some(Box::new(resync(RESYNC_TRIMMED, last, lost)));
         }
         sub
     }
@@ -79,7 +79,7 @@ impl Resuming {
             .iter()
             .map(|f| f.as_str().to_owned())
             .collect();
-        sub.resync = Some(resync(reason, last, all));
+        sub.resync = Some(Box::new(resync(reason, last, all)));
         sub
     }
 }

@@ -70,11 +70,49 @@ pub(super) enum SocketEnd {
 pub(super) struct Writer {
     pub(super) io: TcpStream,
     chunked: bool,
-    /// Pieces not yet written, the first from `offset` on.
-    out: Vec<Bytes>,
+    /// Pieces taken but not yet written, the first from `offset` on: the
+    /// response head, and what a full socket did not take. Empty, with nothing
+    /// allocated, while the socket keeps up: pieces are gathered on the stack
+    /// ([`Batch`]) and only what is left unwritten is kept here.
+    left: Vec<Bytes>,
     offset: usize,
-    /// Set once the stream has ended; what is in `out` is the last of it.
+    /// Set once the stream has ended; what is in `left` is the last of it.
     ending: Option<SocketEnd>,
+}
+
+/// The pieces of one `writev`, the first from `offset` on.
+struct Batch {
+    /// `Option`s, so that an empty slot costs nothing to make or drop.
+    pieces: [Option<Bytes>; BATCH],
+    len: usize,
+    /// Their length, the first counted whole.
+    bytes: usize,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Batch {
+            pieces: [const { None }; BATCH],
+            len: 0,
+            bytes: 0,
+        }
+    }
+
+    fn push(&mut self, piece: Bytes) {
+        self.bytes += piece.len();
+        self.pieces[self.len] = Some(piece);
+        self.len += 1;
+    }
+
+    fn has_room(&self) -> bool {
+        self.len < BATCH && self.bytes < UNWRITTEN_BYTES
+    }
+
+    fn clear(&mut self) {
+        self.pieces[..self.len].fill(None);
+        self.len = 0;
+        self.bytes = 0;
+    }
 }
 
 impl Writer {
@@ -83,7 +121,7 @@ impl Writer {
         Writer {
             io,
             chunked,
-            out: vec![head],
+            left: vec![head],
             offset: 0,
             ending: None,
         }
@@ -103,7 +141,7 @@ impl Writer {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<SocketEnd>> {
         for _ in 0..ROUNDS_PER_POLL {
-            if self.out.is_empty()
+            if self.left.is_empty()
                 && let Some(stop) = self.ending
             {
                 return Poll::Ready(Ok(stop));
@@ -113,10 +151,14 @@ impl Writer {
             if self.ending != Some(SocketEnd::Finished) && self.peer_gone(cx) {
                 return Poll::Ready(Ok(SocketEnd::Gone));
             }
-            if self.ending.is_none() {
-                self.fill(body, cx);
+            let mut batch = Batch::new();
+            for piece in std::mem::take(&mut self.left) {
+                batch.push(piece);
             }
-            if self.out.is_empty() {
+            if self.ending.is_none() {
+                self.fill(body, cx, &mut batch);
+            }
+            if batch.len == 0 {
                 return match self.ending {
                     Some(end) => Poll::Ready(Ok(end)),
                     None => Poll::Pending,
@@ -126,6 +168,7 @@ impl Writer {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {
+                    self.keep(&mut batch, 0);
                     // The client is not reading; the hub may cut it meanwhile.
                     if body.poll_cut(cx).is_ready() {
                         return Poll::Ready(Ok(SocketEnd::Cut));
@@ -133,13 +176,13 @@ impl Writer {
                     return Poll::Pending;
                 }
             }
-            match self.write() {
+            match self.write(&mut batch) {
                 Ok(()) => {
-                    if self.out.is_empty() {
+                    if self.left.is_empty() {
                         body.written();
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.keep(&mut batch, 0),
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
@@ -147,13 +190,11 @@ impl Writer {
         Poll::Pending
     }
 
-    /// Takes the pieces the stream has ready, up to a batch.
-    fn fill(&mut self, body: &mut EventStream, cx: &mut Context<'_>) {
-        while self.out.len() < BATCH
-            && self.out.iter().map(Bytes::len).sum::<usize>() < UNWRITTEN_BYTES
-        {
+    /// Takes the pieces the stream has ready, while the batch has room.
+    fn fill(&mut self, body: &mut EventStream, cx: &mut Context<'_>, batch: &mut Batch) {
+        while batch.has_room() {
             match body.poll_piece(cx) {
-                Poll::Ready(Some(Ok(piece))) => self.out.push(if self.chunked {
+                Poll::Ready(Some(Ok(piece))) => batch.push(if self.chunked {
                     piece.chunk()
                 } else {
                     piece.frame()
@@ -161,13 +202,13 @@ impl Writer {
                 Poll::Ready(Some(Err(_slow))) => {
                     // The connection ends without the last chunk, so the client
                     // sees an error, not a clean end.
-                    self.out.clear();
+                    batch.clear();
                     self.ending = Some(SocketEnd::Cut);
                     return;
                 }
                 Poll::Ready(None) => {
                     if self.chunked {
-                        self.out.push(Bytes::from_static(b"0\r\n\r\n"));
+                        batch.push(Bytes::from_static(b"0\r\n\r\n"));
                     }
                     self.ending = Some(SocketEnd::Finished);
                     return;
@@ -177,17 +218,16 @@ impl Writer {
         }
     }
 
-    fn write(&mut self) -> io::Result<()> {
-        let mut slices = [IoSlice::new(&[]); BATCH + 1];
-        let mut n = 0;
-        for (i, piece) in self.out.iter().enumerate().take(slices.len()) {
+    /// Writes `batch` in one `writev`; what the socket did not take is kept.
+    fn write(&mut self, batch: &mut Batch) -> io::Result<()> {
+        let mut slices = [IoSlice::new(&[]); BATCH];
+        for (i, piece) in batch.pieces[..batch.len].iter().flatten().enumerate() {
             let from = if i == 0 { self.offset } else { 0 };
             slices[i] = IoSlice::new(&piece[from..]);
-            n += 1;
         }
-        let mut written = self.io.try_write_vectored(&slices[..n])?;
+        let mut written = self.io.try_write_vectored(&slices[..batch.len])?;
         let mut done = 0;
-        for piece in &self.out {
+        for piece in batch.pieces[..batch.len].iter().flatten() {
             let left = piece.len() - if done == 0 { self.offset } else { 0 };
             if written < left {
                 break;
@@ -196,9 +236,19 @@ impl Writer {
             done += 1;
             self.offset = 0;
         }
-        self.out.drain(..done);
         self.offset += written;
+        self.keep(batch, done);
         Ok(())
+    }
+
+    /// Keeps the batch's pieces from `from` on, unwritten, for the next round.
+    fn keep(&mut self, batch: &mut Batch, from: usize) {
+        self.left.extend(
+            batch.pieces[from..batch.len]
+                .iter_mut()
+                .flat_map(Option::take),
+        );
+        batch.clear();
     }
 
     /// Whether the client closed the connection. Stray bytes after the request

@@ -263,9 +263,9 @@ impl Hub {
             hub: self.clone(),
             id,
             inbox,
-            filters,
+            filters: filters.into_boxed_slice(),
             replay,
-            resync,
+            resync: resync.map(Box::new),
             already_sent: None,
         };
         Ok((sub, extra))

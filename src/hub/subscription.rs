@@ -16,11 +16,12 @@ pub struct Subscription {
     pub(super) hub: Arc<Hub>,
     pub(super) id: u64,
     pub(super) inbox: Arc<Inbox>,
-    pub(super) filters: Vec<Filter>,
+    pub(super) filters: Box<[Filter]>,
     /// Retained events after the client's last id, sent before live ones.
     pub replay: VecDeque<Arc<Event>>,
-    /// Filters that could not be resumed, announced before the replay.
-    pub resync: Option<Resync>,
+    /// Filters that could not be resumed, announced before the replay. Boxed:
+    /// rare, and read once, while the subscription lives as long as its stream.
+    pub resync: Option<Box<Resync>>,
     /// Live events another replica already sent: skipped until the first that is not.
     pub(super) already_sent: Option<AlreadySent>,
 }
