@@ -6,15 +6,19 @@
 
 mod common;
 
+use std::future::Future;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use bytes::Bytes;
+use hookcast::app::App;
 use hookcast::hub::{Hub, NewEvent, Recv, Subscription};
 use hookcast::route::{Lookup, Router};
 use hookcast::template::{Input, Template};
 use hookcast::topic::Filter;
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http_body_util::Full;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -29,6 +33,7 @@ const SCENARIOS: &[Scenario] = &[
     ("template", template),
     ("route", route),
     ("proxy", proxy),
+    ("webhook", webhook),
 ];
 
 /// Subscribers per event in `delivery`; the script divides by it.
@@ -262,5 +267,37 @@ async fn read_answer(conn: &mut TcpStream, buf: &mut Vec<u8>) {
             }
         }
         assert_ne!(conn.read_buf(buf).await.unwrap(), 0, "hookcast closed");
+    }
+}
+
+/// One webhook through the handler hyper calls (`ingest::handle`, after the route
+/// lookup `service` does), from the request to the 202, published into the memory
+/// broker: bench/run.sh's route, history and wrk request (S4, W), with no
+/// subscriber. The body is in memory rather than on a socket, and building the
+/// request (what hyper's parser does) is counted too.
+fn webhook(n: u64) {
+    let yaml = "sse:\n  history: 1000\nroutes:\n  - name: pub\n    \
+                match: { path: \"/pub/{topic}\" }\n    publish: { topic: \"{path:topic}\" }\n";
+    let config = hookcast::config::from_yaml("bench.yaml", yaml).unwrap();
+    let hub = Hub::new(hookcast::broker::hub_limits(&config));
+    let app = App::new(config, hub);
+    let body = Bytes::from_static(
+        br#"{"seq":1,"ts_ns":0,"topic":"bench0","text":"a webhook of ordinary size"}"#,
+    );
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..n {
+        let req = Request::post("/pub/bench0")
+            .header("host", "127.0.0.1:18080")
+            .header("content-length", "75")
+            .header("content-type", "application/json")
+            .body(Full::new(body.clone()))
+            .unwrap();
+        let lookup = app.config.router.lookup(req.method(), req.uri().path());
+        let handled = std::pin::pin!(hookcast::ingest::handle(&app, req, lookup));
+        let Poll::Ready(resp) = handled.poll(&mut cx) else {
+            panic!("a webhook into the memory broker is answered at once");
+        };
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        black_box(resp);
     }
 }

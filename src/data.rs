@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::template::{Input, ParseError, RenderError, Template};
+use crate::template::{Input, ParseError, RenderError, Template, push_json_str};
 
 /// `publish.data`, compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +48,22 @@ impl Data {
         out
     }
 
+    /// Whether any template in it satisfies `f`, without collecting them.
+    pub fn any_template(&self, f: &impl Fn(&Template) -> bool) -> bool {
+        fn walk(s: &Shape, f: &impl Fn(&Template) -> bool) -> bool {
+            match s {
+                Shape::Scalar(_) => false,
+                Shape::Leaf(t) => f(t),
+                Shape::Array(items) => items.iter().any(|i| walk(i, f)),
+                Shape::Object(fields) => fields.iter().any(|(_, v)| walk(v, f)),
+            }
+        }
+        match self {
+            Data::Text(t) => f(t),
+            Data::Json(s) => walk(s, f),
+        }
+    }
+
     pub fn render(&self, input: &Input<'_>) -> Result<String, RenderError> {
         match self {
             Data::Text(t) => t.render(input),
@@ -81,7 +97,7 @@ impl Shape {
                     if i > 0 {
                         out.push(',');
                     }
-                    out.push_str(&serde_json::Value::from(key.as_str()).to_string());
+                    push_json_str(out, key);
                     out.push(':');
                     value.render(input, out)?;
                 }

@@ -53,32 +53,26 @@ pub enum HeaderMatch {
 impl Route {
     /// Whether the body needs parsing as JSON to match or render this route.
     pub fn needs_json(&self) -> bool {
-        let p = &self.publish;
-        !self.json.is_empty()
-            || p.topics.iter().any(Template::uses_json)
-            || [&p.event, &p.dedupe]
-                .into_iter()
-                .flatten()
-                .any(Template::uses_json)
-            || p.data.templates().into_iter().any(Template::uses_json)
+        !self.json.is_empty() || self.any_template(Template::uses_json)
     }
 
     /// Whether matching or rendering reads the request body (`json:`, `{json:}`, `{body}`).
     pub fn reads_body(&self) -> bool {
-        self.needs_json() || self.templates().any(Template::uses_body)
+        !self.json.is_empty() || self.any_template(|t| t.uses_json() || t.uses_body())
     }
 
     /// Whether a template reads the upstream's answer (`{response:}`).
     pub fn reads_response(&self) -> bool {
-        self.templates().any(Template::uses_response)
+        self.any_template(Template::uses_response)
     }
 
-    fn templates(&self) -> impl Iterator<Item = &Template> {
+    /// Whether any of the publish templates satisfies `f`; asked per webhook, so
+    /// it walks them without collecting.
+    fn any_template(&self, f: impl Fn(&Template) -> bool) -> bool {
         let p = &self.publish;
-        p.topics
-            .iter()
-            .chain([&p.event, &p.dedupe].into_iter().flatten())
-            .chain(p.data.templates())
+        p.topics.iter().any(&f)
+            || [&p.event, &p.dedupe].into_iter().flatten().any(&f)
+            || p.data.any_template(&f)
     }
 
     /// The header and JSON conditions; path and method were checked by [`Router::lookup`].
@@ -106,7 +100,7 @@ impl Route {
         };
         self.json
             .iter()
-            .find(|(ptr, want)| j.pointer(ptr) != Some(want))
+            .find(|(ptr, want)| crate::template::pointer(j, ptr) != Some(want))
             .map(|(ptr, want)| Unmet::Json(ptr.clone(), want.clone()))
     }
 
@@ -182,6 +176,8 @@ enum Segment {
 pub struct PathPattern {
     source: String,
     segments: Vec<Segment>,
+    /// How many segments are `{name}`s.
+    params: usize,
 }
 
 /// Why a route or stream path is not a [`PathPattern`]; each variant holds the path.
@@ -258,6 +254,7 @@ impl PathPattern {
         }
         Ok(PathPattern {
             source: s.to_owned(),
+            params: seen.len(),
             segments,
         })
     }
@@ -275,19 +272,70 @@ impl PathPattern {
 
     /// The `{name}` values when `path` matches.
     pub fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
-        let rest = path.strip_prefix('/')?;
-        let mut params = Vec::new();
-        let mut parts = rest.split('/');
-        for seg in &self.segments {
-            let part = parts.next()?;
-            match seg {
-                Segment::Literal(l) if l == part => {}
-                Segment::Literal(_) => return None,
-                Segment::Param(_) if part.is_empty() => return None,
-                Segment::Param(name) => params.push((name.clone(), part.to_owned())),
+        let mut buf = [""; MAX_SEGMENTS];
+        let segs = PathSegments::new(path, &mut buf)?;
+        self.is_match(segs.as_slice())
+            .then(|| self.params_of(segs.as_slice()))
+    }
+
+    /// Whether a path cut into `segs` matches, without collecting the `{name}`
+    /// values: most routes a request is tried against do not match, and should
+    /// cost no allocation.
+    fn is_match(&self, segs: &[&str]) -> bool {
+        self.segments.len() == segs.len()
+            && self.segments.iter().zip(segs).all(|(seg, part)| match seg {
+                Segment::Literal(l) => l == part,
+                Segment::Param(_) => !part.is_empty(),
+            })
+    }
+
+    /// The `{name}` values of a path whose segments [`Self::is_match`].
+    fn params_of(&self, segs: &[&str]) -> Vec<(String, String)> {
+        let mut params = Vec::with_capacity(self.params);
+        for (seg, part) in self.segments.iter().zip(segs) {
+            if let Segment::Param(name) = seg {
+                params.push((name.clone(), (*part).to_owned()));
             }
         }
-        parts.next().is_none().then_some(params)
+        params
+    }
+}
+
+/// Segments kept on the stack when a path is cut; longer paths use the heap.
+const MAX_SEGMENTS: usize = 16;
+
+/// A request path cut at its slashes once, for every pattern to compare with.
+enum PathSegments<'p, 'b> {
+    Stack(&'b [&'p str]),
+    Heap(Vec<&'p str>),
+}
+
+impl<'p, 'b> PathSegments<'p, 'b> {
+    /// `None` for a path without its leading `/`, which no pattern matches.
+    fn new(path: &'p str, buf: &'b mut [&'p str; MAX_SEGMENTS]) -> Option<Self> {
+        let rest = path.strip_prefix('/')?;
+        // A byte loop: request paths are short, and `split` costs more per segment.
+        let mut n = 0;
+        let mut start = 0;
+        for (i, b) in rest.bytes().enumerate() {
+            if b == b'/' {
+                if n == MAX_SEGMENTS - 1 {
+                    return Some(PathSegments::Heap(rest.split('/').collect()));
+                }
+                buf[n] = &rest[start..i];
+                n += 1;
+                start = i + 1;
+            }
+        }
+        buf[n] = &rest[start..];
+        Some(PathSegments::Stack(&buf[..=n]))
+    }
+
+    fn as_slice(&self) -> &[&'p str] {
+        match self {
+            PathSegments::Stack(s) => s,
+            PathSegments::Heap(v) => v,
+        }
     }
 }
 
@@ -330,15 +378,21 @@ impl Router {
     }
 
     pub fn lookup(&self, method: &Method, path: &str) -> Lookup {
+        let mut buf = [""; MAX_SEGMENTS];
+        let Some(segs) = PathSegments::new(path, &mut buf) else {
+            return Lookup::NoRoute;
+        };
+        let segs = segs.as_slice();
         let mut candidates = Vec::new();
         let mut other_methods: Vec<Method> = Vec::new();
         for route in &self.routes {
-            if let Some(params) = route.path.matches(path) {
-                if route.method == *method {
-                    candidates.push((route.clone(), params));
-                } else if !other_methods.contains(&route.method) {
-                    other_methods.push(route.method.clone());
-                }
+            if !route.path.is_match(segs) {
+                continue;
+            }
+            if route.method == *method {
+                candidates.push((route.clone(), route.path.params_of(segs)));
+            } else if !other_methods.contains(&route.method) {
+                other_methods.push(route.method.clone());
             }
         }
         if !candidates.is_empty() {
@@ -379,6 +433,15 @@ mod tests {
         assert_eq!(p.matches("/hooks//orders"), None);
         assert_eq!(p.matches("/hooks/acme/orders/x"), None);
         assert_eq!(p.matches("/hooks/acme"), None);
+        assert_eq!(p.matches("hooks/acme/orders"), None);
+        assert_eq!(p.matches("/hooks/acme/orders/"), None);
+        // Past the segments kept on the stack, the same answers.
+        let long = format!("/{}{{x}}", "a/".repeat(MAX_SEGMENTS + 3));
+        let p = PathPattern::parse(&long).unwrap();
+        let path = format!("/{}7", "a/".repeat(MAX_SEGMENTS + 3));
+        assert_eq!(p.matches(&path), Some(vec![("x".into(), "7".into())]));
+        assert_eq!(p.matches(&format!("{path}/")), None);
+        assert_eq!(p.matches(&path.replacen("a", "b", 1)), None);
         assert!(
             PathPattern::parse("/hooks/github")
                 .unwrap()

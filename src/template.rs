@@ -182,15 +182,30 @@ impl Template {
             [part @ (Part::Json(_) | Part::Response(_) | Part::Claim(_) | Part::Auth(_))] => {
                 input.value(part)?
             }
-            _ => &Value::String(self.render(input)?),
+            _ => {
+                push_json_str(out, &self.render(input)?);
+                return Ok(());
+            }
         };
-        // Writing a `Value` to a `String` cannot fail.
-        out.push_str(&value.to_string());
+        match value {
+            Value::String(text) => push_json_str(out, text),
+            // Writing a `Value` to a `String` cannot fail.
+            other => out.push_str(&other.to_string()),
+        }
         Ok(())
     }
 
     /// Renders against one request; every placeholder must resolve.
     pub fn render(&self, input: &Input<'_>) -> Result<String, RenderError> {
+        // A template of one part (`{body}`, `{path:topic}`) is the common case:
+        // one allocation of the exact size, rather than a String grown to it.
+        if let [part] = self.parts.as_slice() {
+            return Ok(match part {
+                Part::Literal(s) => s.clone(),
+                Part::Body => input.body_text()?.to_owned(),
+                other => input.resolve(other)?.into_owned(),
+            });
+        }
         let mut out = String::new();
         for part in &self.parts {
             match part {
@@ -324,24 +339,101 @@ impl Input<'_> {
         match part {
             Part::Json(ptr) => {
                 let json = self.json.ok_or(RenderError::InvalidJson)?;
-                json.pointer(ptr)
+                pointer(json, ptr)
                     .ok_or_else(|| RenderError::Unresolved(format!("JSON field `{ptr}`")))
             }
             Part::Response(ptr) => self
                 .response
-                .and_then(|r| r.pointer(ptr))
+                .and_then(|r| pointer(r, ptr))
                 .ok_or_else(|| RenderError::Unresolved(format!("response field `{ptr}`"))),
             Part::Claim(ptr) => self
                 .identity
-                .and_then(|r| r.pointer(ptr))
+                .and_then(|r| pointer(r, ptr))
                 .ok_or_else(|| RenderError::NotInIdentity(format!("claim `{ptr}`"))),
             Part::Auth(ptr) => self
                 .identity
-                .and_then(|r| r.pointer(ptr))
+                .and_then(|r| pointer(r, ptr))
                 .ok_or_else(|| RenderError::NotInIdentity(format!("auth answer field `{ptr}`"))),
             other => Err(RenderError::Unresolved(format!("{other:?}"))),
         }
     }
+}
+
+/// The bytes a JSON string escapes: `"`, `\` and the controls below 0x20.
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// Appends `s` as a JSON string, escaped exactly as serde_json escapes it, with no
+/// intermediate `Value` or `String`: event data and answers are written per webhook.
+pub fn push_json_str(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let mut start = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        if !NEEDS_ESCAPE[usize::from(b)] {
+            continue;
+        }
+        let escape: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            _ => "",
+        };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// `value.pointer(ptr)`, as serde_json resolves it, without allocating for each
+/// token: templates and `json:` conditions resolve pointers on every webhook.
+pub fn pointer<'v>(value: &'v Value, ptr: &str) -> Option<&'v Value> {
+    if ptr.is_empty() {
+        return Some(value);
+    }
+    let rest = ptr.strip_prefix('/')?;
+    rest.split('/').try_fold(value, |target, token| {
+        let token = if token.contains('~') {
+            Cow::Owned(token.replace("~1", "/").replace("~0", "~"))
+        } else {
+            Cow::Borrowed(token)
+        };
+        match target {
+            Value::Object(map) => map.get(&*token),
+            Value::Array(list) => array_index(&token).and_then(|i| list.get(i)),
+            _ => None,
+        }
+    })
+}
+
+/// An array index in a pointer: decimal digits, no sign, no leading zero.
+fn array_index(s: &str) -> Option<usize> {
+    if s.starts_with('+') || (s.starts_with('0') && s.len() != 1) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 /// A JSON string renders as its text; anything else as compact JSON.
@@ -436,7 +528,55 @@ mod tests {
         );
     }
 
+    #[test]
+    fn pointers_resolve_as_serde_json_resolves_them() {
+        let v: Value = serde_json::json!({
+            "a": {"b/c": 1, "d~e": [10, {"f": "x"}], "": 2, "~1": 3},
+            "0": "zero", "list": [0, 1, 2]
+        });
+        for ptr in [
+            "",
+            "/",
+            "/a",
+            "/a/b~1c",
+            "/a/d~0e",
+            "/a/d~0e/1/f",
+            "/a/d~0e/01",
+            "/a/d~0e/+1",
+            "/a/d~0e/2",
+            "/a/",
+            "/a/~01",
+            "/0",
+            "/list/0",
+            "/list/00",
+            "/list/-1",
+            "/list/x",
+            "a",
+            "/missing/x",
+            "/a/b~1c/x",
+            "/list/18446744073709551616",
+        ] {
+            assert_eq!(pointer(&v, ptr), v.pointer(ptr), "{ptr:?}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn json_strings_are_escaped_as_serde_json_escapes_them(s in "(\\PC|[\\x00-\\x1f\"\\\\\\x7f])*") {
+            let mut out = String::from("x");
+            push_json_str(&mut out, &s);
+            prop_assert_eq!(&out[1..], serde_json::to_string(&s).unwrap());
+        }
+
+        #[test]
+        fn pointers_agree_with_serde_json(ptr in "(/[a0-2~/+]{0,3}){0,3}") {
+            let v: Value = serde_json::json!({
+                "a": {"~": [1, {"0": 2}], "/": {"a": 3}}, "0": [4, 5, 6], "": {"": 7},
+                "~1": 8, "~0": 9
+            });
+            prop_assert_eq!(pointer(&v, &ptr), v.pointer(&ptr));
+        }
+
         #[test]
         fn parse_never_panics(s in "\\PC*") {
             let _ = Template::parse(&s);
