@@ -196,8 +196,10 @@ def s2(results):
         ["server CPU per delivery", fmt(h["cpu_us"], " µs", 2), fmt(x["cpu_us"], " µs", 2),
          ratio(h["cpu_us"], x["cpu_us"]), "≤ 0.45x: " + verdict(h["cpu_us"], x["cpu_us"], 0.45)],
         ["lost", fmt(h["lost"]), fmt(x["lost"]), "", "0: " + ("met" if h["lost"] == 0 else "not met")],
-        ["reordered", fmt(h["reordered"]), fmt(x["reordered"]), "",
-         "0: " + ("met" if h["reordered"] == 0 else "not met")],
+        # Against the send order of 4 concurrent publisher connections: two webhooks
+        # in flight together may be accepted in either order, by either server.
+        ["reordered (vs. send order)", fmt(h["reordered"]), fmt(x["reordered"]), "",
+         "no more than nchan: " + verdict(h["reordered"], x["reordered"], 1.0)],
         ["load tool CPU while publishing", fmt(h["tool"], " cores", 2), fmt(x["tool"], " cores", 2), "", ""],
     ]
     out = [

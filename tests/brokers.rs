@@ -82,7 +82,10 @@ async fn publish_eventually(app: &TestApp, path: &str, body: &str) -> String {
 /// Publishes until accepted; also says whether a refusal on the way left its
 /// outcome open (the broker may have stored that attempt as well).
 async fn publish_until_accepted(app: &TestApp, path: &str, body: &str) -> (String, bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    // A broker coming back (a restart, a cluster electing a new leader for the
+    // stream after losing a node) takes seconds, more on a busy machine: this
+    // bound only tells a broker that never comes back from a slow one.
+    let deadline = tokio::time::Instant::now() + 3 * PATIENCE;
     let mut uncertain = false;
     loop {
         let r = app.post(path, &[], body.to_owned()).await;
