@@ -34,6 +34,7 @@ const SCENARIOS: &[Scenario] = &[
     ("route", route),
     ("proxy", proxy),
     ("webhook", webhook),
+    ("webhook_http", webhook_http),
 ];
 
 /// Subscribers per event in `delivery`; the script divides by it.
@@ -226,7 +227,7 @@ fn proxy(n: u64) {
         // One first request opens the pooled upstream connection.
         for _ in 0..n + 1 {
             client.write_all(request.as_bytes()).await.unwrap();
-            read_answer(&mut client, &mut buf).await;
+            read_answer(&mut client, &mut buf, 200).await;
         }
     });
 }
@@ -248,13 +249,57 @@ async fn answer_heads(mut conn: TcpStream) {
     }
 }
 
+/// bench/run.sh's webhook (S4, W) over a keep-alive connection: the whole of
+/// hookcast's path (accept loop, hyper, service, ingest, the memory broker, the
+/// 202 written), on one thread, with a client that only copies bytes; logging
+/// as in bench/run.sh (level warn).
+fn webhook_http(n: u64) {
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::sink)
+        .finish();
+    let _log = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let yaml = format!(
+            "listen: \"{addr}\"\nsse:\n  history: 1000\nroutes:\n  - name: pub\n    \
+             match: {{ path: \"/pub/{{topic}}\" }}\n    publish: {{ topic: \"{{path:topic}}\" }}\n"
+        );
+        let config = hookcast::config::from_yaml("bench.yaml", &yaml).unwrap();
+        tokio::spawn(hookcast::server::run(
+            listener,
+            config,
+            std::future::pending(),
+        ));
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client.set_nodelay(true).unwrap();
+        let body = r#"{"seq":1,"ts_ns":0,"topic":"bench0","text":"a webhook of ordinary size"}"#;
+        let request = format!(
+            "POST /pub/bench0 HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\
+             Content-Type: application/json\r\n\r\n{body}",
+            body.len()
+        );
+        let mut buf = Vec::with_capacity(4096);
+        // One first request: the connection's buffers and the route's counters.
+        for _ in 0..n + 1 {
+            client.write_all(request.as_bytes()).await.unwrap();
+            read_answer(&mut client, &mut buf, 202).await;
+        }
+    });
+}
+
 /// Reads one whole response (a head with `content-length`, then its body).
-async fn read_answer(conn: &mut TcpStream, buf: &mut Vec<u8>) {
+async fn read_answer(conn: &mut TcpStream, buf: &mut Vec<u8>, status: u16) {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut resp = httparse::Response::new(&mut headers);
         if let httparse::Status::Complete(head) = resp.parse(buf).unwrap() {
-            assert_eq!(resp.code, Some(200), "{}", String::from_utf8_lossy(buf));
+            assert_eq!(resp.code, Some(status), "{}", String::from_utf8_lossy(buf));
             let len: usize = resp
                 .headers
                 .iter()

@@ -8,6 +8,7 @@ use http::{HeaderMap, Method};
 use serde_json::Value;
 
 use crate::data::Data;
+use crate::metrics::RouteCounters;
 use crate::template::Template;
 use crate::verify::Verifier;
 
@@ -24,6 +25,8 @@ pub struct Route {
     /// The signature every request must carry, when set.
     pub verify: Option<Arc<Verifier>>,
     pub publish: Publish,
+    /// Its counters, kept once looked up (see [`RouteCounters`]).
+    pub counters: RouteCounters,
 }
 
 /// Who answers a matched request.

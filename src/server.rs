@@ -251,12 +251,13 @@ impl Conn {
         let peer = self.peer;
         let cut = ConnectionCut(Arc::new(Notify::new()));
         let svc = service_fn({
-            let cut = cut.clone();
-            move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(cut.clone());
-                req.extensions_mut().insert(ClientAddr(peer));
+            let conn = service::Connection {
+                cut: cut.clone(),
+                peer: ClientAddr(peer),
+            };
+            move |req: hyper::Request<hyper::body::Incoming>| {
                 // Each request takes the config current when it arrives.
-                service::handle(live.load(), req)
+                service::handle(live.load(), req, &conn)
             }
         });
         let conn = self

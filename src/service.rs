@@ -3,14 +3,17 @@
 //! which would drop the connection instead of answering.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use http::header;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use tracing::Instrument;
 
 use crate::app::App;
+use crate::conn::{ClientAddr, ConnectionCut};
 use crate::ingest;
 use crate::reply::{self, Body};
 use crate::route::Lookup;
@@ -20,7 +23,11 @@ use crate::{cors, demo};
 /// Longest path and query served; longer ones get 414 (nginx's default buffer).
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+/// Routes the request here and now; what is left to await (a handler's future,
+/// boxed) is the returned future's. Written out by hand rather than as an
+/// `async fn`, which would keep the request in it: hyper moves every request's
+/// future by value several times, so it is kept to a couple of hundred bytes.
+pub fn handle(app: Arc<App>, req: Request<Incoming>, conn: &Connection) -> Handling {
     // The query is left out: it may carry tokens.
     let span = tracing::info_span!(
         "request",
@@ -29,39 +36,113 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         status = tracing::field::Empty,
         elapsed_ms = tracing::field::Empty,
     );
-    let started = std::time::Instant::now();
-    let resp = route(&app, req).instrument(span.clone()).await;
-    let status = resp.status().as_u16();
-    let elapsed_ms = started.elapsed().as_millis() as u64;
-    // On the span too, so that every later line of this request carries them.
-    span.record("status", status);
-    span.record("elapsed_ms", elapsed_ms);
-    span.in_scope(|| tracing::debug!(status, elapsed_ms, "answered"));
-    Ok(resp)
+    // The clock is read only when the span or the line below is recorded.
+    let timed = !span.is_disabled() || tracing::enabled!(tracing::Level::DEBUG);
+    let started = timed.then(std::time::Instant::now);
+    let routed = span.in_scope(|| route(app, req, conn));
+    Handling {
+        routed,
+        span,
+        started,
+    }
 }
 
-async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
+/// What a request's handler may need of its connection. It goes into the
+/// request's extensions only for the handlers that read it (streams, the
+/// upstream's `X-Forwarded-For`): each insert allocates (the map, each value).
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub cut: ConnectionCut,
+    pub peer: ClientAddr,
+}
+
+impl Connection {
+    /// The client's address, for the upstream.
+    fn addr(&self, req: &mut Request<Incoming>) {
+        req.extensions_mut().insert(self.peer);
+    }
+
+    /// The address and the cut, for a stream.
+    fn all(&self, req: &mut Request<Incoming>) {
+        self.addr(req);
+        req.extensions_mut().insert(self.cut.clone());
+    }
+}
+
+/// The future of one request (see [`handle`]); never resolves to `Err`.
+pub struct Handling {
+    routed: Routed,
+    span: tracing::Span,
+    started: Option<std::time::Instant>,
+}
+
+impl std::fmt::Debug for Handling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let routed = match self.routed {
+            Routed::Now(_) => "Now",
+            Routed::Later(_) => "Later",
+        };
+        f.debug_struct("Handling").field("routed", &routed).finish()
+    }
+}
+
+/// A request's answer: ready, or the future of the handler that gives it.
+enum Routed {
+    /// Taken when polled.
+    Now(Option<Response<Body>>),
+    Later(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
+}
+
+impl Future for Handling {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let resp = match &mut this.routed {
+            Routed::Now(resp) => resp.take().expect("polled after it resolved"),
+            Routed::Later(handling) => {
+                let _entered = this.span.enter();
+                ready!(handling.as_mut().poll(cx))
+            }
+        };
+        if let Some(started) = this.started {
+            let status = resp.status().as_u16();
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            // On the span too, so that every later line of this request carries them.
+            this.span.record("status", status);
+            this.span.record("elapsed_ms", elapsed_ms);
+            this.span
+                .in_scope(|| tracing::debug!(status, elapsed_ms, "answered"));
+        }
+        Poll::Ready(Ok(resp))
+    }
+}
+
+/// Answers at once, or boxes the handler's future, which owns what it needs.
+fn route(app: Arc<App>, mut req: Request<Incoming>, conn: &Connection) -> Routed {
     if req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > MAX_URI_BYTES {
-        return reply::error(
+        return Routed::Now(Some(reply::error(
             StatusCode::URI_TOO_LONG,
             "uri_too_long",
             format!("The request target is longer than {MAX_URI_BYTES} bytes."),
-        );
+        )));
     }
     let path = req.uri().path();
     if path == app.config.sse.path {
         if req.method() == Method::OPTIONS {
-            return match &app.config.cors {
+            return Routed::Now(Some(match &app.config.cors {
                 Some(c) => c.preflight(req.headers()),
                 None => cors::options_answer(),
-            };
+            }));
         }
-        return Box::pin(subscribe_hyper(app, req)).await;
+        conn.all(&mut req);
+        return Routed::Later(Box::pin(async move { subscribe_hyper(&app, req).await }));
     }
     if app.config.streams.serves(path) {
         // Other methods go on to the routes and the upstream (README "In front of an existing app").
         if req.method() == Method::GET {
-            return Box::pin(subscribe_hyper(app, req)).await;
+            conn.all(&mut req);
+            return Routed::Later(Box::pin(async move { subscribe_hyper(&app, req).await }));
         }
         if req.method() == Method::OPTIONS
             && let Some(c) = &app.config.cors
@@ -69,19 +150,23 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 .headers()
                 .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
         {
-            return c.preflight(req.headers());
+            return Routed::Now(Some(c.preflight(req.headers())));
         }
     }
     if path == "/_hookcast" || path.starts_with("/_hookcast/") {
-        return demo::serve(app.demo_page.as_ref(), req.method(), path);
+        let resp = demo::serve(app.demo_page.as_ref(), req.method(), path);
+        return Routed::Now(Some(resp));
     }
     let lookup = app.config.router.lookup(req.method(), path);
-    if app.upstream.is_some() && !matches!(lookup, Lookup::Candidates(_)) {
-        return app.pass(reply::streamed(req)).await;
+    if app.upstream.is_some() {
+        // Forward-mode routes and requests no route takes go to the upstream.
+        conn.addr(&mut req);
     }
-    // Boxed, as are streams above: their futures are many times the size of the
-    // proxy's, and hyper moves every request's future by value.
-    Box::pin(ingest::handle(app, req, lookup)).await
+    if app.upstream.is_some() && !matches!(lookup, Lookup::Candidates(_)) {
+        let req = reply::streamed(req);
+        return Routed::Later(Box::pin(async move { app.pass(req).await }));
+    }
+    Routed::Later(Box::pin(ingest::handle(app, req, lookup)))
 }
 
 /// A stream request as hyper reads it. One that declares a body is refused
@@ -95,4 +180,37 @@ async fn subscribe_hyper(app: &App, req: Request<Incoming>) -> Response<Body> {
     }
     drop(body);
     subscribe::handle(app, &parts).await.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn future_size<A, F>(_: impl Fn(A) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// hyper moves each request's future by value several times, so it holds
+    /// no handler's state; a webhook's is boxed once, and holds no shared
+    /// broker's (sizes as a test build lays them out).
+    #[test]
+    fn a_request_future_stays_small() {
+        let size = std::mem::size_of::<Handling>();
+        assert!(size <= 256, "the request future grew to {size} bytes");
+        let webhook = future_size(
+            |(app, req, lookup): (Arc<App>, Request<Incoming>, Lookup)| {
+                ingest::handle(app, req, lookup)
+            },
+        );
+        assert!(
+            webhook <= 3 * 1024,
+            "a webhook's future grew to {webhook} bytes"
+        );
+        let publish =
+            future_size(|(app, event): (&App, crate::hub::NewEvent)| app.broker.publish(event));
+        assert!(
+            publish <= 64,
+            "the broker's publish future grew to {publish} bytes"
+        );
+    }
 }

@@ -9,7 +9,10 @@ mod redis;
 mod resume;
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use tokio::sync::Notify;
 
@@ -48,6 +51,34 @@ impl fmt::Display for Unavailable {
 }
 
 impl std::error::Error for Unavailable {}
+
+/// A publish in progress (see [`Broker::publish`]).
+pub enum Publishing<'a> {
+    /// Published already (the memory broker); taken by the first poll.
+    Done(Option<Result<Published, Unavailable>>),
+    /// A shared broker's round trip.
+    Waiting(Pin<Box<dyn Future<Output = Result<Published, Unavailable>> + Send + 'a>>),
+}
+
+impl fmt::Debug for Publishing<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Publishing::Done(done) => f.debug_tuple("Done").field(done).finish(),
+            Publishing::Waiting(_) => f.write_str("Waiting"),
+        }
+    }
+}
+
+impl Future for Publishing<'_> {
+    type Output = Result<Published, Unavailable>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Publishing::Done(done) => Poll::Ready(done.take().expect("polled after it resolved")),
+            Publishing::Waiting(fut) => fut.as_mut().poll(cx),
+        }
+    }
+}
 
 /// The bounds the hub keeps, as configured in the `sse` and `dedupe` sections.
 pub fn configured_limits(config: &Config) -> hub::Limits {
@@ -112,12 +143,15 @@ impl Broker {
         &self.hub
     }
 
-    /// Stores the event (a shared broker: before returning) and fans it out.
-    pub async fn publish(&self, new: NewEvent) -> Result<Published, Unavailable> {
+    /// Stores the event (a shared broker: before the future resolves) and fans it
+    /// out. The memory broker publishes here and now; a shared broker's future
+    /// (its network states, several KiB) is boxed, so that what a caller awaits,
+    /// and every future it is part of, stays a few bytes for the common case.
+    pub fn publish(&self, new: NewEvent) -> Publishing<'_> {
         match &self.kind {
-            Kind::Memory => Ok(self.hub.publish(new)),
-            Kind::Redis(r) => r.publish(new).await,
-            Kind::Nats(n) => n.publish(new).await,
+            Kind::Memory => Publishing::Done(Some(Ok(self.hub.publish(new)))),
+            Kind::Redis(r) => Publishing::Waiting(Box::pin(r.publish(new))),
+            Kind::Nats(n) => Publishing::Waiting(Box::pin(n.publish(new))),
         }
     }
 

@@ -3,7 +3,7 @@
 //! position in this one. Ids use only `A-Z a-z 0-9 -`, increase with `seq`, and
 //! stay far below the 128-byte limit.
 
-use std::fmt::Write;
+use std::sync::Arc;
 
 /// Longest id a client may send back; longer ones are unknown without parsing.
 pub const MAX_ID_LEN: usize = 128;
@@ -23,11 +23,27 @@ impl Epoch {
         Epoch(s)
     }
 
-    pub(crate) fn format(&self, seq: u64) -> Box<str> {
-        let mut s = String::with_capacity(self.0.len() + 21);
-        s.push_str(&self.0);
-        let _ = write!(s, "-{seq}");
-        s.into_boxed_str()
+    /// Written on the stack, so that the id costs one allocation, its `Arc`'s.
+    pub(crate) fn format(&self, seq: u64) -> Arc<str> {
+        // The epoch's 10 characters, `-` and at most 20 digits.
+        let mut buf = [0u8; 32];
+        let epoch = self.0.as_bytes();
+        buf[..epoch.len()].copy_from_slice(epoch);
+        buf[epoch.len()] = b'-';
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = seq;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let len = epoch.len() + 1 + digits.len() - at;
+        buf[epoch.len() + 1..len].copy_from_slice(&digits[at..]);
+        Arc::from(std::str::from_utf8(&buf[..len]).expect("ASCII"))
     }
 
     /// The sequence number of an id minted by this epoch.
@@ -68,5 +84,8 @@ mod tests {
         assert_eq!(e.parse("42"), None);
         assert_eq!(e.parse(&format!("{}-", e.0)), None);
         assert_eq!(e.parse(&format!("{}-+1", e.0)), None);
+        for seq in [0, 7, 10, 99, 1_000_000, u64::MAX] {
+            assert_eq!(&*e.format(seq), format!("{}-{seq}", e.0));
+        }
     }
 }

@@ -127,7 +127,7 @@ impl Hub {
             dedupe = Some(keys);
         }
         let flight = self.order.begin(locked.first);
-        let id: Arc<str> = Arc::from(self.epoch.format(flight.seq));
+        let id: Arc<str> = self.epoch.format(flight.seq);
         if let (Some(mut keys), Some((route, key))) = (dedupe, new.dedupe) {
             keys.insert(route, &key, id.clone(), topics.clone(), now);
         }

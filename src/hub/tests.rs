@@ -342,7 +342,7 @@ fn a_subscriber_across_shards_waits_for_an_earlier_publish_under_way() {
     );
     let woken = wakes.0.load(Ordering::SeqCst);
 
-    let id: Arc<str> = Arc::from(hub.epoch.format(earlier));
+    let id: Arc<str> = hub.epoch.format(earlier);
     let topics: Arc<[Arc<str>]> = Arc::from(vec![Arc::from(a.as_str())]);
     let tail = encode::event_tail(None, "earlier");
     let wake_later = hub.insert(&mut locked, earlier, id, topics, &tail, 7, Instant::now());

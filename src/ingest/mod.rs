@@ -195,12 +195,19 @@ where
 ///
 /// Generic over the body so that the instruction benchmark drives this very
 /// function with a body already in memory; the server's is hyper's `Incoming`.
-pub async fn handle<B>(app: &App, req: Request<B>, lookup: Lookup) -> Response<Body>
+///
+/// The app is taken by reference or owned (the server's `Arc`), so that a
+/// boxed webhook future holds it once.
+pub async fn handle<A, B>(app: A, req: Request<B>, lookup: Lookup) -> Response<Body>
 where
+    A: std::borrow::Borrow<App>,
     B: HttpBody<Data = Bytes> + Send + Sync + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    let started = std::time::Instant::now();
+    let app: &App = app.borrow();
+    // The clock is read only for what shows the elapsed time: the delivery log, the line at info.
+    let started = (app.deliveries.is_some() || tracing::enabled!(tracing::Level::INFO))
+        .then(std::time::Instant::now);
     // Requests no route's path and method select are logged unless they look like page fetches.
     let logged = matches!(lookup, Lookup::Candidates(_))
         || !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
@@ -212,14 +219,20 @@ where
     let mut outcome = Outcome::default();
     let resp = match lookup {
         Lookup::Candidates(candidates) => {
-            let resp = handle_routed(app, req, candidates, &mut outcome).await;
+            let mut published_by = None;
+            let resp = handle_routed(app, req, candidates, &mut outcome, &mut published_by).await;
             let route = match (&outcome.route, outcome.passed) {
                 (_, true) => None,
                 (Some(name), false) => Some(&**name),
                 (None, false) => Some(UNROUTED),
             };
-            if let Some(route) = route {
-                app.metrics().webhook(route, resp.status().as_str());
+            match (route, published_by) {
+                (Some(name), Some(by)) => {
+                    app.metrics()
+                        .route_webhook(&by.counters, name, resp.status());
+                }
+                (Some(name), None) => app.metrics().webhook(name, resp.status().as_str()),
+                (None, _) => {}
             }
             resp
         }
@@ -232,7 +245,8 @@ where
     }
     if let (Some(log), Some(seen)) = (&app.deliveries, seen) {
         let status = resp.status().as_u16();
-        log.record(&app.config, seen, outcome, status, started.elapsed());
+        let elapsed = started.map_or(std::time::Duration::ZERO, |s| s.elapsed());
+        log.record(&app.config, seen, outcome, status, elapsed);
     }
     resp
 }
@@ -240,7 +254,7 @@ where
 /// One line at info per webhook, read from the same [`Outcome`] the delivery log
 /// records: route, status, result, API code, event id and elapsed time; never a
 /// body, header or secret.
-fn log_outcome(outcome: &Outcome, status: StatusCode, started: std::time::Instant) {
+fn log_outcome(outcome: &Outcome, status: StatusCode, started: Option<std::time::Instant>) {
     let code = outcome
         .error
         .as_ref()
@@ -260,7 +274,9 @@ fn log_outcome(outcome: &Outcome, status: StatusCode, started: std::time::Instan
         code,
         id = outcome.published.as_ref().map(|p| &*p.id),
         // Read only when the line is written.
-        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        elapsed_ms = started.map_or(0, |s| {
+            u64::try_from(s.elapsed().as_millis()).unwrap_or(u64::MAX)
+        }),
         "webhook"
     );
 }
@@ -311,6 +327,8 @@ fn unmatched(
         .collect()
 }
 
+/// The route a webhook was published by goes to `published_by`, for its counters.
+///
 /// The upstream's futures (forward mode, passing on) are boxed: this future is
 /// moved whole on every request, and unboxed they would add to its size for every
 /// webhook, publish mode included.
@@ -319,6 +337,7 @@ async fn handle_routed<B>(
     req: Request<B>,
     candidates: Vec<Candidate>,
     outcome: &mut Outcome,
+    published_by: &mut Option<std::sync::Arc<Route>>,
 ) -> Response<Body>
 where
     B: HttpBody<Data = Bytes> + Send + Sync + Unpin + 'static,
@@ -398,7 +417,7 @@ where
         Decision::Publish(route, event) => match app.broker.publish(event).await {
             Ok(published) => {
                 if !published.duplicate {
-                    app.metrics().published(&route.name);
+                    app.metrics().route_published(&route.counters, &route.name);
                 }
                 tracing::debug!(
                     id = &*published.id,
@@ -407,6 +426,7 @@ where
                 );
                 let resp = accepted(&published);
                 outcome.published = Some(published);
+                *published_by = Some(route);
                 resp
             }
             Err(why) => rejected(outcome, Rejection::BrokerUnavailable(why)),
