@@ -18,7 +18,7 @@ use crate::demo;
 use crate::hub::Hub;
 use crate::inspect::Deliveries;
 use crate::limits::IpSlots;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteCounters};
 use crate::proxy::{self, Upstream};
 use crate::reply::{self, Body};
 
@@ -38,6 +38,8 @@ pub struct App {
     pub ip_slots: Option<IpSlots>,
     /// The delivery log, when the admin listener can show it; kept across reloads.
     pub deliveries: Option<Arc<Deliveries>>,
+    /// The hot counters of each route of this generation, by the route's index.
+    route_counters: Vec<RouteCounters>,
 }
 
 impl App {
@@ -77,6 +79,9 @@ impl App {
         let auth = Authorizer::new(&config.subscribers);
         let ip_slots = config.limits.max_subscribers_per_ip.map(IpSlots::new);
         let deliveries = Deliveries::for_config(&config);
+        let route_counters = (0..config.router.len())
+            .map(|_| RouteCounters::default())
+            .collect();
         App {
             config,
             hub,
@@ -86,12 +91,18 @@ impl App {
             auth,
             ip_slots,
             deliveries,
+            route_counters,
         }
     }
 
     /// The Prometheus metrics, shared by every config generation.
     pub fn metrics(&self) -> &Metrics {
         self.hub.metrics()
+    }
+
+    /// The kept counters of the route at `index` in this generation's router.
+    pub fn route_counters(&self, index: usize) -> Option<&RouteCounters> {
+        self.route_counters.get(index)
     }
 
     /// Sends a request to the upstream and counts the status the client gets; 404

@@ -8,7 +8,6 @@ use http::{HeaderMap, Method};
 use serde_json::Value;
 
 use crate::data::Data;
-use crate::metrics::RouteCounters;
 use crate::template::Template;
 use crate::verify::Verifier;
 
@@ -25,8 +24,9 @@ pub struct Route {
     /// The signature every request must carry, when set.
     pub verify: Option<Arc<Verifier>>,
     pub publish: Publish,
-    /// Its counters, kept once looked up (see [`RouteCounters`]).
-    pub counters: RouteCounters,
+    /// Its place in the [`Router`] (set there): what is kept per route beside
+    /// the config, such as its counters, is found by it.
+    pub index: usize,
 }
 
 /// Who answers a matched request.
@@ -364,7 +364,11 @@ pub enum Lookup {
 impl Router {
     pub fn new(routes: Vec<Route>) -> Self {
         Router {
-            routes: routes.into_iter().map(Arc::new).collect(),
+            routes: routes
+                .into_iter()
+                .enumerate()
+                .map(|(index, route)| Arc::new(Route { index, ..route }))
+                .collect(),
         }
     }
 

@@ -325,7 +325,7 @@ async fn redeliver(app: &App, log: &Deliveries, id: &str) -> Response<Body> {
                     event.dedupe = None;
                     match app.broker.publish(event).await {
                         Ok(published) => {
-                            app.metrics().route_published(&route.counters, &route.name);
+                            app.metrics().published(&route.name);
                             let body = json!({"id": &*published.id, "topics": published.topics});
                             outcome.published = Some(published);
                             Ok(body)

@@ -199,3 +199,14 @@ impl Broker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// A publish into the memory broker is awaited inside every webhook's
+    /// future: a shared broker's states (several KiB) stay out of it.
+    #[test]
+    fn the_publish_future_stays_small() {
+        let size = std::mem::size_of::<super::Publishing<'static>>();
+        assert!(size <= 64, "the publish future grew to {size} bytes");
+    }
+}

@@ -96,7 +96,7 @@ impl Checker<'_> {
             mode,
             verify,
             publish: publish?,
-            counters: Default::default(),
+            index: 0,
         })
     }
 

@@ -226,10 +226,10 @@ where
                 (Some(name), false) => Some(&**name),
                 (None, false) => Some(UNROUTED),
             };
-            match (route, published_by) {
-                (Some(name), Some(by)) => {
-                    app.metrics()
-                        .route_webhook(&by.counters, name, resp.status());
+            let counters = published_by.and_then(|r| app.route_counters(r.index));
+            match (route, counters) {
+                (Some(name), Some(counters)) => {
+                    app.metrics().route_webhook(counters, name, resp.status());
                 }
                 (Some(name), None) => app.metrics().webhook(name, resp.status().as_str()),
                 (None, _) => {}
@@ -417,7 +417,10 @@ where
         Decision::Publish(route, event) => match app.broker.publish(event).await {
             Ok(published) => {
                 if !published.duplicate {
-                    app.metrics().route_published(&route.counters, &route.name);
+                    match app.route_counters(route.index) {
+                        Some(c) => app.metrics().route_published(c, &route.name),
+                        None => app.metrics().published(&route.name),
+                    }
                 }
                 tracing::debug!(
                     id = &*published.id,
