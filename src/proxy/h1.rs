@@ -322,11 +322,12 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<Parsed>> {
             if !chunked {
                 return Err(invalid("a transfer coding other than chunked"));
             }
-        } else if name == header::CONNECTION {
-            let v = h.value;
-            if v.eq_ignore_ascii_case(b"close") {
-                upstream_keeps = false;
-            }
+        } else if name == header::CONNECTION
+            && h.value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+        {
+            upstream_keeps = false;
         }
         headers.append(name, value);
     }
