@@ -15,7 +15,7 @@ use super::{Event, Hub};
 /// [`CHUNK`], so that the webhook's answer does not wait for the whole fan-out
 /// and a runtime with several workers spreads it over them.
 const INLINE: usize = 4;
-const CHUNK: usize = 64;
+const CHUNK: usize = 16;
 
 /// A subscriber's writer that the fan-out may write through.
 pub trait Direct: Send + Sync + fmt::Debug {
