@@ -8,6 +8,9 @@
 # Scale-out with Redis has its own script, bench/redis.sh (bench/results/redis.md);
 # the report includes its last results.
 #   bench/run.sh --quick         # small counts, one run: checks the script, measures nothing
+#   bench/run.sh --floor         # also runs bench-floor-server (one write per delivery and
+#                                # nothing else) in S2, S2L, S3 and S4: what the load tool
+#                                # measures at the system calls' own cost
 #
 # Each server runs pinned to CPU 0 and the load tool to CPU 1. Every run of every
 # scenario starts the server fresh (RSS figures need a clean heap) and alternates
@@ -19,12 +22,14 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=3
 ONLY="S1,S2,S2L,S3,S4,P"
 QUICK=0
+FLOOR=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS=$2; shift 2 ;;
         --only) ONLY=$2; shift 2 ;;
         --quick) QUICK=1; RUNS=1; shift ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        --floor) FLOOR=1; shift ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -52,6 +57,7 @@ log "building (release)"
 cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p hookcast -p hookcast-load
 HOOKCAST=$ROOT/target/release/hookcast
 LOAD=$ROOT/target/release/hookcast-load
+FLOOR_SERVER=$ROOT/target/release/bench-floor-server
 
 # A quick run checks the script only: it never touches the published results.
 if [ "$QUICK" = 1 ]; then OUT=$ROOT/bench/results/quick; REPORT=$OUT/BENCHMARKS.md
@@ -67,6 +73,7 @@ trap cleanup EXIT
 
 HOOKCAST_PORT=18080
 NCHAN_PORT=18081
+FLOOR_PORT=18082
 # nginx workers. The server gets one CPU, so one worker is nchan at its best: with two
 # on one CPU, a publish reaching a worker that does not own the channel crosses to the
 # other worker over nchan's IPC, and the two workers take turns on the CPU (S3 left
@@ -146,6 +153,10 @@ start_server() {
             taskset -c 0 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
             SERVER_PID=$!
             wait_port $NCHAN_PORT ;;
+        floor)
+            taskset -c 0 "$FLOOR_SERVER" $FLOOR_PORT 2>>"$WORK/floor.log" &
+            SERVER_PID=$!
+            wait_port $FLOOR_PORT ;;
     esac
     sleep 0.3
 }
@@ -166,12 +177,14 @@ sub_url() {
     case "$1" in
         hookcast) echo "http://127.0.0.1:$HOOKCAST_PORT/sub?topic={topic}" ;;
         nchan) echo "http://127.0.0.1:$NCHAN_PORT/sub/{topic}" ;;
+        floor) echo "http://127.0.0.1:$FLOOR_PORT/sub/{topic}" ;;
     esac
 }
 pub_url() {
     case "$1" in
         hookcast) echo "http://127.0.0.1:$HOOKCAST_PORT/pub/{topic}" ;;
         nchan) echo "http://127.0.0.1:$NCHAN_PORT/pub/{topic}" ;;
+        floor) echo "http://127.0.0.1:$FLOOR_PORT/pub/{topic}" ;;
     esac
 }
 
@@ -258,7 +271,10 @@ for run in $(seq 1 "$RUNS"); do
     # Alternate which server goes first, so neither always meets a warmer machine.
     if [ $((run % 2)) = 1 ]; then order="hookcast nchan"; else order="nchan hookcast"; fi
     for s in ${ONLY//,/ }; do
-        for server in $order; do
+        servers=$order
+        # The floor server has no idle-memory story to tell (S1).
+        [ "$FLOOR" = 1 ] && [ "$s" != S1 ] && servers="$servers floor"
+        for server in $servers; do
             scenario "$s" "$server" "$run"
         done
     done

@@ -358,6 +358,13 @@ pub enum Lookup {
     NoRoute,
 }
 
+impl Lookup {
+    /// Whether some route may take the request.
+    pub fn is_candidates(&self) -> bool {
+        matches!(self, Lookup::Candidates(_))
+    }
+}
+
 impl Router {
     pub fn new(routes: Vec<Route>) -> Self {
         Router {

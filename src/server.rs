@@ -93,6 +93,9 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     // Fired when shutdown_grace has passed, to drop the connections still open.
     let kill = Arc::new(Notify::new());
+    // Fired when draining begins, to close kept-alive connections of the plain
+    // proxy path between requests (hyper's graceful shutdown does that for its own).
+    let draining = Arc::new(Notify::new());
     let direct = Arc::new(OpenCount::default());
     let all = Arc::new(OpenCount {
         open: live.connections.clone(),
@@ -137,6 +140,7 @@ pub async fn serve(
             watcher: graceful.watcher(),
             direct: direct.clone(),
             kill: kill.clone(),
+            draining: draining.clone(),
             header_timeout,
             peer,
             _permit: permit,
@@ -150,6 +154,7 @@ pub async fn serve(
     // In this order (README, "Operate", Shutdown): not ready, stop accepting, end
     // streams, let requests finish.
     live.drain();
+    draining.notify_waiters();
     let started = Instant::now();
     let grace = live.load().config.shutdown_grace;
     drop(listener);
@@ -191,6 +196,7 @@ struct Conn {
     watcher: Watcher,
     direct: Arc<OpenCount>,
     kill: Arc<Notify>,
+    draining: Arc<Notify>,
     header_timeout: Duration,
     peer: std::net::SocketAddr,
     /// A place under `limits.max_connections`, held while the connection lives.
@@ -233,6 +239,28 @@ impl Conn {
                     then: None,
                 };
                 tokio::spawn(streaming.in_current_span());
+            }
+            Ok(Ok(Sniffed::Other(prefix))) if self.live.load().upstream.is_some() => {
+                // Boxed, as hyper below: a stream's task need not be sized for it.
+                let handoff = {
+                    let _open = self.direct.enter();
+                    let plain = fast::proxy::serve(
+                        &self.live,
+                        stream,
+                        prefix,
+                        self.peer,
+                        self.header_timeout,
+                        &self.draining,
+                    );
+                    tokio::select! {
+                        handoff = Box::pin(plain) => handoff,
+                        () = self.kill.notified() => return,
+                    }
+                };
+                if let fast::proxy::Handoff::Hyper(prefix, stream) = handoff {
+                    let io = Prefixed::new(prefix, stream);
+                    Box::pin(self.serve_hyper(io)).await;
+                }
             }
             Ok(Ok(Sniffed::Other(prefix))) => {
                 // Boxed: hyper's connection state would otherwise size every

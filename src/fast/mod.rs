@@ -11,6 +11,7 @@
 //! the [`EventStream`]'s own, the same as under hyper.
 
 mod head;
+pub mod proxy;
 mod writer;
 
 use std::future::Future;

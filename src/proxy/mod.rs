@@ -2,6 +2,7 @@
 //! bodies streamed both ways, upgrades (WebSocket) passed through, and 502/504.
 
 pub mod body;
+pub mod h1;
 mod headers;
 mod pool;
 
@@ -217,13 +218,10 @@ impl Upstream {
         }
     }
 
-    /// Sends a request to the upstream and returns its response head with the body
-    /// still streaming. An accepted upgrade is joined to the client's connection here.
-    pub async fn send(&self, mut req: Request<Body>) -> Result<Response<Incoming>, Error> {
-        let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let (mut parts, body) = req.into_parts();
-
+    /// The request as the upstream gets it, for both paths (hyper's and [`h1`]):
+    /// origin-form target under `base_path`, hop-by-hop headers out,
+    /// `X-Forwarded-*` in, `Host` kept (or the upstream's own name), HTTP/1.1.
+    fn rewrite(&self, parts: &mut http::request::Parts, upgrade: bool) -> Result<(), Error> {
         // HTTP/2 clients send no Host header, only the authority.
         let host = parts.headers.get(header::HOST).cloned().or_else(|| {
             parts
@@ -270,6 +268,16 @@ impl Upstream {
         }
         parts.version = Version::HTTP_11;
         parts.extensions = http::Extensions::new();
+        Ok(())
+    }
+
+    /// Sends a request to the upstream and returns its response head with the body
+    /// still streaming. An accepted upgrade is joined to the client's connection here.
+    pub async fn send(&self, mut req: Request<Body>) -> Result<Response<Incoming>, Error> {
+        let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        self.rewrite(&mut parts, upgrade)?;
 
         let (sent_tx, sent_rx) = if http_body::Body::is_end_stream(&body) {
             (None, None)

@@ -23,13 +23,15 @@ pub enum Failure {
     Connect(std::io::Error),
     /// The connection failed, or the upstream closed it, before a response head.
     Http(hyper::Error),
+    /// The same, on the plain HTTP/1.1 path ([`super::h1`]).
+    Io(std::io::Error),
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Connect(_) => f.write_str("tcp connect error"),
-            Failure::Http(_) => f.write_str("upstream connection error"),
+            Failure::Http(_) | Failure::Io(_) => f.write_str("upstream connection error"),
         }
     }
 }
@@ -39,6 +41,7 @@ impl std::error::Error for Failure {
         match self {
             Failure::Connect(e) => Some(e),
             Failure::Http(e) => Some(e),
+            Failure::Io(e) => Some(e),
         }
     }
 }
@@ -55,6 +58,18 @@ impl Idle {
     }
 }
 
+/// A connection of the plain path, between two exchanges.
+struct RawIdle {
+    io: TcpStream,
+    since: Instant,
+}
+
+impl RawIdle {
+    fn expired(&self, now: Instant, timeout: Duration) -> bool {
+        now - self.since >= timeout
+    }
+}
+
 struct Inner {
     authority: Authority,
     connect_timeout: Duration,
@@ -63,6 +78,8 @@ struct Inner {
     /// Connections given back after a response head, last used last. One may
     /// still be passing its response body; `take` skips it until it is done.
     idle: Mutex<Vec<Idle>>,
+    /// Connections of the plain path ([`super::h1`]), between two exchanges.
+    raw: Mutex<Vec<RawIdle>>,
     /// Whether the task that closes connections idle too long runs.
     reaping: std::sync::atomic::AtomicBool,
 }
@@ -93,6 +110,7 @@ impl Pool {
             idle_timeout,
             max_idle,
             idle: Mutex::new(Vec::new()),
+            raw: Mutex::new(Vec::new()),
             reaping: std::sync::atomic::AtomicBool::new(false),
         }))
     }
@@ -164,6 +182,11 @@ impl Pool {
                 since: Instant::now(),
             });
         }
+        self.reap_later();
+    }
+
+    /// Starts the task that closes connections idle too long, once.
+    fn reap_later(&self) {
         if !self
             .0
             .reaping
@@ -173,7 +196,51 @@ impl Pool {
         }
     }
 
+    /// The last raw connection given back that is still open, for [`super::h1`].
+    pub(super) fn take_raw(&self) -> Option<TcpStream> {
+        let mut raw = self.0.raw.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        while let Some(e) = raw.pop() {
+            if !e.expired(now, self.0.idle_timeout) && still_open(&e.io) {
+                return Some(e.io);
+            }
+        }
+        None
+    }
+
+    /// Keeps a raw connection whose exchange ended cleanly, within `pool_max_idle_per_host`.
+    pub(super) fn give_back_raw(&self, io: TcpStream) {
+        if self.0.max_idle == 0 {
+            return;
+        }
+        {
+            let mut raw = self.0.raw.lock().unwrap_or_else(|p| p.into_inner());
+            if raw.len() >= self.0.max_idle {
+                return;
+            }
+            raw.push(RawIdle {
+                io,
+                since: Instant::now(),
+            });
+        }
+        self.reap_later();
+    }
+
     async fn connect(&self) -> Result<SendRequest<Outgoing>, Failure> {
+        let stream = self.dial().await?;
+        let (tx, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(Failure::Http)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(tx)
+    }
+
+    /// A new TCP connection to the upstream, within `connect_timeout`.
+    pub(super) async fn dial(&self) -> Result<TcpStream, Failure> {
         let host = self.0.authority.host();
         let port = self.0.authority.port_u16().unwrap_or(80);
         // A bracketed IPv6 literal is looked up without its brackets.
@@ -195,16 +262,20 @@ impl Pool {
                 }
             };
         let _ = stream.set_nodelay(true);
-        let (tx, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(Failure::Http)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        Ok(tx)
+        Ok(stream)
     }
+}
+
+/// Whether an idle connection is still open: anything readable on it (its
+/// close, or bytes no request asked for) rules it out. Readiness is looked at
+/// first, so a quiet connection costs no system call.
+fn still_open(io: &TcpStream) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if io.poll_read_ready(&mut cx).is_pending() {
+        return true;
+    }
+    let mut byte = [0u8; 1];
+    matches!(io.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 /// Closes connections idle longer than `pool_idle_timeout`, until the pool is dropped.
@@ -218,6 +289,10 @@ async fn reap(pool: Weak<Inner>) {
         let Some(pool) = pool.upgrade() else { return };
         let now = Instant::now();
         pool.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|e| !e.expired(now, pool.idle_timeout));
+        pool.raw
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|e| !e.expired(now, pool.idle_timeout));

@@ -1,0 +1,316 @@
+//! Plain proxied requests served on the socket: while a keep-alive
+//! connection's requests are ones hookcast only passes on (HTTP/1.1, no body
+//! or a `Content-Length` one, no upgrade or expectation, a path nothing of
+//! hookcast's own serves), each head is parsed once here and the exchange is
+//! done by [`Upstream::relay_h1`](crate::proxy::Upstream::relay_h1) — the same
+//! rewrite rules, errors and counts as hyper's path. The first other request
+//! hands the connection, with the bytes read, to hyper for good.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, Uri, Version};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tracing::Instrument;
+
+use crate::app::Live;
+use crate::conn::ClientAddr;
+
+/// Longest request head served here (hyper's limit for longer ones).
+const MAX_HEAD: usize = 8 * 1024;
+/// Headers parsed here; a request with more goes to hyper.
+const MAX_HEADERS: usize = 64;
+
+/// How a connection left the plain path.
+#[derive(Debug)]
+pub enum Handoff {
+    /// To hyper, which serves it from these bytes on.
+    Hyper(Bytes, TcpStream),
+    /// Closed, or to be closed.
+    Closed,
+}
+
+/// A request plain enough for the socket.
+struct Plain {
+    parts: http::request::Parts,
+    head_len: usize,
+    body_len: u64,
+    /// The client asked to close after this request.
+    close: bool,
+}
+
+/// Serves the connection's requests from `buf` on (the first head is in it)
+/// while they are plain. Each head is read within `header_timeout`, as hyper
+/// reads its own; `draining` ends a connection waiting for its next request.
+pub async fn serve(
+    live: &Live,
+    mut io: TcpStream,
+    buf: Bytes,
+    peer: SocketAddr,
+    header_timeout: Duration,
+    draining: &Notify,
+) -> Handoff {
+    let mut buf = BytesMut::from(buf);
+    loop {
+        let app = live.load();
+        let plain = match classify(&buf, &|method, path| app.plainly_proxied(method, path)) {
+            Classified::Plain(plain) => plain,
+            Classified::Other => return Handoff::Hyper(buf.freeze(), io),
+            Classified::Partial => {
+                drop(app);
+                match read_head(&mut io, &mut buf, header_timeout, live, draining).await {
+                    Ok(true) => continue,
+                    // Something hyper should answer (its own 408, 400...), or nothing.
+                    Ok(false) if !buf.is_empty() => return Handoff::Hyper(buf.freeze(), io),
+                    _ => return Handoff::Closed,
+                }
+            }
+        };
+        let Plain {
+            mut parts,
+            head_len,
+            body_len,
+            close,
+        } = plain;
+        let _ = buf.split_to(head_len);
+        let Some(upstream) = app.upstream.as_ref() else {
+            return Handoff::Closed;
+        };
+        // As `service` logs every request; the query is left out: it may carry tokens.
+        let span = tracing::info_span!(
+            "request",
+            method = %parts.method,
+            path = %parts.uri.path(),
+            status = tracing::field::Empty,
+            elapsed_ms = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        parts.extensions.insert(ClientAddr(peer));
+        let close = close || live.is_draining();
+        let relayed = upstream
+            .relay_h1(&mut io, &mut buf, parts, body_len, close)
+            .instrument(span.clone())
+            .await;
+        let (status, keep) = match relayed {
+            Ok(r) => (r.status, r.keep),
+            Err(e) => {
+                let body_unread = matches!(e, crate::proxy::Error::ClientBody);
+                let resp = span.in_scope(|| e.into_response());
+                let status = resp.status().as_u16();
+                let keep = !close && !body_unread;
+                if answer(&mut io, resp, keep).await.is_err() {
+                    (status, false)
+                } else {
+                    (status, keep)
+                }
+            }
+        };
+        app.metrics().proxied(status);
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        span.record("status", status);
+        span.record("elapsed_ms", elapsed_ms);
+        span.in_scope(|| tracing::debug!(status, elapsed_ms, "answered"));
+        if !keep {
+            let _ = io.shutdown().await;
+            return Handoff::Closed;
+        }
+    }
+}
+
+/// Reads more of a request head. `Ok(false)`: the client closed, the head
+/// grew too long for here, or the process is draining (with nothing read).
+async fn read_head(
+    io: &mut TcpStream,
+    buf: &mut BytesMut,
+    timeout: Duration,
+    live: &Live,
+    draining: &Notify,
+) -> std::io::Result<bool> {
+    if buf.len() >= MAX_HEAD {
+        return Ok(false);
+    }
+    let notified = draining.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    if buf.is_empty() && live.is_draining() {
+        return Ok(false);
+    }
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(4096);
+    }
+    let read = async {
+        tokio::select! {
+            n = io.read_buf(buf) => n,
+            // Between requests, a draining process closes the connection.
+            () = &mut notified, if buf.is_empty() => Ok(0),
+        }
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(n)) => Ok(n > 0),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// An error answer, written whole.
+async fn answer(
+    io: &mut TcpStream,
+    resp: http::Response<crate::reply::Body>,
+    keep: bool,
+) -> std::io::Result<()> {
+    let (parts, body) = resp.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let framing = if keep {
+        format!("content-length: {}\r\n", bytes.len())
+    } else {
+        format!("content-length: {}\r\nconnection: close\r\n", bytes.len())
+    };
+    let head = super::writer::head(&parts, framing.as_bytes(), !keep);
+    io.write_all(&head).await?;
+    io.write_all(&bytes).await
+}
+
+#[expect(
+    clippy::large_enum_variant,
+    reason = "short-lived, and the plain request is the case to serve fast"
+)]
+enum Classified {
+    Plain(Plain),
+    Other,
+    Partial,
+}
+
+/// Whether the head at the start of `buf` is a plain proxied request;
+/// `proxied` says whether a method and path go to the upstream.
+fn classify(buf: &[u8], proxied: &dyn Fn(&Method, &str) -> bool) -> Classified {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Classified::Partial,
+        _ => return Classified::Other,
+    };
+    if head_len > MAX_HEAD {
+        return Classified::Other;
+    }
+    plain(&req, head_len, proxied).map_or(Classified::Other, Classified::Plain)
+}
+
+fn plain(
+    req: &httparse::Request<'_, '_>,
+    head_len: usize,
+    proxied: &dyn Fn(&Method, &str) -> bool,
+) -> Option<Plain> {
+    // HTTP/1.0 keeps connections open differently: hyper knows it.
+    if req.version? != 1 {
+        return None;
+    }
+    let method = Method::from_bytes(req.method?.as_bytes()).ok()?;
+    let target = req.path?;
+    if method == Method::CONNECT || !target.starts_with('/') {
+        return None;
+    }
+    let uri: Uri = target.parse().ok()?;
+    if !proxied(&method, uri.path()) {
+        return None;
+    }
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .version(Version::HTTP_11);
+    let headers = builder.headers_mut()?;
+    let mut body_len: Option<u64> = None;
+    let mut close = false;
+    for h in req.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        // Chunked bodies, upgrades (h2c, WebSocket) and `Expect`: hyper's.
+        if name == header::TRANSFER_ENCODING
+            || name == header::UPGRADE
+            || name == header::EXPECT
+            || name == header::HeaderName::from_static("http2-settings")
+        {
+            return None;
+        }
+        if name == header::CONTENT_LENGTH {
+            let n: u64 = std::str::from_utf8(h.value).ok()?.parse().ok()?;
+            if body_len.is_some() {
+                return None;
+            }
+            body_len = Some(n);
+        }
+        if name == header::CONNECTION
+            && std::str::from_utf8(h.value)
+                .ok()?
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("close"))
+        {
+            close = true;
+        }
+        headers.append(name, HeaderValue::from_bytes(h.value).ok()?);
+    }
+    Some(Plain {
+        parts: builder.body(()).ok()?.into_parts().0,
+        head_len,
+        body_len: body_len.unwrap_or(0),
+        close,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(head: &str) -> &'static str {
+        match classify(head.as_bytes(), &|_, path| path != "/events") {
+            Classified::Plain(_) => "plain",
+            Classified::Other => "other",
+            Classified::Partial => "partial",
+        }
+    }
+
+    #[test]
+    fn only_plain_requests_stay_on_the_socket() {
+        assert_eq!(kind("GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n"), "plain");
+        assert_eq!(
+            kind("POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"),
+            "plain"
+        );
+        assert_eq!(kind("GET /a HTTP/1.1\r\nHost"), "partial");
+        assert_eq!(kind("GET /events HTTP/1.1\r\n\r\n"), "other");
+        assert_eq!(kind("GET /a HTTP/1.0\r\n\r\n"), "other");
+        assert_eq!(
+            kind("POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            "other"
+        );
+        assert_eq!(
+            kind(
+                "GET /a HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n"
+            ),
+            "other"
+        );
+        assert_eq!(
+            kind("GET /a HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"),
+            "other"
+        );
+        assert_eq!(
+            kind("POST /a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"),
+            "other"
+        );
+        assert_eq!(
+            kind("POST /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
+            "other"
+        );
+        assert_eq!(kind("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "other");
+        assert_eq!(kind("OPTIONS * HTTP/1.1\r\n\r\n"), "other");
+        assert_eq!(kind("CONNECT a:1 HTTP/1.1\r\n\r\n"), "other");
+    }
+}
