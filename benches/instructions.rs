@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use hookcast::app::App;
-use hookcast::hub::{Hub, NewEvent, Recv, Subscription};
+use hookcast::hub::{Direct, Feed, Hub, NewEvent, Recv, Subscription};
 use hookcast::route::{Lookup, Router};
 use hookcast::template::{Input, Template};
 use hookcast::topic::Filter;
@@ -30,6 +30,7 @@ const SCENARIOS: &[Scenario] = &[
     ("publish_100k_patterns", publish_100k_patterns),
     ("delivery", delivery),
     ("delivery_pattern", delivery_pattern),
+    ("delivery_direct", delivery_direct),
     ("template", template),
     ("route", route),
     ("proxy", proxy),
@@ -131,6 +132,37 @@ fn delivery_pattern(n: u64) {
         hub.publish(event("room.1"));
         subs.iter_mut().for_each(|s| take(s, &mut cx));
     }
+}
+
+/// A stream writer whose socket takes everything: what the fan-out's own
+/// delivery costs in the hub, without the system call.
+#[derive(Debug)]
+struct Sink;
+
+impl Direct for Sink {
+    fn deliver(&self, feed: &mut Feed<'_>) -> bool {
+        while let Some(ev) = feed.take() {
+            black_box(ev.chunk.wire().clone());
+        }
+        feed.parked()
+    }
+}
+
+/// One event to `FAN_OUT` parked subscribers, each written to by the publish
+/// itself (`hub::Direct`) rather than taking it from its queue.
+fn delivery_direct(n: u64) {
+    let hub = Hub::new(common::limits());
+    let mut subs: Vec<_> = (0..FAN_OUT).map(|_| subscribe(&hub, "room.1")).collect();
+    let mut cx = Context::from_waker(Waker::noop());
+    for s in &mut subs {
+        s.deliver_through(Arc::new(Sink));
+        // Parked: its waker is in its queue, as a writer waiting for events leaves it.
+        assert!(s.poll_recv(&mut cx).is_pending());
+    }
+    for _ in 0..n {
+        hub.publish(event("room.1"));
+    }
+    drop(subs);
 }
 
 /// A topic and an event name rendered from a GitHub-like request.

@@ -212,6 +212,45 @@ impl EventStream {
         }
     }
 
+    /// Whether this stream feeds the publish-to-write histogram.
+    pub fn is_sampled(&self) -> bool {
+        self.sampled
+    }
+
+    /// Lets the fan-out write this stream's live events through `direct` while
+    /// its writer is parked (see [`crate::hub::Direct`]).
+    pub fn deliver_through(&self, direct: Arc<dyn crate::hub::Direct>) {
+        if let Some(sub) = &self.sub {
+            sub.deliver_through(direct);
+        }
+    }
+
+    /// Whether the fan-out may write the next live events itself: nothing of
+    /// this stream's own comes first (prelude, resync notice, replay, skipped
+    /// ids) and it has not ended. Its end (deadline, close) still comes
+    /// through its task, which the hub wakes or its timer does.
+    pub fn direct_ok(&self) -> bool {
+        self.ended.is_none()
+            && self.prelude.is_none()
+            && self.resync.is_none()
+            && self
+                .sub
+                .as_ref()
+                .is_some_and(|s| s.replay.is_empty() && !s.skipping())
+    }
+
+    /// Records what the fan-out wrote while the writer was parked: the time of
+    /// its last write, for the heartbeat, and the publish time of the oldest
+    /// event it left to the writer, for the histogram.
+    pub fn wrote_elsewhere(&mut self, at: Instant, unwritten_since: Option<std::time::Instant>) {
+        self.last_write = self.last_write.max(at);
+        if self.sampled
+            && let Some(since) = unwritten_since
+        {
+            self.unwritten_since = Some(self.unwritten_since.map_or(since, |u| u.min(since)));
+        }
+    }
+
     /// Holds `slot` for as long as the stream lives.
     pub fn holding(mut self, slot: Option<IpSlot>) -> Self {
         self.slot = slot;

@@ -22,7 +22,7 @@ use std::task::{Context, Poll, ready};
 use http::header;
 use http::{Response, Version};
 use http_body_util::BodyExt;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
@@ -54,8 +54,10 @@ pub async fn open(app: &App, io: TcpStream, req: http::request::Parts) -> Servin
             } else {
                 writer::head(&parts, b"connection: close\r\n", true)
             };
+            let writer = Writer::new(io, chunked, body.is_sampled(), head);
+            body.deliver_through(writer.direct());
             Serving::Stream(StreamTask {
-                writer: Writer::new(io, chunked, head),
+                writer,
                 body,
                 span,
                 status,
@@ -117,7 +119,7 @@ impl Future for Serving {
             Serving::Done => false,
         };
         match std::mem::replace(this, Serving::Done) {
-            Serving::Stream(task) if keep => Poll::Ready(Some(task.writer.io)),
+            Serving::Stream(mut task) if keep => Poll::Ready(task.writer.take_io()),
             _ => Poll::Ready(None),
         }
     }
@@ -143,7 +145,7 @@ impl StreamTask {
         // shutdown of a TCP socket does not wait.
         let keep = matches!(result, Ok(SocketEnd::Finished)) && self.writer.chunked();
         if matches!(result, Ok(SocketEnd::Finished)) && !keep {
-            let _ = Pin::new(&mut self.writer.io).poll_shutdown(cx);
+            self.writer.poll_shutdown(cx);
         }
         let outcome = match (result, self.body.end()) {
             (Err(_), _) => "write failed",

@@ -3,12 +3,16 @@
 //! while watching for the client leaving or falling behind.
 
 use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header;
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
+use crate::hub::{Direct, Feed};
 use crate::sse::EventStream;
 
 /// Most pieces written in one `writev`.
@@ -65,19 +69,39 @@ pub(super) enum SocketEnd {
     Cut,
 }
 
-/// Writes one stream's pieces straight to the socket.
+/// Writes one stream's pieces straight to the socket: from the stream's task,
+/// or, while that task is parked with nothing unwritten, from the fan-out
+/// ([`Shared`]'s [`Direct`]).
 #[derive(Debug)]
 pub(super) struct Writer {
-    pub(super) io: TcpStream,
-    chunked: bool,
-    /// Pieces taken but not yet written, the first from `offset` on: the
-    /// response head, and what a full socket did not take. Empty, with nothing
-    /// allocated, while the socket keeps up: pieces are gathered on the stack
-    /// ([`Batch`]) and only what is left unwritten is kept here.
-    left: Vec<Bytes>,
-    offset: usize,
-    /// Set once the stream has ended; what is in `left` is the last of it.
+    shared: Arc<Shared>,
+    /// Set once the stream has ended; what is left unwritten is the last of it.
     ending: Option<SocketEnd>,
+}
+
+/// The socket and what is left to write on it, shared by the stream's task and
+/// the fan-out. The task holds the lock for each of its polls; the fan-out only
+/// tries it, and leaves the stream to its task when it is taken.
+#[derive(Debug)]
+pub(super) struct Shared {
+    chunked: bool,
+    /// Whether the stream feeds `hookcast_publish_to_write_seconds`.
+    sampled: bool,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Taken when the connection is given back.
+    io: Option<TcpStream>,
+    out: Unwritten,
+    /// The task is parked waiting for events with nothing unwritten and
+    /// nothing of its own to send first: the fan-out may write.
+    armed: bool,
+    /// When the fan-out last wrote, for the task's heartbeat.
+    wrote_at: Option<tokio::time::Instant>,
+    /// Publish time of the oldest event the fan-out left unwritten (sampled streams).
+    unwritten_since: Option<std::time::Instant>,
 }
 
 /// The pieces of one `writev`, the first from `offset` on.
@@ -115,21 +139,66 @@ impl Batch {
     }
 }
 
+/// Pieces taken but not yet written, the first from `offset` on: the
+/// response head, and what a full socket did not take. Empty, with nothing
+/// allocated, while the socket keeps up: pieces are gathered on the stack
+/// ([`Batch`]) and only what is left unwritten is kept here.
+#[derive(Debug)]
+struct Unwritten {
+    left: Vec<Bytes>,
+    offset: usize,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Writer {
     /// A writer whose first piece is the response head.
-    pub(super) fn new(io: TcpStream, chunked: bool, head: Bytes) -> Self {
+    pub(super) fn new(io: TcpStream, chunked: bool, sampled: bool, head: Bytes) -> Self {
+        let state = State {
+            io: Some(io),
+            out: Unwritten {
+                left: vec![head],
+                offset: 0,
+            },
+            armed: false,
+            wrote_at: None,
+            unwritten_since: None,
+        };
         Writer {
-            io,
-            chunked,
-            left: vec![head],
-            offset: 0,
+            shared: Arc::new(Shared {
+                chunked,
+                sampled,
+                state: Mutex::new(state),
+            }),
             ending: None,
         }
     }
 
     /// Whether the body is sent in HTTP/1.1 chunks.
     pub(super) fn chunked(&self) -> bool {
-        self.chunked
+        self.shared.chunked
+    }
+
+    /// What the fan-out writes through; see [`EventStream::deliver_through`].
+    pub(super) fn direct(&self) -> Arc<dyn Direct> {
+        self.shared.clone()
+    }
+
+    /// The connection, given back after a clean end; the fan-out no longer
+    /// writes to it (the stream is not armed once it ended).
+    pub(super) fn take_io(&mut self) -> Option<TcpStream> {
+        let mut st = lock(&self.shared.state);
+        st.armed = false;
+        st.io.take()
+    }
+
+    /// Shuts the socket's write side down, after a clean end that closes it.
+    pub(super) fn poll_shutdown(&mut self, cx: &mut Context<'_>) {
+        if let Some(io) = lock(&self.shared.state).io.as_mut() {
+            let _ = Pin::new(io).poll_shutdown(cx);
+        }
     }
 
     /// Writes what `body` yields until the stream ends, the client leaves or
@@ -140,35 +209,53 @@ impl Writer {
         body: &mut EventStream,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<SocketEnd>> {
+        let chunked = self.shared.chunked;
+        let mut st = lock(&self.shared.state);
+        // Held for the whole poll: the fan-out leaves the stream to its task
+        // meanwhile, and takes it again only once armed below.
+        st.armed = false;
+        if let Some(at) = st.wrote_at.take() {
+            body.wrote_elsewhere(at, st.unwritten_since.take());
+        }
+        let st = &mut *st;
+        let Some(io) = st.io.as_ref() else {
+            return Poll::Ready(Ok(SocketEnd::Gone));
+        };
         for _ in 0..ROUNDS_PER_POLL {
-            if self.left.is_empty()
+            if st.out.left.is_empty()
                 && let Some(stop) = self.ending
             {
                 return Poll::Ready(Ok(stop));
             }
             // Once the stream ended cleanly, what the client sends is its next
             // request, for hyper: it is no longer read and dropped here.
-            if self.ending != Some(SocketEnd::Finished) && self.peer_gone(cx) {
+            if self.ending != Some(SocketEnd::Finished) && peer_gone(io, cx) {
                 return Poll::Ready(Ok(SocketEnd::Gone));
             }
             let mut batch = Batch::new();
-            for piece in std::mem::take(&mut self.left) {
+            for piece in std::mem::take(&mut st.out.left) {
                 batch.push(piece);
             }
             if self.ending.is_none() {
-                self.fill(body, cx, &mut batch);
+                fill(&mut self.ending, chunked, body, cx, &mut batch);
             }
             if batch.len == 0 {
                 return match self.ending {
                     Some(end) => Poll::Ready(Ok(end)),
-                    None => Poll::Pending,
+                    None => {
+                        // Parked on the queue (its waker registered), nothing
+                        // unwritten: the next events may be written by the
+                        // publish that queues them.
+                        st.armed = body.direct_ok();
+                        Poll::Pending
+                    }
                 };
             }
-            match self.io.poll_write_ready(cx) {
+            match io.poll_write_ready(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {
-                    self.keep(&mut batch, 0);
+                    st.out.keep(&mut batch, 0);
                     // The client is not reading; the hub may cut it meanwhile.
                     if body.poll_cut(cx).is_ready() {
                         return Poll::Ready(Ok(SocketEnd::Cut));
@@ -176,56 +263,72 @@ impl Writer {
                     return Poll::Pending;
                 }
             }
-            match self.write(&mut batch) {
+            match st.out.write(io, &mut batch) {
                 Ok(()) => {
-                    if self.left.is_empty() {
+                    if st.out.left.is_empty() {
                         body.written();
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.keep(&mut batch, 0),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => st.out.keep(&mut batch, 0),
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
         cx.waker().wake_by_ref();
         Poll::Pending
     }
+}
 
-    /// Takes the pieces the stream has ready, while the batch has room.
-    fn fill(&mut self, body: &mut EventStream, cx: &mut Context<'_>, batch: &mut Batch) {
-        while batch.has_room() {
-            match body.poll_piece(cx) {
-                Poll::Ready(Some(Ok(piece))) => batch.push(if self.chunked {
-                    piece.chunk()
-                } else {
-                    piece.frame()
-                }),
-                Poll::Ready(Some(Err(_slow))) => {
-                    // The connection ends without the last chunk, so the client
-                    // sees an error, not a clean end.
-                    batch.clear();
-                    self.ending = Some(SocketEnd::Cut);
-                    return;
-                }
-                Poll::Ready(None) => {
-                    if self.chunked {
-                        batch.push(Bytes::from_static(b"0\r\n\r\n"));
-                    }
-                    self.ending = Some(SocketEnd::Finished);
-                    return;
-                }
-                Poll::Pending => return,
+impl Drop for Writer {
+    /// Closes the socket now, as dropping it did, rather than when the hub lets
+    /// go of [`Shared`].
+    fn drop(&mut self) {
+        drop(self.take_io());
+    }
+}
+
+/// Takes the pieces the stream has ready, while the batch has room.
+fn fill(
+    ending: &mut Option<SocketEnd>,
+    chunked: bool,
+    body: &mut EventStream,
+    cx: &mut Context<'_>,
+    batch: &mut Batch,
+) {
+    while batch.has_room() {
+        match body.poll_piece(cx) {
+            Poll::Ready(Some(Ok(piece))) => batch.push(if chunked {
+                piece.chunk()
+            } else {
+                piece.frame()
+            }),
+            Poll::Ready(Some(Err(_slow))) => {
+                // The connection ends without the last chunk, so the client
+                // sees an error, not a clean end.
+                batch.clear();
+                *ending = Some(SocketEnd::Cut);
+                return;
             }
+            Poll::Ready(None) => {
+                if chunked {
+                    batch.push(Bytes::from_static(b"0\r\n\r\n"));
+                }
+                *ending = Some(SocketEnd::Finished);
+                return;
+            }
+            Poll::Pending => return,
         }
     }
+}
 
+impl Unwritten {
     /// Writes `batch` in one `writev`; what the socket did not take is kept.
-    fn write(&mut self, batch: &mut Batch) -> io::Result<()> {
+    fn write(&mut self, io: &TcpStream, batch: &mut Batch) -> io::Result<()> {
         let mut slices = [IoSlice::new(&[]); BATCH];
         for (i, piece) in batch.pieces[..batch.len].iter().flatten().enumerate() {
             let from = if i == 0 { self.offset } else { 0 };
             slices[i] = IoSlice::new(&piece[from..]);
         }
-        let mut written = self.io.try_write_vectored(&slices[..batch.len])?;
+        let mut written = io.try_write_vectored(&slices[..batch.len])?;
         let mut done = 0;
         for piece in batch.pieces[..batch.len].iter().flatten() {
             let left = piece.len() - if done == 0 { self.offset } else { 0 };
@@ -250,25 +353,83 @@ impl Writer {
         );
         batch.clear();
     }
+}
 
-    /// Whether the client closed the connection. Stray bytes after the request
-    /// are read and dropped: nothing more is served on this connection.
-    fn peer_gone(&self, cx: &mut Context<'_>) -> bool {
-        for _ in 0..8 {
-            match self.io.poll_read_ready(cx) {
-                Poll::Pending => return false,
-                Poll::Ready(Err(_)) => return true,
-                Poll::Ready(Ok(())) => {}
+impl Direct for Shared {
+    /// One event a subscriber, at most a few rounds: the fan-out's deliveries
+    /// share its task with many others. Whatever is left, the task writes.
+    fn deliver(&self, feed: &mut Feed<'_>) -> bool {
+        let Ok(mut st) = self.state.try_lock() else {
+            return false;
+        };
+        if !st.armed {
+            return false;
+        }
+        let st = &mut *st;
+        let Some(io) = st.io.as_ref() else {
+            return false;
+        };
+        for _ in 0..ROUNDS_PER_POLL {
+            let mut batch = Batch::new();
+            let mut oldest = None;
+            while batch.has_room()
+                && let Some(ev) = feed.take()
+            {
+                oldest.get_or_insert(ev.at);
+                batch.push(if self.chunked {
+                    ev.chunk.wire().clone()
+                } else {
+                    ev.frame()
+                });
             }
-            let mut scratch = [0u8; 64];
-            match self.io.try_read(&mut scratch) {
-                Ok(0) => return true,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return true,
+            if batch.len == 0 {
+                // Parked, or closed: the task ends the stream.
+                return feed.parked();
+            }
+            st.wrote_at = Some(tokio::time::Instant::now());
+            let oldest = oldest.filter(|_| self.sampled);
+            match st.out.write(io, &mut batch) {
+                Ok(()) if st.out.left.is_empty() => {
+                    if let Some(at) = oldest {
+                        feed.metrics().publish_to_write(at.elapsed());
+                    }
+                    // Parked with everything written: later pushes deliver again.
+                    if feed.parked() {
+                        return true;
+                    }
+                }
+                // A full socket, or an error the task meets again on its own
+                // write: either way, the task takes over what is left.
+                Ok(()) | Err(_) => {
+                    st.out.keep(&mut batch, 0);
+                    st.unwritten_since = oldest;
+                    break;
+                }
             }
         }
-        cx.waker().wake_by_ref();
+        st.armed = false;
+        feed.unpark();
         false
     }
+}
+
+/// Whether the client closed the connection. Stray bytes after the request
+/// are read and dropped: nothing more is served on this connection.
+fn peer_gone(io: &TcpStream, cx: &mut Context<'_>) -> bool {
+    for _ in 0..8 {
+        match io.poll_read_ready(cx) {
+            Poll::Pending => return false,
+            Poll::Ready(Err(_)) => return true,
+            Poll::Ready(Ok(())) => {}
+        }
+        let mut scratch = [0u8; 64];
+        match io.try_read(&mut scratch) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return true,
+        }
+    }
+    cx.waker().wake_by_ref();
+    false
 }

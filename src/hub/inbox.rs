@@ -1,11 +1,12 @@
 //! A subscriber's bounded queue, filled by publishers and drained by its response body.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use tokio::sync::Notify;
 
+use super::direct::{Direct, Handoff};
 use super::order::Order;
 use super::{Event, lock};
 
@@ -34,6 +35,16 @@ pub(crate) struct Inbox {
     /// the queue is kept sorted and hands out only events no earlier publish can
     /// still precede.
     merged: bool,
+    /// The stream's writer, when the fan-out may write through it (`direct.rs`).
+    direct: OnceLock<Arc<dyn Direct>>,
+}
+
+/// What a publish does once it released its locks: wakes merged queues whose
+/// events it held back, and delivers to (or wakes) parked direct writers.
+#[derive(Debug, Default)]
+pub(crate) struct Wakes {
+    pub(crate) later: Vec<Waker>,
+    pub(crate) direct: Vec<Handoff>,
 }
 
 #[derive(Debug)]
@@ -79,6 +90,7 @@ impl Inbox {
             capacity_bytes,
             on_overflow,
             merged,
+            direct: OnceLock::new(),
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 bytes: 0,
@@ -93,10 +105,12 @@ impl Inbox {
     /// Queues `event`; on overflow (too many events, or too many bytes with at
     /// least one queued) the subscriber is closed as slow and its queue freed.
     /// A merged inbox cannot hand the event out before its publish ends, so its
-    /// waker goes to `later`, for the publisher to wake then.
-    pub(crate) fn push(&self, event: &Arc<Event>, later: &mut Vec<Waker>) -> Pushed {
+    /// waker goes to `wakes.later`, for the publisher to wake then; a parked
+    /// direct writer goes to `wakes.direct`, for the publisher to write to once
+    /// it holds no shard lock.
+    pub(crate) fn push(self: &Arc<Self>, event: &Arc<Event>, wakes: &mut Wakes) -> Pushed {
         if self.merged {
-            return self.push_merged(event, later);
+            return self.push_merged(event, &mut wakes.later);
         }
         let (waker, pushed) = {
             let mut s = lock(&self.state);
@@ -106,10 +120,56 @@ impl Inbox {
             s.last_seq = event.seq;
             self.queue_at(&mut s, event, None)
         };
-        if let Some(w) = waker {
-            w.wake();
+        match waker {
+            Some(waker) if pushed == Pushed::Queued && self.direct.get().is_some() => {
+                wakes.direct.push(Handoff {
+                    inbox: self.clone(),
+                    waker: Some(waker),
+                });
+            }
+            Some(w) => w.wake(),
+            None => {}
         }
         pushed
+    }
+
+    /// Lets the fan-out write to this subscriber through `direct`; once.
+    pub(crate) fn set_direct(&self, direct: Arc<dyn Direct>) {
+        let _ = self.direct.set(direct);
+    }
+
+    pub(super) fn direct(&self) -> Option<&Arc<dyn Direct>> {
+        self.direct.get()
+    }
+
+    /// The oldest event, for a direct writer, or, when none is queued, its
+    /// waker registered again in the same step: `Ok`. `Err` gives the waker
+    /// back: the subscription closed (no event then), or an event was taken
+    /// and the queue may hold more. Only for an inbox that is not merged
+    /// (those are never handed off).
+    #[allow(clippy::type_complexity)]
+    pub(super) fn pop_or_park(
+        &self,
+        waker: Waker,
+    ) -> Result<Option<Arc<Event>>, (Option<Arc<Event>>, Waker)> {
+        let mut s = lock(&self.state);
+        if s.closed.is_some() {
+            return Err((None, waker));
+        }
+        let Some(ev) = s.queue.pop_front() else {
+            // The task may have registered itself meanwhile; its waker is as good.
+            if s.waker.is_none() {
+                s.waker = Some(waker);
+            }
+            return Ok(None);
+        };
+        s.bytes -= ev.chunk.wire().len() as u64;
+        Err((Some(ev), waker))
+    }
+
+    /// The registered waker, taken.
+    pub(super) fn take_waker(&self) -> Option<Waker> {
+        lock(&self.state).waker.take()
     }
 
     /// Pushes may come out of seq order: the event goes to its place, and a seq

@@ -8,6 +8,7 @@
 //! `order.rs` gives the argument.
 
 mod dedupe;
+mod direct;
 mod event;
 mod id;
 mod inbox;
@@ -18,13 +19,14 @@ mod subscription;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use std::task::Waker;
 use std::time::Instant;
 
 use crate::sse::encode;
 use crate::topic::Filter;
 
+pub use direct::{Direct, Feed};
 pub use event::{
     Event, Limits, NewEvent, Published, RESYNC_TRIMMED, RESYNC_UNKNOWN_ID, Refusal, Resync,
     TopicInfo,
@@ -35,13 +37,15 @@ pub use subscription::Subscription;
 
 use dedupe::Dedupe;
 use id::Epoch;
-use inbox::{Inbox, Pushed};
+use inbox::{Inbox, Pushed, Wakes};
 use order::{Order, Padded};
 use patterns::Patterns;
 use state::{ALL, Locked, Mask, SHARDS, Shard, mask_of};
 
 #[derive(Debug)]
 pub struct Hub {
+    /// Itself, for the tasks that a large fan-out's direct deliveries run in.
+    me: Weak<Hub>,
     epoch: Epoch,
     limits: Limits,
     /// Kept here because every part that counts (publish, replay, streams) reaches the hub.
@@ -75,7 +79,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Hub {
     pub fn new(limits: Limits) -> Arc<Self> {
         let dedupe = Dedupe::new(limits.dedupe_window, limits.dedupe_max_keys);
-        Arc::new(Hub {
+        Arc::new_cyclic(|me| Hub {
+            me: me.clone(),
             epoch: Epoch::random(),
             limits,
             metrics: crate::metrics::Metrics::new(),
@@ -131,7 +136,7 @@ impl Hub {
         if let (Some(mut keys), Some((route, key))) = (dedupe, new.dedupe) {
             keys.insert(route, &key, id.clone(), topics.clone(), now);
         }
-        let later = self.insert(
+        let wakes = self.insert(
             &mut locked,
             flight.seq,
             id.clone(),
@@ -141,8 +146,10 @@ impl Hub {
             now,
         );
         drop(flight);
-        later.into_iter().for_each(Waker::wake);
+        wakes.later.into_iter().for_each(Waker::wake);
         drop(locked);
+        // No socket is written under a shard lock.
+        self.hand_off(wakes.direct);
         Published {
             id,
             topics: new.topics,
@@ -158,7 +165,7 @@ impl Hub {
         let now = Instant::now();
         let mut locked = self.lock_shards(mask_of(topics.iter().map(|t| &**t)));
         let flight = self.order.begin(locked.first);
-        let later = self.insert(
+        let wakes = self.insert(
             &mut locked,
             flight.seq,
             id.clone(),
@@ -172,8 +179,9 @@ impl Hub {
         // those topics after the position reaches its queue (`subscribe_at_position`).
         *lock(&self.position) = Some(id);
         drop(flight);
-        later.into_iter().for_each(Waker::wake);
+        wakes.later.into_iter().for_each(Waker::wake);
         drop(locked);
+        self.hand_off(wakes.direct);
     }
 
     /// Sets the broker position (the id of the last event delivered, or of the
@@ -182,7 +190,8 @@ impl Hub {
         *lock(&self.position) = Some(id);
     }
 
-    /// Returns the wakers of merged queues, to wake once the publish has ended.
+    /// Returns the wakers of merged queues, to wake once the publish has ended,
+    /// and the parked direct writers, to deliver to once the locks are released.
     #[allow(clippy::too_many_arguments)]
     fn insert(
         &self,
@@ -193,7 +202,7 @@ impl Hub {
         tail: &[u8],
         data_len: usize,
         now: Instant,
-    ) -> Vec<Waker> {
+    ) -> Wakes {
         let chunk = encode::event_chunk(&id, tail);
         let event = Arc::new(Event {
             seq,
@@ -209,8 +218,8 @@ impl Hub {
         // the stream and whether or not its writer ever polls again.
         let mut queued = 0;
         let mut cut = 0;
-        let mut later = Vec::new();
-        let mut push = |inbox: &Inbox| match inbox.push(&event, &mut later) {
+        let mut wakes = Wakes::default();
+        let mut push = |inbox: &Arc<Inbox>| match inbox.push(&event, &mut wakes) {
             Pushed::Queued => queued += 1,
             Pushed::Cut => cut += 1,
             Pushed::Skipped => {}
@@ -220,21 +229,21 @@ impl Hub {
             topic.history.push_back(event.clone());
             topic.history_bytes += data_len as u64;
             topic.trim(&self.limits, now);
-            topic.subscribers.values().for_each(|i| push(i));
+            topic.subscribers.values().for_each(&mut push);
         }
         // Read under a shard lock: a pattern subscription changes it with all of them.
         if self.any_pattern.load(Ordering::Relaxed) {
             let patterns = self.patterns.read().unwrap_or_else(PoisonError::into_inner);
             // A pattern matching several of the topics finds the event already queued.
             for name in topics.iter() {
-                patterns.matching(name, |subs| subs.inboxes.values().for_each(|i| push(i)));
+                patterns.matching(name, |subs| subs.inboxes.values().for_each(&mut push));
             }
         }
         self.metrics.delivered(queued);
         for _ in 0..cut {
             self.metrics.dropped(crate::metrics::Dropped::Slow);
         }
-        later
+        wakes
     }
 
     /// Registers a subscriber without replay, and returns the broker position at

@@ -65,6 +65,18 @@ impl Subscription {
         }
     }
 
+    /// Lets the fan-out write this subscriber's events through `direct` while
+    /// its writer is parked (see [`super::Direct`]).
+    pub fn deliver_through(&self, direct: Arc<dyn super::Direct>) {
+        self.inbox.set_direct(direct);
+    }
+
+    /// Whether live events are still checked against [`Self::skip_while_sent`]:
+    /// the fan-out must not deliver them directly then.
+    pub fn skipping(&self) -> bool {
+        self.already_sent.is_some()
+    }
+
     /// Ready once the subscriber was cut for falling behind; takes nothing from
     /// the queue. For a writer that waits on its socket and must still notice.
     pub fn poll_cut(&self, cx: &mut Context<'_>) -> Poll<()> {

@@ -348,7 +348,7 @@ fn a_subscriber_across_shards_waits_for_an_earlier_publish_under_way() {
     let wake_later = hub.insert(&mut locked, earlier, id, topics, &tail, 7, Instant::now());
     assert!(sub.poll_recv(&mut cx).is_pending(), "still under way");
     drop(flight);
-    wake_later.into_iter().for_each(Waker::wake);
+    wake_later.later.into_iter().for_each(Waker::wake);
     drop(locked);
     assert!(
         wakes.0.load(Ordering::SeqCst) > woken,
