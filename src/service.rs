@@ -13,7 +13,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::app::App;
-use crate::conn::{ClientAddr, ConnectionCut};
+use crate::conn::{ClientAddr, ConnectionCut, RequestLog};
 use crate::ingest;
 use crate::reply::{self, Body};
 use crate::route::Lookup;
@@ -28,23 +28,9 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// `async fn`, which would keep the request in it: hyper moves every request's
 /// future by value several times, so it is kept to a couple of hundred bytes.
 pub fn handle(app: Arc<App>, req: Request<Incoming>, conn: &Connection) -> Handling {
-    // The query is left out: it may carry tokens.
-    let span = tracing::info_span!(
-        "request",
-        method = %req.method(),
-        path = %req.uri().path(),
-        status = tracing::field::Empty,
-        elapsed_ms = tracing::field::Empty,
-    );
-    // The clock is read only when the span or the line below is recorded.
-    let timed = !span.is_disabled() || tracing::enabled!(tracing::Level::DEBUG);
-    let started = timed.then(std::time::Instant::now);
-    let routed = span.in_scope(|| route(app, req, conn));
-    Handling {
-        routed,
-        span,
-        started,
-    }
+    let log = RequestLog::new(req.method(), req.uri().path());
+    let routed = log.span.in_scope(|| route(app, req, conn));
+    Handling { routed, log }
 }
 
 /// What a request's handler may need of its connection. It goes into the
@@ -72,8 +58,7 @@ impl Connection {
 /// The future of one request (see [`handle`]); never resolves to `Err`.
 pub struct Handling {
     routed: Routed,
-    span: tracing::Span,
-    started: Option<std::time::Instant>,
+    log: RequestLog,
 }
 
 impl std::fmt::Debug for Handling {
@@ -101,19 +86,11 @@ impl Future for Handling {
         let resp = match &mut this.routed {
             Routed::Now(resp) => resp.take().expect("polled after it resolved"),
             Routed::Later(handling) => {
-                let _entered = this.span.enter();
+                let _entered = this.log.span.enter();
                 ready!(handling.as_mut().poll(cx))
             }
         };
-        if let Some(started) = this.started {
-            let status = resp.status().as_u16();
-            let elapsed_ms = started.elapsed().as_millis() as u64;
-            // On the span too, so that every later line of this request carries them.
-            this.span.record("status", status);
-            this.span.record("elapsed_ms", elapsed_ms);
-            this.span
-                .in_scope(|| tracing::debug!(status, elapsed_ms, "answered"));
-        }
+        this.log.answered(resp.status().as_u16(), None);
         Poll::Ready(Ok(resp))
     }
 }

@@ -29,6 +29,7 @@ use tracing::Instrument;
 pub use head::{Head, Prefixed, Sniffed, classify, head_incomplete, sniff};
 
 use crate::app::App;
+use crate::conn::RequestLog;
 use crate::reply::Body;
 use crate::sse::{Chunk, EventStream};
 use crate::subscribe::{self, Subscribed};
@@ -39,9 +40,11 @@ use writer::{SocketEnd, Writer};
 /// not an `async fn`, so that what every open stream keeps is only its writer,
 /// its event stream and its span.
 pub async fn open(app: &App, io: TcpStream, req: http::request::Parts) -> Serving {
-    let span = tracing::info_span!("request", method = "GET", path = %req.uri.path());
+    let log = RequestLog::new(&req.method, req.uri.path());
     let version = req.version;
-    let subscribed = subscribe::handle(app, &req).instrument(span.clone()).await;
+    let subscribed = subscribe::handle(app, &req)
+        .instrument(log.span.clone())
+        .await;
     drop(req);
     match subscribed {
         Subscribed::Stream(resp) => {
@@ -59,20 +62,19 @@ pub async fn open(app: &App, io: TcpStream, req: http::request::Parts) -> Servin
             Serving::Stream(StreamTask {
                 writer,
                 body,
-                span,
+                log,
                 status,
-                started: std::time::Instant::now(),
             })
         }
         Subscribed::Other(resp) => {
             let status = resp.status().as_u16();
-            let started = std::time::Instant::now();
+            let span = log.span.clone();
             let run = async move {
                 let outcome = match answer(io, resp, version).await {
                     Ok(()) => "answered",
                     Err(_) => "write failed",
                 };
-                answered(status, started, outcome);
+                log.answered(status, Some(outcome));
             };
             Serving::Other(Box::pin(run.instrument(span)))
         }
@@ -130,15 +132,14 @@ impl Future for Serving {
 pub struct StreamTask {
     writer: Writer,
     body: EventStream,
-    span: tracing::Span,
+    log: RequestLog,
     status: u16,
-    started: std::time::Instant,
 }
 
 impl StreamTask {
     /// Serves the stream; whether the connection stays open after it.
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
-        let _entered = self.span.enter();
+        let _entered = self.log.span.enter();
         let result = ready!(self.writer.poll_run(&mut self.body, cx));
         // After a clean end, an HTTP/1.1 connection stays open as its response
         // said (keep-alive); HTTP/1.0's closes, its body ending with it. The
@@ -153,18 +154,9 @@ impl StreamTask {
             // Recorded by the event stream when it is dropped, as under hyper.
             (Ok(_), None) => "client left",
         };
-        answered(self.status, self.started, outcome);
+        self.log.answered(self.status, Some(outcome));
         Poll::Ready(keep)
     }
-}
-
-fn answered(status: u16, started: std::time::Instant, outcome: &'static str) {
-    tracing::debug!(
-        status,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        outcome,
-        "answered"
-    );
 }
 
 /// Anything but a stream (an error, "try later"): written whole, then the
@@ -187,10 +179,7 @@ async fn answer(mut io: TcpStream, resp: Response<Body>, version: Version) -> io
         io.write_all(Chunk::from_parts(&[&bytes]).wire()).await?;
         io.write_all(b"0\r\n\r\n").await?;
     } else {
-        let framing = format!("content-length: {}\r\nconnection: close\r\n", bytes.len());
-        io.write_all(&writer::head(&parts, framing.as_bytes(), true))
-            .await?;
-        io.write_all(&bytes).await?;
+        writer::whole(&mut io, &parts, &bytes, false).await?;
     }
     io.shutdown().await
 }

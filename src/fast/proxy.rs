@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::app::Live;
-use crate::conn::ClientAddr;
+use crate::conn::{ClientAddr, RequestLog};
 
 /// Longest request head served here (hyper's limit for longer ones).
 const MAX_HEAD: usize = 8 * 1024;
@@ -81,26 +81,18 @@ pub async fn serve(
         let Some(upstream) = app.upstream.as_ref() else {
             return Handoff::Closed;
         };
-        // As `service` logs every request; the query is left out: it may carry tokens.
-        let span = tracing::info_span!(
-            "request",
-            method = %parts.method,
-            path = %parts.uri.path(),
-            status = tracing::field::Empty,
-            elapsed_ms = tracing::field::Empty,
-        );
-        let started = std::time::Instant::now();
+        let log = RequestLog::new(&parts.method, parts.uri.path());
         parts.extensions.insert(ClientAddr(peer));
         let close = close || live.is_draining();
         let relayed = upstream
             .relay_h1(&mut io, &mut buf, parts, body_len, close)
-            .instrument(span.clone())
+            .instrument(log.span.clone())
             .await;
         let (status, keep) = match relayed {
             Ok(r) => (r.status, r.keep),
             Err(e) => {
                 let body_unread = matches!(e, crate::proxy::Error::ClientBody);
-                let resp = span.in_scope(|| e.into_response());
+                let resp = log.span.in_scope(|| e.into_response());
                 let status = resp.status().as_u16();
                 let keep = !close && !body_unread;
                 if answer(&mut io, resp, keep).await.is_err() {
@@ -111,10 +103,7 @@ pub async fn serve(
             }
         };
         app.metrics().proxied(status);
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        span.record("status", status);
-        span.record("elapsed_ms", elapsed_ms);
-        span.in_scope(|| tracing::debug!(status, elapsed_ms, "answered"));
+        log.answered(status, None);
         if !keep {
             let _ = io.shutdown().await;
             return Handoff::Closed;
@@ -169,14 +158,7 @@ async fn answer(
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
-    let framing = if keep {
-        format!("content-length: {}\r\n", bytes.len())
-    } else {
-        format!("content-length: {}\r\nconnection: close\r\n", bytes.len())
-    };
-    let head = super::writer::head(&parts, framing.as_bytes(), !keep);
-    io.write_all(&head).await?;
-    io.write_all(&bytes).await
+    super::writer::whole(io, &parts, &bytes, keep).await
 }
 
 #[expect(

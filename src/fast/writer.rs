@@ -58,6 +58,22 @@ pub(super) fn head(parts: &http::response::Parts, framing: &[u8], closing: bool)
     Bytes::from(h)
 }
 
+/// A whole answer with a `content-length`; unless `keep`, it says the
+/// connection closes after it.
+pub(super) async fn whole(
+    io: &mut TcpStream,
+    parts: &http::response::Parts,
+    body: &[u8],
+    keep: bool,
+) -> io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let close = if keep { "" } else { "connection: close\r\n" };
+    let framing = format!("content-length: {}\r\n{close}", body.len());
+    io.write_all(&head(parts, framing.as_bytes(), !keep))
+        .await?;
+    io.write_all(body).await
+}
+
 /// Why the writer stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum SocketEnd {
