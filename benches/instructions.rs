@@ -218,21 +218,41 @@ fn route(n: u64) {
 const UPSTREAM_ANSWER: &[u8] =
     b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 13\r\n\r\nhello, world\n";
 
-/// One GET proxied to the upstream over a keep-alive connection: the whole of
-/// hookcast's path (accept loop, service, proxy, pooled client), on one thread,
-/// with loopback sockets both sides and a client and upstream that only copy
-/// bytes. Logging as in `bench/proxy.sh` (level warn).
-fn proxy(n: u64) {
+/// Runs `work` on a one-thread runtime with logging at level warn, as the
+/// bench scripts run hookcast.
+fn on_one_thread(work: impl std::future::Future<Output = ()>) {
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
         .with_writer(std::io::sink)
         .finish();
     let _log = tracing::subscriber::set_default(subscriber);
-    let rt = tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    rt.block_on(async {
+        .unwrap()
+        .block_on(work);
+}
+
+/// Starts hookcast on `listener` with the config `yaml` and connects a client.
+async fn serve(listener: TcpListener, yaml: &str) -> TcpStream {
+    let config = hookcast::config::from_yaml("bench.yaml", yaml).unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(hookcast::server::run(
+        listener,
+        config,
+        std::future::pending(),
+    ));
+    let client = TcpStream::connect(addr).await.unwrap();
+    client.set_nodelay(true).unwrap();
+    client
+}
+
+/// One GET proxied to the upstream over a keep-alive connection: the whole of
+/// hookcast's path (accept loop, service, proxy, pooled client), on one thread,
+/// with loopback sockets both sides and a client and upstream that only copy
+/// bytes. Logging as in `bench/proxy.sh` (level warn).
+fn proxy(n: u64) {
+    on_one_thread(async {
         let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let up = upstream.local_addr().unwrap();
         tokio::spawn(async move {
@@ -244,14 +264,7 @@ fn proxy(n: u64) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let yaml = format!("listen: \"{addr}\"\nupstream:\n  url: \"http://{up}\"\n");
-        let config = hookcast::config::from_yaml("bench.yaml", &yaml).unwrap();
-        tokio::spawn(hookcast::server::run(
-            listener,
-            config,
-            std::future::pending(),
-        ));
-        let mut client = TcpStream::connect(addr).await.unwrap();
-        client.set_nodelay(true).unwrap();
+        let mut client = serve(listener, &yaml).await;
         let request = format!(
             "GET /app/page?id=7 HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
         );
@@ -286,30 +299,14 @@ async fn answer_heads(mut conn: TcpStream) {
 /// 202 written), on one thread, with a client that only copies bytes; logging
 /// as in bench/run.sh (level warn).
 fn webhook_http(n: u64) {
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
-        .with_writer(std::io::sink)
-        .finish();
-    let _log = tracing::subscriber::set_default(subscriber);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    on_one_thread(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let yaml = format!(
             "listen: \"{addr}\"\nsse:\n  history: 1000\nroutes:\n  - name: pub\n    \
              match: {{ path: \"/pub/{{topic}}\" }}\n    publish: {{ topic: \"{{path:topic}}\" }}\n"
         );
-        let config = hookcast::config::from_yaml("bench.yaml", &yaml).unwrap();
-        tokio::spawn(hookcast::server::run(
-            listener,
-            config,
-            std::future::pending(),
-        ));
-        let mut client = TcpStream::connect(addr).await.unwrap();
-        client.set_nodelay(true).unwrap();
+        let mut client = serve(listener, &yaml).await;
         let body = r#"{"seq":1,"ts_ns":0,"topic":"bench0","text":"a webhook of ordinary size"}"#;
         let request = format!(
             "POST /pub/bench0 HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\

@@ -180,6 +180,13 @@ fn find_end_of_chunks(buf: &[u8]) -> Option<usize> {
         .map(|p| at + p + 4)
 }
 
+/// Asks for `path` on the connection and reads the whole answer.
+async fn get(s: &mut TcpStream, buf: &mut Vec<u8>, path: &str) -> Answer {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
+    read_answer(s, buf, false).await.unwrap()
+}
+
 async fn connect(app: &TestApp) -> TcpStream {
     let s = TcpStream::connect(app.addr).await.unwrap();
     s.set_nodelay(true).unwrap();
@@ -240,11 +247,8 @@ async fn a_chunked_response_passes_with_its_chunks_and_trailers_and_the_connecti
     let (up, _) = upstream().await;
     let app = spawn(up, "").await;
     let mut s = connect(&app).await;
-    s.write_all(b"GET /chunked HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
     let mut buf = Vec::new();
-    let a = read_answer(&mut s, &mut buf, false).await.unwrap();
+    let a = get(&mut s, &mut buf, "/chunked").await;
     assert_eq!(a.status, 200);
     assert!(
         a.head.contains("transfer-encoding: chunked\r\n"),
@@ -255,13 +259,7 @@ async fn a_chunked_response_passes_with_its_chunks_and_trailers_and_the_connecti
         a.body,
         b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nx-sum: 12\r\n\r\n"
     );
-    s.write_all(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    assert_eq!(
-        read_answer(&mut s, &mut buf, false).await.unwrap().body,
-        b"ok"
-    );
+    assert_eq!(get(&mut s, &mut buf, "/again").await.body, b"ok");
 }
 
 #[tokio::test]
@@ -319,20 +317,11 @@ async fn a_slow_upstream_gets_504_and_the_connection_goes_on() {
     ))
     .await;
     let mut s = connect(&app).await;
-    s.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
     let mut buf = Vec::new();
-    let a = read_answer(&mut s, &mut buf, false).await.unwrap();
+    let a = get(&mut s, &mut buf, "/slow").await;
     assert_eq!(a.status, 504);
     assert!(String::from_utf8_lossy(&a.body).contains("\"upstream_timeout\""));
-    s.write_all(b"GET /fine HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    assert_eq!(
-        read_answer(&mut s, &mut buf, false).await.unwrap().body,
-        b"ok"
-    );
+    assert_eq!(get(&mut s, &mut buf, "/fine").await.body, b"ok");
 }
 
 #[tokio::test]
@@ -342,11 +331,8 @@ async fn an_unreachable_upstream_gets_502() {
     drop(l);
     let app = spawn(up, "").await;
     let mut s = connect(&app).await;
-    s.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
     let mut buf = Vec::new();
-    let a = read_answer(&mut s, &mut buf, false).await.unwrap();
+    let a = get(&mut s, &mut buf, "/x").await;
     assert_eq!(a.status, 502);
     assert!(String::from_utf8_lossy(&a.body).contains("\"upstream_unavailable\""));
 }
@@ -356,11 +342,8 @@ async fn a_large_body_passes_whole() {
     let (up, _) = upstream().await;
     let app = spawn(up, "").await;
     let mut s = connect(&app).await;
-    s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
     let mut buf = Vec::new();
-    let a = read_answer(&mut s, &mut buf, false).await.unwrap();
+    let a = get(&mut s, &mut buf, "/big").await;
     assert_eq!(a.body.len(), BIG);
     assert!(a.body.iter().all(|&b| b == b'x'));
 }
@@ -395,12 +378,6 @@ async fn an_expectation_hands_the_connection_to_hyper_with_what_was_read() {
             .contains("expect")
     );
     // Then the same connection goes on under hyper.
-    s.write_all(b"GET /then HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    assert_eq!(
-        read_answer(&mut s, &mut buf, false).await.unwrap().body,
-        b"ok"
-    );
+    assert_eq!(get(&mut s, &mut buf, "/then").await.body, b"ok");
     assert!(accepted.load(Ordering::SeqCst) >= 1);
 }

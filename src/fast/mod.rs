@@ -21,7 +21,6 @@ use std::task::{Context, Poll, ready};
 
 use http::header;
 use http::{Response, Version};
-use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::Instrument;
@@ -163,12 +162,7 @@ impl StreamTask {
 /// connection closes, and the answer says so. "Try later" is an event stream
 /// that ends at once, so it keeps the stream's framing.
 async fn answer(mut io: TcpStream, resp: Response<Body>, version: Version) -> io::Result<()> {
-    let (parts, body) = resp.into_parts();
-    let bytes = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+    let (parts, bytes) = writer::collected(resp).await;
     let is_stream = parts
         .headers
         .get(header::CONTENT_TYPE)

@@ -12,7 +12,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version};
-use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -152,12 +151,7 @@ async fn answer(
     resp: http::Response<crate::reply::Body>,
     keep: bool,
 ) -> std::io::Result<()> {
-    let (parts, body) = resp.into_parts();
-    let bytes = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+    let (parts, bytes) = super::writer::collected(resp).await;
     super::writer::whole(io, &parts, &bytes, keep).await
 }
 

@@ -58,6 +58,20 @@ pub(super) fn head(parts: &http::response::Parts, framing: &[u8], closing: bool)
     Bytes::from(h)
 }
 
+/// A response's head and its whole body, for an answer written at once.
+pub(super) async fn collected(
+    resp: http::Response<crate::reply::Body>,
+) -> (http::response::Parts, Bytes) {
+    use http_body_util::BodyExt;
+    let (parts, body) = resp.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    (parts, bytes)
+}
+
 /// A whole answer with a `content-length`; unless `keep`, it says the
 /// connection closes after it.
 pub(super) async fn whole(
