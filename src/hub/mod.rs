@@ -145,11 +145,7 @@ impl Hub {
             new.data.len(),
             now,
         );
-        drop(flight);
-        wakes.later.into_iter().for_each(Waker::wake);
-        drop(locked);
-        // No socket is written under a shard lock.
-        self.hand_off(wakes.direct);
+        self.release(flight, locked, wakes);
         Published {
             id,
             topics: new.topics,
@@ -178,6 +174,13 @@ impl Hub {
         // reads the position holds the shards of its topics, so every event of
         // those topics after the position reaches its queue (`subscribe_at_position`).
         *lock(&self.position) = Some(id);
+        self.release(flight, locked, wakes);
+    }
+
+    /// Ends a publish, in this order: the publish counts as done (merged queues
+    /// may hand its event out), their readers are woken, the shard locks go, and
+    /// only then are parked streams written to: no socket under a shard lock.
+    fn release(&self, flight: order::InFlight<'_>, locked: Locked<'_>, wakes: Wakes) {
         drop(flight);
         wakes.later.into_iter().for_each(Waker::wake);
         drop(locked);
