@@ -105,19 +105,6 @@ impl App {
         self.route_counters.get(index)
     }
 
-    /// Whether a request goes to the upstream whatever its headers say: not one
-    /// of hookcast's own paths (streams, the demo page), and no webhook route
-    /// may take it. A subset of what `service` passes on, for the fast path's
-    /// plain proxying; anything else goes to hyper, which decides.
-    pub fn plainly_proxied(&self, method: &http::Method, path: &str) -> bool {
-        self.upstream.is_some()
-            && path != self.config.sse.path
-            && !self.config.streams.serves(path)
-            && path != "/_hookcast"
-            && !path.starts_with("/_hookcast/")
-            && !self.config.router.lookup(method, path).is_candidates()
-    }
-
     /// Sends a request to the upstream and counts the status the client gets; 404
     /// without an upstream.
     pub async fn pass(&self, req: Request<Body>) -> Response<Body> {

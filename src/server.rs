@@ -1,5 +1,6 @@
-//! The accept loop: event streams over HTTP/1.x straight on the socket
-//! ([`fast`]), everything else through hyper (HTTP/1.1 and h2c), and the
+//! The accept loop: event streams, plain webhooks and plain proxied requests
+//! over HTTP/1.x straight on the socket ([`fast`]), everything else through
+//! hyper (HTTP/1.1 and h2c), and the
 //! three-step graceful shutdown (stop accepting, end streams, drain under a deadline).
 
 use std::future::Future;
@@ -94,7 +95,7 @@ pub async fn serve(
     // Fired when shutdown_grace has passed, to drop the connections still open.
     let kill = Arc::new(Notify::new());
     // Fired when draining begins, to close kept-alive connections of the plain
-    // proxy path between requests (hyper's graceful shutdown does that for its own).
+    // path between requests (hyper's graceful shutdown does that for its own).
     let draining = Arc::new(Notify::new());
     let direct = Arc::new(OpenCount::default());
     let common = Arc::new(Common {
@@ -216,7 +217,8 @@ struct Conn {
 }
 
 impl Conn {
-    /// Event streams over HTTP/1.x are served by [`fast`]; everything else by hyper.
+    /// Event streams and plain requests over HTTP/1.x are served by [`fast`];
+    /// everything else by hyper.
     async fn serve(self, mut stream: TcpStream) {
         let sniffed = {
             // Scoped: a stream keeps its task for hours; this config need not stay.
@@ -252,11 +254,13 @@ impl Conn {
                 };
                 tokio::spawn(streaming.in_current_span());
             }
-            Ok(Ok(Sniffed::Other(prefix))) if self.common.live.load().upstream.is_some() => {
-                // Boxed, as hyper below: a stream's task need not be sized for it.
+            Ok(Ok(Sniffed::Other(prefix))) => {
+                // Plain webhooks and proxied requests are served on the socket
+                // while they come; the first other request goes to hyper. Boxed:
+                // a stream's task need not be sized for either.
                 let handoff = {
                     let _open = self.common.direct.enter();
-                    let plain = fast::proxy::serve(
+                    let plain = fast::plain::serve(
                         &self.common.live,
                         stream,
                         prefix,
@@ -269,16 +273,10 @@ impl Conn {
                         () = self.common.kill.notified() => return,
                     }
                 };
-                if let fast::proxy::Handoff::Hyper(prefix, stream) = handoff {
+                if let fast::plain::Handoff::Hyper(prefix, stream) = handoff {
                     let io = Prefixed::new(prefix, stream);
                     Box::pin(self.serve_hyper(io)).await;
                 }
-            }
-            Ok(Ok(Sniffed::Other(prefix))) => {
-                // Boxed: hyper's connection state would otherwise size every
-                // stream's task too.
-                let io = Prefixed::new(prefix, stream);
-                Box::pin(self.serve_hyper(io)).await;
             }
             Ok(Ok(Sniffed::Gone)) => {}
             Ok(Err(e)) => tracing::debug!(error = %e, "reading the request failed"),

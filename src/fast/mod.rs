@@ -11,7 +11,7 @@
 //! the [`EventStream`]'s own, the same as under hyper.
 
 mod head;
-pub mod proxy;
+pub mod plain;
 mod writer;
 
 use std::future::Future;

@@ -28,6 +28,13 @@ const ROUNDS_PER_POLL: usize = 4;
 /// itself; with `closing`, it says `connection: close` in place of the response's own.
 pub(super) fn head(parts: &http::response::Parts, framing: &[u8], closing: bool) -> Bytes {
     let mut h = Vec::with_capacity(256);
+    head_into(&mut h, parts, framing, closing);
+    Bytes::from(h)
+}
+
+/// [`head`], written at the end of `h`. A `date` is added unless the response
+/// has its own (one passed on from the upstream), as hyper does.
+fn head_into(h: &mut Vec<u8>, parts: &http::response::Parts, framing: &[u8], closing: bool) {
     h.extend_from_slice(b"HTTP/1.1 ");
     h.extend_from_slice(parts.status.as_str().as_bytes());
     h.push(b' ');
@@ -39,23 +46,26 @@ pub(super) fn head(parts: &http::response::Parts, framing: &[u8], closing: bool)
             .as_bytes(),
     );
     h.extend_from_slice(b"\r\n");
+    let mut dated = false;
     for (name, value) in &parts.headers {
         if [header::CONTENT_LENGTH, header::TRANSFER_ENCODING].contains(name)
             || (closing && name == header::CONNECTION)
         {
             continue;
         }
+        dated |= name == header::DATE;
         h.extend_from_slice(name.as_str().as_bytes());
         h.extend_from_slice(b": ");
         h.extend_from_slice(value.as_bytes());
         h.extend_from_slice(b"\r\n");
     }
-    h.extend_from_slice(b"date: ");
-    h.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
-    h.extend_from_slice(b"\r\n");
+    if !dated {
+        h.extend_from_slice(b"date: ");
+        h.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+        h.extend_from_slice(b"\r\n");
+    }
     h.extend_from_slice(framing);
     h.extend_from_slice(b"\r\n");
-    Bytes::from(h)
 }
 
 /// A response's head and its whole body, for an answer written at once.
@@ -72,8 +82,8 @@ pub(super) async fn collected(
     (parts, bytes)
 }
 
-/// A whole answer with a `content-length`; unless `keep`, it says the
-/// connection closes after it.
+/// A whole answer with a `content-length`, in one write; unless `keep`, it
+/// says the connection closes after it.
 pub(super) async fn whole(
     io: &mut TcpStream,
     parts: &http::response::Parts,
@@ -81,11 +91,108 @@ pub(super) async fn whole(
     keep: bool,
 ) -> io::Result<()> {
     use tokio::io::AsyncWriteExt;
-    let close = if keep { "" } else { "connection: close\r\n" };
-    let framing = format!("content-length: {}\r\n{close}", body.len());
-    io.write_all(&head(parts, framing.as_bytes(), !keep))
-        .await?;
-    io.write_all(body).await
+    let mut out = Vec::with_capacity(256 + body.len());
+    head_into(&mut out, parts, &length_framing(body.len() as u64, keep), !keep);
+    out.extend_from_slice(body);
+    io.write_all(&out).await
+}
+
+/// `content-length`, and `connection: close` unless `keep`.
+fn length_framing(len: u64, keep: bool) -> Vec<u8> {
+    let mut framing = Vec::with_capacity(48);
+    framing.extend_from_slice(b"content-length: ");
+    framing.extend_from_slice(len.to_string().as_bytes());
+    framing.extend_from_slice(b"\r\n");
+    if !keep {
+        framing.extend_from_slice(b"connection: close\r\n");
+    }
+    framing
+}
+
+/// Bytes gathered before they are written, when a body comes in several frames.
+const GATHER: usize = 16 * 1024;
+
+/// Writes a response to an HTTP/1.1 request, framed as hyper frames it: a
+/// `content-length` when the body's size is known, else chunks (trailers
+/// dropped); no body for 204 and 304. Unless `keep`, it says the connection
+/// closes after it. A body that is ready (every answer of hookcast's own) goes
+/// out with its head in one write; one that waits (the upstream's) is
+/// written as it comes. `Err`: the connection cannot go on, whether the
+/// socket or the body failed.
+pub(super) async fn respond(
+    io: &mut TcpStream,
+    resp: http::Response<crate::reply::Body>,
+    keep: bool,
+) -> io::Result<()> {
+    use http_body::Body as _;
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncWriteExt;
+    let (parts, mut body) = resp.into_parts();
+    let close: &[u8] = if keep { b"" } else { b"connection: close\r\n" };
+    let mut out = Vec::with_capacity(256);
+    if matches!(
+        parts.status,
+        http::StatusCode::NO_CONTENT | http::StatusCode::NOT_MODIFIED
+    ) || parts.status.is_informational()
+    {
+        head_into(&mut out, &parts, close, !keep);
+        return io.write_all(&out).await;
+    }
+    let exact = body.size_hint().exact();
+    match exact {
+        Some(len) => head_into(&mut out, &parts, &length_framing(len, keep), !keep),
+        None => {
+            let mut framing = b"transfer-encoding: chunked\r\n".to_vec();
+            framing.extend_from_slice(close);
+            head_into(&mut out, &parts, &framing, !keep);
+        }
+    }
+    let mut sent: u64 = 0;
+    loop {
+        // Polled once first: what is ready joins the bytes gathered so far.
+        let polled =
+            std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
+        let frame = match polled {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                if !out.is_empty() {
+                    io.write_all(&out).await?;
+                    out.clear();
+                }
+                body.frame().await
+            }
+        };
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(io::Error::other)?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        sent += data.len() as u64;
+        if exact.is_none() {
+            out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        }
+        out.extend_from_slice(&data);
+        if exact.is_none() {
+            out.extend_from_slice(b"\r\n");
+        }
+        if out.len() >= GATHER {
+            io.write_all(&out).await?;
+            out.clear();
+        }
+    }
+    if exact.is_none() {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    if !out.is_empty() {
+        io.write_all(&out).await?;
+    }
+    match exact {
+        Some(len) if len != sent => Err(io::ErrorKind::UnexpectedEof.into()),
+        _ => Ok(()),
+    }
 }
 
 /// Why the writer stopped.

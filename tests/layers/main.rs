@@ -30,7 +30,7 @@ dryrun:      config ingest inspect reply route
 service:     app conn cors demo ingest reply route subscribe
 admin:       accept app config hub ingest inspect metrics reply route sse subscribe
 reload:      app broker config hub
-fast:        app conn hub limits metrics proxy reply sse subscribe
+fast:        app conn hub ingest limits metrics proxy reply route sse subscribe
 # A subscription and a webhook, end to end.
 subscribe:   app auth broker config conn cors hub limits metrics reply sse streams topic
 ingest:      app broker config data hub inspect metrics proxy reply route sse::encode template topic verify

@@ -1,0 +1,446 @@
+//! Plain requests served on the socket. While a keep-alive connection's
+//! requests are plain HTTP/1.1 (no body or a `Content-Length` one, no upgrade
+//! or expectation), each head is parsed once here and the request served
+//! without hyper, by the same code hyper's path calls:
+//!
+//! - a webhook (every route its method and path select publishes) is read
+//!   whole and given to [`ingest::handle`], which routes, verifies, publishes,
+//!   counts and logs it; its answer is written as hyper would write it;
+//! - a request for the upstream (a path nothing of hookcast's own serves) is
+//!   exchanged by [`Upstream::relay_h1`](crate::proxy::Upstream::relay_h1),
+//!   the same rewrite rules, errors and counts as hyper's path.
+//!
+//! The first other request hands the connection, with the bytes read, to
+//! hyper for good.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, Uri, Version};
+use http_body::{Frame, SizeHint};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tracing::Instrument;
+
+use crate::app::{App, Live};
+use crate::conn::{ClientAddr, RequestLog};
+use crate::ingest;
+use crate::route::{Candidate, Lookup, Mode};
+
+/// Longest request head served here (hyper's limit for longer ones). It also
+/// keeps every request target here under `service::MAX_URI_BYTES`.
+const MAX_HEAD: usize = 8 * 1024;
+/// Headers parsed here; a request with more goes to hyper.
+const MAX_HEADERS: usize = 64;
+
+/// How a connection left the plain path.
+#[derive(Debug)]
+pub enum Handoff {
+    /// To hyper, which serves it from these bytes on.
+    Hyper(Bytes, TcpStream),
+    /// Closed, or to be closed.
+    Closed,
+}
+
+/// What serves a plain request.
+enum Kind {
+    /// The upstream.
+    Proxied,
+    /// Publish-mode routes: these candidates.
+    Webhook(Vec<Candidate>),
+}
+
+/// A request plain enough for the socket.
+struct Plain {
+    parts: http::request::Parts,
+    kind: Kind,
+    head_len: usize,
+    body_len: u64,
+    /// The client asked to close after this request.
+    close: bool,
+}
+
+/// Serves the connection's requests from `buf` on (the first head is in it)
+/// while they are plain. Each head is read within `header_timeout`, as hyper
+/// reads its own; `draining` ends a connection waiting for its next request.
+pub async fn serve(
+    live: &Live,
+    mut io: TcpStream,
+    buf: Bytes,
+    peer: SocketAddr,
+    header_timeout: Duration,
+    draining: &Notify,
+) -> Handoff {
+    let mut buf = BytesMut::from(buf);
+    loop {
+        let app = live.load();
+        let plain = match classify(&buf, &|method, path| kind(&app, method, path)) {
+            Classified::Plain(plain) => plain,
+            Classified::Other => return Handoff::Hyper(buf.freeze(), io),
+            Classified::Partial => {
+                drop(app);
+                match read_head(&mut io, &mut buf, header_timeout, live, draining).await {
+                    Ok(true) => continue,
+                    // Something hyper should answer (its own 408, 400...), or nothing.
+                    Ok(false) if !buf.is_empty() => return Handoff::Hyper(buf.freeze(), io),
+                    _ => return Handoff::Closed,
+                }
+            }
+        };
+        let Plain {
+            mut parts,
+            kind,
+            head_len,
+            body_len,
+            close,
+        } = plain;
+        if matches!(kind, Kind::Webhook(_)) && body_len > app.config.limits.max_body {
+            // hyper's path answers it (413) and knows what to do with the unread body.
+            return Handoff::Hyper(buf.freeze(), io);
+        }
+        let _ = buf.split_to(head_len);
+        let log = RequestLog::new(&parts.method, parts.uri.path());
+        let close = close || live.is_draining();
+        let keep = match kind {
+            Kind::Webhook(candidates) => {
+                webhook(&app, &mut io, &mut buf, parts, candidates, body_len, close, &log, peer).await
+            }
+            Kind::Proxied => {
+                parts.extensions.insert(ClientAddr(peer));
+                proxied(&app, &mut io, &mut buf, parts, body_len, close, &log).await
+            }
+        };
+        if !keep {
+            let _ = io.shutdown().await;
+            return Handoff::Closed;
+        }
+    }
+}
+
+/// One webhook: its body read from `buf` and the socket, then [`ingest::handle`],
+/// as hyper's path calls it. Whether the connection goes on.
+#[expect(clippy::too_many_arguments, reason = "one call site, the loop's state")]
+async fn webhook(
+    app: &App,
+    io: &mut TcpStream,
+    buf: &mut BytesMut,
+    mut parts: http::request::Parts,
+    candidates: Vec<Candidate>,
+    body_len: u64,
+    close: bool,
+    log: &RequestLog,
+    peer: SocketAddr,
+) -> bool {
+    // Within `limits.max_body` (see `kind`), so it fits in memory.
+    let len = usize::try_from(body_len).unwrap_or(usize::MAX);
+    let body = read_body(io, buf, len).await;
+    let whole = body.is_some();
+    if app.upstream.is_some() {
+        // For the upstream's `X-Forwarded-For`, should no route take it.
+        parts.extensions.insert(ClientAddr(peer));
+    }
+    // A body the client broke off is the handler's to refuse, as under hyper:
+    // counted and logged, nothing published.
+    let req = Request::from_parts(parts, Received(body.map_or(Read::Cut, Read::Whole)));
+    let resp = ingest::handle(app, req, Lookup::Candidates(candidates))
+        .instrument(log.span.clone())
+        .await;
+    let status = resp.status().as_u16();
+    log.answered(status, None);
+    let keep = whole && !close;
+    let written = super::writer::respond(io, resp, keep).await;
+    keep && written.is_ok()
+}
+
+/// One request for the upstream; whether the connection goes on.
+async fn proxied(
+    app: &App,
+    io: &mut TcpStream,
+    buf: &mut BytesMut,
+    parts: http::request::Parts,
+    body_len: u64,
+    close: bool,
+    log: &RequestLog,
+) -> bool {
+    let Some(upstream) = app.upstream.as_ref() else {
+        return false;
+    };
+    let relayed = upstream
+        .relay_h1(io, buf, parts, body_len, close)
+        .instrument(log.span.clone())
+        .await;
+    let (status, keep) = match relayed {
+        Ok(r) => (r.status, r.keep),
+        Err(e) => {
+            let body_unread = matches!(e, crate::proxy::Error::ClientBody);
+            let resp = log.span.in_scope(|| e.into_response());
+            let status = resp.status().as_u16();
+            let keep = !close && !body_unread;
+            let written = super::writer::respond(io, resp, keep).await;
+            (status, keep && written.is_ok())
+        }
+    };
+    app.metrics().proxied(status);
+    log.answered(status, None);
+    keep
+}
+
+/// Reads a `len`-byte body: what `buf` holds of it, then the rest from the
+/// socket. `None`: the client left first.
+async fn read_body(io: &mut TcpStream, buf: &mut BytesMut, len: usize) -> Option<Bytes> {
+    if buf.len() < len {
+        buf.reserve(len - buf.len());
+        while buf.len() < len {
+            match io.read_buf(buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+    Some(buf.split_to(len).freeze())
+}
+
+/// A webhook's body as it was read on the socket.
+enum Read {
+    /// Whole; taken as the one frame.
+    Whole(Bytes),
+    /// Broken off by the client.
+    Cut,
+    /// Given.
+    Done,
+}
+
+/// The body [`ingest::handle`] reads on this path: one frame, or an error.
+struct Received(Read);
+
+impl http_body::Body for Received {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        Poll::Ready(match std::mem::replace(&mut self.get_mut().0, Read::Done) {
+            Read::Whole(bytes) => Some(Ok(Frame::data(bytes))),
+            Read::Cut => Some(Err(std::io::ErrorKind::UnexpectedEof.into())),
+            Read::Done => None,
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.0, Read::Done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Read::Whole(bytes) => SizeHint::with_exact(bytes.len() as u64),
+            Read::Cut => SizeHint::default(),
+            Read::Done => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// Which plain path serves a method and path, if any: what `service` would
+/// send to `ingest` with publish-mode routes only, or to the upstream. Event
+/// streams, the demo page and forward-mode routes stay with hyper.
+fn kind(app: &App, method: &Method, path: &str) -> Option<Kind> {
+    if path == app.config.sse.path
+        || app.config.streams.serves(path)
+        || path == "/_hookcast"
+        || path.starts_with("/_hookcast/")
+    {
+        return None;
+    }
+    match app.config.router.lookup(method, path) {
+        Lookup::Candidates(candidates)
+            if *method != Method::HEAD
+                && candidates.iter().all(|(r, _)| r.mode == Mode::Publish) =>
+        {
+            Some(Kind::Webhook(candidates))
+        }
+        Lookup::Candidates(_) => None,
+        _ if app.upstream.is_some() => Some(Kind::Proxied),
+        _ => None,
+    }
+}
+
+/// Reads more of a request head. `Ok(false)`: the client closed, the head
+/// grew too long for here, or the process is draining (with nothing read).
+async fn read_head(
+    io: &mut TcpStream,
+    buf: &mut BytesMut,
+    timeout: Duration,
+    live: &Live,
+    draining: &Notify,
+) -> std::io::Result<bool> {
+    if buf.len() >= MAX_HEAD {
+        return Ok(false);
+    }
+    let notified = draining.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    if buf.is_empty() && live.is_draining() {
+        return Ok(false);
+    }
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(4096);
+    }
+    let read = async {
+        tokio::select! {
+            n = io.read_buf(buf) => n,
+            // Between requests, a draining process closes the connection.
+            () = &mut notified, if buf.is_empty() => Ok(0),
+        }
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(n)) => Ok(n > 0),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+#[expect(
+    clippy::large_enum_variant,
+    reason = "short-lived, and the plain request is the case to serve fast"
+)]
+enum Classified {
+    Plain(Plain),
+    Other,
+    Partial,
+}
+
+/// Whether the head at the start of `buf` is a plain request; `kind` says
+/// which plain path, if any, serves a method and path.
+fn classify(buf: &[u8], kind: &dyn Fn(&Method, &str) -> Option<Kind>) -> Classified {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Classified::Partial,
+        _ => return Classified::Other,
+    };
+    if head_len > MAX_HEAD {
+        return Classified::Other;
+    }
+    plain(&req, head_len, kind).map_or(Classified::Other, Classified::Plain)
+}
+
+fn plain(
+    req: &httparse::Request<'_, '_>,
+    head_len: usize,
+    kind: &dyn Fn(&Method, &str) -> Option<Kind>,
+) -> Option<Plain> {
+    // HTTP/1.0 keeps connections open differently: hyper knows it.
+    if req.version? != 1 {
+        return None;
+    }
+    let method = Method::from_bytes(req.method?.as_bytes()).ok()?;
+    let target = req.path?;
+    if method == Method::CONNECT || !target.starts_with('/') {
+        return None;
+    }
+    let uri: Uri = target.parse().ok()?;
+    let kind = kind(&method, uri.path())?;
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .version(Version::HTTP_11);
+    let headers = builder.headers_mut()?;
+    let mut body_len: Option<u64> = None;
+    let mut close = false;
+    for h in req.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        // Chunked bodies, upgrades (h2c, WebSocket) and `Expect`: hyper's.
+        if name == header::TRANSFER_ENCODING
+            || name == header::UPGRADE
+            || name == header::EXPECT
+            || name == header::HeaderName::from_static("http2-settings")
+        {
+            return None;
+        }
+        if name == header::CONTENT_LENGTH {
+            // Digits only, as hyper reads it (`parse` would take a `+`).
+            if h.value.is_empty() || !h.value.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let n: u64 = std::str::from_utf8(h.value).ok()?.parse().ok()?;
+            if body_len.is_some() {
+                return None;
+            }
+            body_len = Some(n);
+        }
+        if name == header::CONNECTION
+            && std::str::from_utf8(h.value)
+                .ok()?
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("close"))
+        {
+            close = true;
+        }
+        headers.append(name, HeaderValue::from_bytes(h.value).ok()?);
+    }
+    Some(Plain {
+        parts: builder.body(()).ok()?.into_parts().0,
+        kind,
+        head_len,
+        body_len: body_len.unwrap_or(0),
+        close,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(head: &str) -> &'static str {
+        let kind = |_: &Method, path: &str| (path != "/events").then_some(Kind::Proxied);
+        match classify(head.as_bytes(), &kind) {
+            Classified::Plain(_) => "plain",
+            Classified::Other => "other",
+            Classified::Partial => "partial",
+        }
+    }
+
+    #[test]
+    fn only_plain_requests_stay_on_the_socket() {
+        assert_eq!(kind("GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n"), "plain");
+        assert_eq!(
+            kind("POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"),
+            "plain"
+        );
+        assert_eq!(kind("GET /a HTTP/1.1\r\nHost"), "partial");
+        assert_eq!(kind("GET /events HTTP/1.1\r\n\r\n"), "other");
+        assert_eq!(kind("GET /a HTTP/1.0\r\n\r\n"), "other");
+        assert_eq!(
+            kind("POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            "other"
+        );
+        assert_eq!(
+            kind(
+                "GET /a HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n"
+            ),
+            "other"
+        );
+        assert_eq!(
+            kind("GET /a HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"),
+            "other"
+        );
+        assert_eq!(
+            kind("POST /a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"),
+            "other"
+        );
+        assert_eq!(
+            kind("POST /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
+            "other"
+        );
+        assert_eq!(kind("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "other");
+        assert_eq!(kind("OPTIONS * HTTP/1.1\r\n\r\n"), "other");
+        assert_eq!(kind("CONNECT a:1 HTTP/1.1\r\n\r\n"), "other");
+    }
+}
