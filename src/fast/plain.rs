@@ -108,7 +108,10 @@ pub async fn serve(
         let close = close || live.is_draining();
         let keep = match kind {
             Kind::Webhook(candidates) => {
-                webhook(&app, &mut io, &mut buf, parts, candidates, body_len, close, &log, peer).await
+                webhook(
+                    &app, &mut io, &mut buf, parts, candidates, body_len, close, &log, peer,
+                )
+                .await
             }
             Kind::Proxied => {
                 parts.extensions.insert(ClientAddr(peer));

@@ -92,7 +92,12 @@ pub(super) async fn whole(
 ) -> io::Result<()> {
     use tokio::io::AsyncWriteExt;
     let mut out = Vec::with_capacity(256 + body.len());
-    head_into(&mut out, parts, &length_framing(body.len() as u64, keep), !keep);
+    head_into(
+        &mut out,
+        parts,
+        &length_framing(body.len() as u64, keep),
+        !keep,
+    );
     out.extend_from_slice(body);
     io.write_all(&out).await
 }
