@@ -37,6 +37,8 @@ use crate::route::{Candidate, Lookup, Mode};
 const MAX_HEAD: usize = 8 * 1024;
 /// Headers parsed here; a request with more goes to hyper.
 const MAX_HEADERS: usize = 64;
+/// An h2c upgrade's settings: hyper's.
+const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// How a connection left the plain path.
 #[derive(Debug)]
@@ -78,6 +80,13 @@ pub async fn serve(
 ) -> Handoff {
     let mut buf = BytesMut::from(buf);
     loop {
+        if buf.is_empty() {
+            // Between requests: nothing to classify yet.
+            match read_head(&mut io, &mut buf, header_timeout, live, draining).await {
+                Ok(true) => {}
+                _ => return Handoff::Closed,
+            }
+        }
         let app = live.load();
         let plain = match classify(&buf, &|method, path| kind(&app, method, path)) {
             Classified::Plain(plain) => plain,
@@ -350,11 +359,12 @@ fn plain(
     }
     let uri: Uri = target.parse().ok()?;
     let kind = kind(&method, uri.path())?;
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(uri)
-        .version(Version::HTTP_11);
-    let headers = builder.headers_mut()?;
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    let headers = &mut parts.headers;
+    headers.reserve(req.headers.len());
     let mut body_len: Option<u64> = None;
     let mut close = false;
     for h in req.headers.iter() {
@@ -363,7 +373,7 @@ fn plain(
         if name == header::TRANSFER_ENCODING
             || name == header::UPGRADE
             || name == header::EXPECT
-            || name == header::HeaderName::from_static("http2-settings")
+            || name == HTTP2_SETTINGS
         {
             return None;
         }
@@ -389,7 +399,7 @@ fn plain(
         headers.append(name, HeaderValue::from_bytes(h.value).ok()?);
     }
     Some(Plain {
-        parts: builder.body(()).ok()?.into_parts().0,
+        parts,
         kind,
         head_len,
         body_len: body_len.unwrap_or(0),

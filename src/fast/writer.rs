@@ -61,7 +61,7 @@ fn head_into(h: &mut Vec<u8>, parts: &http::response::Parts, framing: &[u8], clo
     }
     if !dated {
         h.extend_from_slice(b"date: ");
-        h.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+        crate::reply::push_http_date(h);
         h.extend_from_slice(b"\r\n");
     }
     h.extend_from_slice(framing);
@@ -103,15 +103,54 @@ pub(super) async fn whole(
 }
 
 /// `content-length`, and `connection: close` unless `keep`.
-fn length_framing(len: u64, keep: bool) -> Vec<u8> {
-    let mut framing = Vec::with_capacity(48);
-    framing.extend_from_slice(b"content-length: ");
-    framing.extend_from_slice(len.to_string().as_bytes());
-    framing.extend_from_slice(b"\r\n");
+fn length_framing(len: u64, keep: bool) -> Framing {
+    let mut framing = Framing::new();
+    framing.push(b"content-length: ");
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = len;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    framing.push(&digits[at..]);
+    framing.push(b"\r\n");
     if !keep {
-        framing.extend_from_slice(b"connection: close\r\n");
+        framing.push(b"connection: close\r\n");
     }
     framing
+}
+
+/// The framing headers of an answer, on the stack.
+struct Framing {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl Framing {
+    fn new() -> Self {
+        Framing {
+            bytes: [0; 64],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, b: &[u8]) {
+        self.bytes[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
+}
+
+impl std::ops::Deref for Framing {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 /// Bytes gathered before they are written, when a body comes in several frames.
@@ -147,8 +186,9 @@ pub(super) async fn respond(
     match exact {
         Some(len) => head_into(&mut out, &parts, &length_framing(len, keep), !keep),
         None => {
-            let mut framing = b"transfer-encoding: chunked\r\n".to_vec();
-            framing.extend_from_slice(close);
+            let mut framing = Framing::new();
+            framing.push(b"transfer-encoding: chunked\r\n");
+            framing.push(close);
             head_into(&mut out, &parts, &framing, !keep);
         }
     }

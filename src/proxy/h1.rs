@@ -389,7 +389,7 @@ fn response_head(status: StatusCode, headers: &HeaderMap, framing: Framing, keep
     put_headers(&mut h, headers);
     if !headers.contains_key(header::DATE) {
         h.extend_from_slice(b"date: ");
-        h.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+        crate::reply::push_http_date(&mut h);
         h.extend_from_slice(b"\r\n");
     }
     if framing == Framing::Chunked {
