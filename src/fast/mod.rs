@@ -5,9 +5,10 @@
 //! request head itself ([`head`]): a `GET {sse.path}` over HTTP/1.x is answered
 //! here, and each event's chunk — one buffer, framed once at publish and shared
 //! by every subscriber — is written straight to the socket ([`writer`]), queued
-//! pieces together in one `writev`. Any other request, and any head not plainly
-//! valid, goes to hyper with the bytes already read, so hyper gives its usual
-//! answers. The stream's life (its end, what is counted, what is released) is
+//! pieces together in one `writev`. Plain HTTP/1.1 webhooks and proxied
+//! requests are served on the socket too ([`plain`]). Any other request, and
+//! any head not plainly valid, goes to hyper with the bytes already read, so
+//! hyper gives its usual answers. The stream's life (its end, what is counted, what is released) is
 //! the [`EventStream`]'s own, the same as under hyper.
 
 mod head;
