@@ -303,6 +303,12 @@ async fn read_head(
     if buf.capacity() - buf.len() < 1024 {
         buf.reserve(4096);
     }
+    // What has arrived already needs no timer.
+    match io.try_read_buf(buf) {
+        Ok(n) => return Ok(n > 0),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e),
+    }
     let read = async {
         tokio::select! {
             n = io.read_buf(buf) => n,
@@ -330,9 +336,10 @@ enum Classified {
 /// Whether the head at the start of `buf` is a plain request; `kind` says
 /// which plain path, if any, serves a method and path.
 fn classify(buf: &[u8], kind: &dyn Fn(&Method, &str) -> Option<Kind>) -> Classified {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let head_len = match req.parse(buf) {
+    // Left uninitialised: the parser writes only the headers there are.
+    let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Classified::Partial,
         _ => return Classified::Other,
