@@ -148,7 +148,7 @@ async fn webhook(
     log: &RequestLog,
     peer: SocketAddr,
 ) -> bool {
-    // Within `limits.max_body` (see `kind`), so it fits in memory.
+    // Within `limits.max_body` (checked by `serve`), so it fits in memory.
     let len = usize::try_from(body_len).unwrap_or(usize::MAX);
     let body = read_body(io, buf, len).await;
     let whole = body.is_some();
