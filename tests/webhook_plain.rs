@@ -608,3 +608,20 @@ async fn an_http_1_0_webhook_is_answered() {
     assert!(a.head.starts_with("HTTP/1.0 202"), "{}", a.head);
     assert!(c.closed().await);
 }
+
+#[tokio::test]
+async fn draining_closes_an_idle_kept_alive_connection() {
+    let secret = secret();
+    let mut app = TestApp::spawn(&yaml(&secret, "shutdown_grace: 10m\n")).await;
+    let mut c = Client::connect(app.addr).await;
+    c.send(&post("/hooks/a", &[], "one")).await;
+    assert_eq!(c.answer().await.unwrap().status, 202);
+    let handle = app.begin_shutdown();
+    // Closed between requests, so it does not hold the drain for its grace.
+    assert!(c.closed().await);
+    tokio::time::timeout(PATIENCE, handle)
+        .await
+        .expect("run returns")
+        .unwrap()
+        .unwrap();
+}
