@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::app::Live;
-use crate::conn::{ClientAddr, RequestLog};
+use crate::conn::{ClientAddr, Deadline, RequestLog};
 
 /// Longest request head served here (hyper's limit for longer ones).
 const MAX_HEAD: usize = 8 * 1024;
@@ -55,6 +55,7 @@ pub async fn serve(
     draining: &Notify,
 ) -> Handoff {
     let mut buf = BytesMut::from(buf);
+    let mut timer = Deadline::default();
     loop {
         let app = live.load();
         let plain = match classify(&buf, &|method, path| app.plainly_proxied(method, path)) {
@@ -62,7 +63,16 @@ pub async fn serve(
             Classified::Other => return Handoff::Hyper(buf.freeze(), io),
             Classified::Partial => {
                 drop(app);
-                match read_head(&mut io, &mut buf, header_timeout, live, draining).await {
+                match read_head(
+                    &mut io,
+                    &mut buf,
+                    &mut timer,
+                    header_timeout,
+                    live,
+                    draining,
+                )
+                .await
+                {
                     Ok(true) => continue,
                     // Something hyper should answer (its own 408, 400...), or nothing.
                     Ok(false) if !buf.is_empty() => return Handoff::Hyper(buf.freeze(), io),
@@ -84,7 +94,7 @@ pub async fn serve(
         parts.extensions.insert(ClientAddr(peer));
         let close = close || live.is_draining();
         let relayed = upstream
-            .relay_h1(&mut io, &mut buf, parts, body_len, close)
+            .relay_h1(&mut io, &mut buf, &mut timer, parts, body_len, close)
             .instrument(log.span.clone())
             .await;
         let (status, keep) = match relayed {
@@ -115,6 +125,7 @@ pub async fn serve(
 async fn read_head(
     io: &mut TcpStream,
     buf: &mut BytesMut,
+    timer: &mut Deadline,
     timeout: Duration,
     live: &Live,
     draining: &Notify,
@@ -138,10 +149,10 @@ async fn read_head(
             () = &mut notified, if buf.is_empty() => Ok(0),
         }
     };
-    match tokio::time::timeout(timeout, read).await {
-        Ok(Ok(n)) => Ok(n > 0),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    match timer.within(timeout, read).await {
+        Some(Ok(n)) => Ok(n > 0),
+        Some(Err(e)) => Err(e),
+        None => Err(std::io::ErrorKind::TimedOut.into()),
     }
 }
 

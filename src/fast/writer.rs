@@ -51,7 +51,7 @@ pub(super) fn head(parts: &http::response::Parts, framing: &[u8], closing: bool)
         h.extend_from_slice(b"\r\n");
     }
     h.extend_from_slice(b"date: ");
-    h.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+    h.extend_from_slice(&crate::conn::http_date());
     h.extend_from_slice(b"\r\n");
     h.extend_from_slice(framing);
     h.extend_from_slice(b"\r\n");
