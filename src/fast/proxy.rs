@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::app::Live;
-use crate::conn::{ClientAddr, Deadline, RequestLog};
+use crate::conn::{Deadline, RequestLog};
 
 /// Longest request head served here (hyper's limit for longer ones).
 const MAX_HEAD: usize = 8 * 1024;
@@ -81,7 +81,7 @@ pub async fn serve(
             }
         };
         let Plain {
-            mut parts,
+            parts,
             head_len,
             body_len,
             close,
@@ -91,10 +91,15 @@ pub async fn serve(
             return Handoff::Closed;
         };
         let log = RequestLog::new(&parts.method, parts.uri.path());
-        parts.extensions.insert(ClientAddr(peer));
         let close = close || live.is_draining();
+        let req = crate::proxy::h1::Plain {
+            head: parts,
+            from: peer,
+            body_len,
+            close,
+        };
         let relayed = upstream
-            .relay_h1(&mut io, &mut buf, &mut timer, parts, body_len, close)
+            .relay_h1(&mut io, &mut buf, &mut timer, req)
             .instrument(log.span.clone())
             .await;
         let (status, keep) = match relayed {
@@ -210,11 +215,14 @@ fn plain(
     if !proxied(&method, uri.path()) {
         return None;
     }
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(uri)
-        .version(Version::HTTP_11);
-    let headers = builder.headers_mut()?;
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    // Room for what the rewrite adds (`X-Forwarded-*`, `Host`): the map is not
+    // grown and rehashed on the way.
+    parts.headers = http::HeaderMap::with_capacity(req.headers.len() + 4);
+    let headers = &mut parts.headers;
     let mut body_len: Option<u64> = None;
     let mut close = false;
     for h in req.headers.iter() {
@@ -245,7 +253,7 @@ fn plain(
         headers.append(name, HeaderValue::from_bytes(h.value).ok()?);
     }
     Some(Plain {
-        parts: builder.body(()).ok()?.into_parts().0,
+        parts,
         head_len,
         body_len: body_len.unwrap_or(0),
         close,

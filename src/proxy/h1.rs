@@ -7,9 +7,9 @@
 //! parse, buffer and frame each message again, on two tasks.
 
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 
 use bytes::{Buf, BytesMut};
-use http::header::HeaderValue;
 use http::{HeaderMap, Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -43,25 +43,43 @@ enum Framing {
     Close,
 }
 
+/// A plain request, as the fast path read it.
+#[derive(Debug)]
+pub struct Plain {
+    pub head: http::request::Parts,
+    /// The client's address, for `X-Forwarded-For`.
+    pub from: SocketAddr,
+    /// Bytes of body after the head (`Content-Length`).
+    pub body_len: u64,
+    /// The client's connection closes after this exchange.
+    pub close: bool,
+}
+
 impl Upstream {
-    /// Passes one plain request (`body_len` bytes of body follow its head in
-    /// `buf`, then on `client`) and relays the response to `client`. With
-    /// `close`, the response says `connection: close`. `Err` means nothing was
-    /// written to the client: the caller answers it ([`Error::into_response`]).
+    /// Passes one plain request (its body follows its head in `buf`, then on
+    /// `client`) and relays the response to `client`; the wait for the
+    /// response's head is bounded by `upstream.timeout` on `timer`, the
+    /// connection's one timer. With `req.close`, the response says
+    /// `connection: close`. `Err` means nothing was written to the client: the
+    /// caller answers it ([`Error::into_response`]).
     pub async fn relay_h1(
         &self,
         client: &mut TcpStream,
         buf: &mut BytesMut,
         timer: &mut Deadline,
-        mut req: http::request::Parts,
-        body_len: u64,
-        close: bool,
+        req: Plain,
     ) -> Result<Relayed, Error> {
+        let Plain {
+            head: mut req,
+            from,
+            body_len,
+            close,
+        } = req;
         let asked = Asked {
             head_only: req.method == Method::HEAD,
             close,
         };
-        self.rewrite(&mut req, false)?;
+        self.rewrite(&mut req, false, Some(from.ip()))?;
         let head = request_head(&req);
         let mut retried = false;
         loop {
@@ -327,8 +345,8 @@ fn parse_head(buf: &[u8], asked: Asked, out: &mut Vec<u8>) -> io::Result<Option<
     let mut upstream_keeps = resp.version == Some(1);
     for h in resp.headers.iter() {
         // httparse has checked the name's characters; a value's are checked
-        // as the http crate's would be.
-        if HeaderValue::from_bytes(h.value).is_err() {
+        // as the http crate checks them (`HeaderValue::from_bytes`).
+        if !h.value.iter().all(|&b| (b >= 32 && b != 127) || b == b'\t') {
             return Err(invalid("bad header"));
         }
         let name = h.name.as_bytes();
