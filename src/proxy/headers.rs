@@ -244,6 +244,54 @@ mod tests {
         assert_eq!(h["te"], "trailers");
     }
 
+    /// The rule on a head copied as bytes is the rule on a header map.
+    #[test]
+    fn a_head_copied_as_bytes_keeps_what_the_map_keeps() {
+        let cases: &[&[(&str, &str)]] = &[
+            &[("host", "a"), ("x-kept", "1"), ("accept", "*/*")],
+            &[
+                ("Connection", "keep-alive, X-Session-Hop"),
+                ("connection", "x-other"),
+                ("X-Session-Hop", "1"),
+                ("x-other", "2"),
+                ("Keep-Alive", "timeout=5"),
+                ("transfer-encoding", "chunked"),
+                ("TE", "gzip, trailers"),
+                ("Host", "example.com"),
+                ("x-kept", "3"),
+                ("x-kept", "4"),
+            ],
+            &[("connection", "host, close"), ("host", "example.com")],
+            &[
+                ("te", "gzip"),
+                ("upgrade", "h2c"),
+                ("proxy-connection", "x"),
+            ],
+        ];
+        for pairs in cases {
+            let mut map = map(pairs);
+            strip_hop_by_hop(&mut map, false);
+            let raw: Vec<_> = pairs
+                .iter()
+                .map(|(k, v)| httparse::Header {
+                    name: k,
+                    value: v.as_bytes(),
+                })
+                .collect();
+            let mut kept = HeaderMap::new();
+            let te = each_end_to_end(&raw, |h| {
+                kept.append(
+                    HeaderName::from_bytes(h.name.as_bytes()).unwrap(),
+                    HeaderValue::from_bytes(h.value).unwrap(),
+                );
+            });
+            if te {
+                kept.insert(header::TE, HeaderValue::from_static("trailers"));
+            }
+            assert_eq!(kept, map, "{pairs:?}");
+        }
+    }
+
     #[test]
     fn keeps_upgrade_when_asked() {
         let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
