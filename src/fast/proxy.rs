@@ -192,13 +192,14 @@ fn classify(buf: &mut BytesMut, proxied: &dyn Fn(&Method, &str) -> bool) -> Clas
     if head_len > MAX_HEAD {
         return Classified::Other;
     }
-    let Some(found) = plain(&req, buf, proxied) else {
+    let mut spans = [Span::default(); MAX_HEADERS];
+    let Some(found) = plain(&req, buf, proxied, &mut spans) else {
         return Classified::Other;
     };
-    let count = req.headers.len();
+    let spans = &spans[..req.headers.len()];
     // The head's bytes become the values' own: no copy per header.
     let head = buf.split_to(head_len).freeze();
-    match found.build(&head, count) {
+    match found.build(&head, spans) {
         Some(plain) => Classified::Plain(plain),
         None => {
             // Bytes the checks above let through but the http crate refuses:
@@ -212,30 +213,51 @@ fn classify(buf: &mut BytesMut, proxied: &dyn Fn(&Method, &str) -> bool) -> Clas
     }
 }
 
-/// Where a plain request's parts lie in its head, found before the head is
+/// Where a piece of a head lies in it: start and end (a head is at most
+/// [`MAX_HEAD`] bytes).
+#[derive(Clone, Copy, Default)]
+struct At(u16, u16);
+
+impl At {
+    fn of(piece: &[u8], head: &[u8]) -> Self {
+        let start = piece.as_ptr() as usize - head.as_ptr() as usize;
+        At(start as u16, (start + piece.len()) as u16)
+    }
+
+    fn range(self) -> std::ops::Range<usize> {
+        self.0 as usize..self.1 as usize
+    }
+}
+
+/// A header's name and value in the head.
+#[derive(Clone, Copy, Default)]
+struct Span {
+    name: At,
+    value: At,
+}
+
+/// What the checks on a plain request's raw head found, before the head is
 /// taken off the buffer.
 struct Found {
     method: Method,
-    target: std::ops::Range<usize>,
-    /// Each header's name and value.
-    headers: [(std::ops::Range<usize>, std::ops::Range<usize>); MAX_HEADERS],
+    target: At,
     body_len: u64,
     close: bool,
 }
 
 impl Found {
-    fn build(self, head: &Bytes, count: usize) -> Option<Plain> {
+    fn build(self, head: &Bytes, spans: &[Span]) -> Option<Plain> {
         let (mut parts, ()) = Request::new(()).into_parts();
         parts.method = self.method;
-        parts.uri = Uri::from_maybe_shared(head.slice(self.target)).ok()?;
+        parts.uri = Uri::from_maybe_shared(head.slice(self.target.range())).ok()?;
         parts.version = Version::HTTP_11;
         // Room for what the rewrite adds (`X-Forwarded-*`, `Host`): the map is
         // not grown and rehashed on the way.
-        parts.headers = http::HeaderMap::with_capacity(count + 4);
-        for (name, value) in self.headers.into_iter().take(count) {
+        parts.headers = http::HeaderMap::with_capacity(spans.len() + 4);
+        for span in spans {
             parts.headers.append(
-                HeaderName::from_bytes(&head[name]).ok()?,
-                HeaderValue::from_maybe_shared(head.slice(value)).ok()?,
+                HeaderName::from_bytes(&head[span.name.range()]).ok()?,
+                HeaderValue::from_maybe_shared(head.slice(span.value.range())).ok()?,
             );
         }
         Some(Plain {
@@ -246,10 +268,12 @@ impl Found {
     }
 }
 
+/// Checks a parsed head, and notes in `spans` where its headers lie in `buf`.
 fn plain(
     req: &httparse::Request<'_, '_>,
     buf: &[u8],
     proxied: &dyn Fn(&Method, &str) -> bool,
+    spans: &mut [Span; MAX_HEADERS],
 ) -> Option<Found> {
     // HTTP/1.0 keeps connections open differently: hyper knows it.
     if req.version? != 1 {
@@ -257,27 +281,22 @@ fn plain(
     }
     let method = Method::from_bytes(req.method?.as_bytes()).ok()?;
     let target = req.path?;
-    if method == Method::CONNECT || !target.starts_with('/') || target.contains('#') {
+    // A fragment: hyper's (the http crate's target drops it).
+    if method == Method::CONNECT || !target.starts_with('/') || target.bytes().any(|b| b == b'#') {
         return None;
     }
-    let path = target.split('?').next().unwrap_or(target);
+    let path = target.find('?').map_or(target, |q| &target[..q]);
     if !proxied(&method, path) {
         return None;
     }
-    // Where a slice of the head lies in `buf`.
-    let at = |s: &[u8]| {
-        let start = s.as_ptr() as usize - buf.as_ptr() as usize;
-        start..start + s.len()
-    };
     let mut found = Found {
         method,
-        target: at(target.as_bytes()),
-        headers: std::array::from_fn(|_| (0..0, 0..0)),
+        target: At::of(target.as_bytes(), buf),
         body_len: 0,
         close: false,
     };
     let mut body_len: Option<u64> = None;
-    for (h, slot) in req.headers.iter().zip(found.headers.iter_mut()) {
+    for (h, slot) in req.headers.iter().zip(spans.iter_mut()) {
         let name = h.name.as_bytes();
         // Chunked bodies, upgrades (h2c, WebSocket) and `Expect`: hyper's.
         if ["transfer-encoding", "upgrade", "expect", "http2-settings"]
@@ -300,7 +319,10 @@ fn plain(
         {
             found.close = true;
         }
-        *slot = (at(name), at(h.value));
+        *slot = Span {
+            name: At::of(name, buf),
+            value: At::of(h.value, buf),
+        };
     }
     found.body_len = body_len.unwrap_or(0);
     Some(found)
