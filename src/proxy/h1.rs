@@ -83,12 +83,13 @@ impl Upstream {
         let head = request_head(&req);
         let mut retried = false;
         loop {
-            let (mut up, reused) = match self.pool.take_raw() {
-                Some(io) => (io, true),
+            let (mut up, mut resp, reused) = match self.pool.take_raw() {
+                Some((io, buf)) => (io, buf, true),
                 None => (
                     Box::pin(self.pool.dial())
                         .await
                         .map_err(Error::Unavailable)?,
+                    BytesMut::new(),
                     false,
                 ),
             };
@@ -101,7 +102,6 @@ impl Upstream {
                     Err(BodyFailure::Upstream(e)) => Err(e),
                 };
             }
-            let mut resp = BytesMut::with_capacity(4096);
             let mut out = Vec::with_capacity(256);
             let answered = match sent {
                 Ok(()) => {
@@ -155,9 +155,11 @@ impl Upstream {
         let Ok(take) = take else {
             return self.cut(status, "the upstream sent a malformed chunk");
         };
-        let first = resp.split_to(take);
-        let extra = !resp.is_empty();
-        if write_all_vectored(client, head, &first).await.is_err() {
+        let extra = take < resp.len();
+        if write_all_vectored(client, head, &resp[..take])
+            .await
+            .is_err()
+        {
             return Relayed {
                 status: status.as_u16(),
                 keep: false,
@@ -201,7 +203,7 @@ impl Upstream {
             }
         }
         if upstream_keeps && !extra && framing != Framing::Close {
-            self.pool.give_back_raw(up);
+            self.pool.give_back_raw(up, resp);
         }
         Relayed {
             status: status.as_u16(),
