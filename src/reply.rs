@@ -20,25 +20,6 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
-/// Appends the time now as an HTTP date, for a `date` header: formatted once a
-/// second per thread, as hyper caches its own, rather than once per answer.
-pub fn push_http_date(out: &mut Vec<u8>) {
-    use std::cell::RefCell;
-    use std::time::{SystemTime, UNIX_EPOCH};
-    thread_local! {
-        static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
-    }
-    let now = SystemTime::now();
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    DATE.with(|date| {
-        let mut date = date.borrow_mut();
-        if date.0 != secs {
-            *date = (secs, httpdate::fmt_http_date(now));
-        }
-        out.extend_from_slice(date.1.as_bytes());
-    });
-}
-
 /// A JSON response.
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut resp = Response::new(full(value.to_string()));

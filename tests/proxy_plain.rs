@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use support::{PATIENCE, TestApp};
+use support::{PATIENCE, TestApp, read_to_close};
 
 /// Bytes of `/big`.
 const BIG: usize = 8 << 20;
@@ -74,6 +74,7 @@ async fn serve_upstream(mut s: TcpStream) {
             }
             "/chunked" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-sum\r\n\r\n5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nx-sum: 12\r\n\r\n".to_vec(),
             "/head" => b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n".to_vec(),
+            "/hops" => b"HTTP/1.1 200 OK\r\nX-Kept: 1\r\nConnection: keep-alive, X-Drop\r\nX-Drop: 2\r\nKeep-Alive: timeout=5\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nX-Kept: 3\r\ncontent-length: 2\r\n\r\nok".to_vec(),
             "/204" => b"HTTP/1.1 204 No Content\r\nx-a: 1\r\n\r\n".to_vec(),
             "/304" => b"HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\n\r\n".to_vec(),
             "/slow" => {
@@ -322,6 +323,60 @@ async fn a_slow_upstream_gets_504_and_the_connection_goes_on() {
     assert_eq!(a.status, 504);
     assert!(String::from_utf8_lossy(&a.body).contains("\"upstream_timeout\""));
     assert_eq!(get(&mut s, &mut buf, "/fine").await.body, b"ok");
+}
+
+/// The response head as hyper's path would write it: hop-by-hop headers and
+/// those `Connection` names out, names lowercased, the upstream's `date` kept
+/// or one added.
+#[tokio::test]
+async fn response_heads_lose_hop_by_hop_headers_and_carry_one_date() {
+    let (up, _) = upstream().await;
+    let app = spawn(up, "").await;
+    let mut s = connect(&app).await;
+    let mut buf = Vec::new();
+    let a = get(&mut s, &mut buf, "/hops").await;
+    let head = a.head.to_ascii_lowercase();
+    assert_eq!(a.body, b"ok");
+    assert!(a.head.contains("\r\nx-kept: 1\r\n"), "{}", a.head);
+    assert!(a.head.contains("\r\nx-kept: 3\r\n"), "{}", a.head);
+    for gone in ["x-drop", "keep-alive", "connection"] {
+        assert!(!head.contains(&format!("\r\n{gone}:")), "{}", a.head);
+    }
+    assert!(
+        a.head
+            .contains("\r\ndate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"),
+        "{}",
+        a.head
+    );
+    assert_eq!(head.matches("\r\ndate: ").count(), 1, "{}", a.head);
+    let b = get(&mut s, &mut buf, "/fine").await;
+    let dates: Vec<_> = b.head.lines().filter(|l| l.starts_with("date: ")).collect();
+    assert_eq!(dates.len(), 1, "{}", b.head);
+    assert!(httpdate::parse_http_date(&dates[0]["date: ".len()..]).is_ok());
+}
+
+/// The wait for a request head and the wait for the upstream's answer share
+/// one timer per connection: after an exchange under the upstream's long
+/// `timeout`, a head that stops halfway is still cut at `header_read_timeout`.
+#[tokio::test]
+async fn a_head_after_an_exchange_is_cut_at_its_own_timeout() {
+    let (up, _) = upstream().await;
+    let app = TestApp::spawn(&format!(
+        "upstream:\n  url: \"http://{up}\"\n  timeout: 600s\nlimits:\n  header_read_timeout: 300ms\n"
+    ))
+    .await;
+    let mut s = connect(&app).await;
+    let mut buf = Vec::new();
+    assert_eq!(get(&mut s, &mut buf, "/fine").await.body, b"ok");
+    s.write_all(b"GET /fine HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    // Closed well before the upstream's 600 s (read_to_close waits PATIENCE).
+    let answer = read_to_close(&mut s).await.text();
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::app::{App, Live};
-use crate::conn::{ClientAddr, RequestLog};
+use crate::conn::{ClientAddr, Deadline, RequestLog};
 use crate::ingest;
 use crate::route::{Candidate, Lookup, Mode};
 
@@ -37,8 +37,6 @@ use crate::route::{Candidate, Lookup, Mode};
 const MAX_HEAD: usize = 8 * 1024;
 /// Headers parsed here; a request with more goes to hyper.
 const MAX_HEADERS: usize = 64;
-/// An h2c upgrade's settings: hyper's.
-const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// How a connection left the plain path.
 #[derive(Debug)]
@@ -57,11 +55,10 @@ enum Kind {
     Webhook(Vec<Candidate>),
 }
 
-/// A request plain enough for the socket.
+/// A request plain enough for the socket, its head taken off the buffer.
 struct Plain {
     parts: http::request::Parts,
     kind: Kind,
-    head_len: usize,
     body_len: u64,
     /// The client asked to close after this request.
     close: bool,
@@ -79,21 +76,42 @@ pub async fn serve(
     draining: &Notify,
 ) -> Handoff {
     let mut buf = BytesMut::from(buf);
+    // One timer for every wait of the connection (see `Deadline`).
+    let mut timer = Deadline::default();
     loop {
         if buf.is_empty() {
             // Between requests: nothing to classify yet.
-            match read_head(&mut io, &mut buf, header_timeout, live, draining).await {
+            match read_head(
+                &mut io,
+                &mut buf,
+                &mut timer,
+                header_timeout,
+                live,
+                draining,
+            )
+            .await
+            {
                 Ok(true) => {}
                 _ => return Handoff::Closed,
             }
         }
         let app = live.load();
-        let plain = match classify(&buf, &|method, path| kind(&app, method, path)) {
+        let max_body = app.config.limits.max_body;
+        let plain = match classify(&mut buf, &|method, path| kind(&app, method, path), max_body) {
             Classified::Plain(plain) => plain,
             Classified::Other => return Handoff::Hyper(buf.freeze(), io),
             Classified::Partial => {
                 drop(app);
-                match read_head(&mut io, &mut buf, header_timeout, live, draining).await {
+                match read_head(
+                    &mut io,
+                    &mut buf,
+                    &mut timer,
+                    header_timeout,
+                    live,
+                    draining,
+                )
+                .await
+                {
                     Ok(true) => continue,
                     // Something hyper should answer (its own 408, 400...), or nothing.
                     Ok(false) if !buf.is_empty() => return Handoff::Hyper(buf.freeze(), io),
@@ -102,17 +120,11 @@ pub async fn serve(
             }
         };
         let Plain {
-            mut parts,
+            parts,
             kind,
-            head_len,
             body_len,
             close,
         } = plain;
-        if matches!(kind, Kind::Webhook(_)) && body_len > app.config.limits.max_body {
-            // hyper's path answers it (413) and knows what to do with the unread body.
-            return Handoff::Hyper(buf.freeze(), io);
-        }
-        let _ = buf.split_to(head_len);
         let log = RequestLog::new(&parts.method, parts.uri.path());
         let close = close || live.is_draining();
         let keep = match kind {
@@ -123,8 +135,13 @@ pub async fn serve(
                 .await
             }
             Kind::Proxied => {
-                parts.extensions.insert(ClientAddr(peer));
-                proxied(&app, &mut io, &mut buf, parts, body_len, close, &log).await
+                let req = crate::proxy::h1::Plain {
+                    head: parts,
+                    from: peer,
+                    body_len,
+                    close,
+                };
+                proxied(&app, &mut io, &mut buf, &mut timer, req, &log).await
             }
         };
         if !keep {
@@ -174,16 +191,16 @@ async fn proxied(
     app: &App,
     io: &mut TcpStream,
     buf: &mut BytesMut,
-    parts: http::request::Parts,
-    body_len: u64,
-    close: bool,
+    timer: &mut Deadline,
+    req: crate::proxy::h1::Plain,
     log: &RequestLog,
 ) -> bool {
     let Some(upstream) = app.upstream.as_ref() else {
         return false;
     };
+    let close = req.close;
     let relayed = upstream
-        .relay_h1(io, buf, parts, body_len, close)
+        .relay_h1(io, buf, timer, req)
         .instrument(log.span.clone())
         .await;
     let (status, keep) = match relayed {
@@ -287,6 +304,7 @@ fn kind(app: &App, method: &Method, path: &str) -> Option<Kind> {
 async fn read_head(
     io: &mut TcpStream,
     buf: &mut BytesMut,
+    timer: &mut Deadline,
     timeout: Duration,
     live: &Live,
     draining: &Notify,
@@ -316,10 +334,10 @@ async fn read_head(
             () = &mut notified, if buf.is_empty() => Ok(0),
         }
     };
-    match tokio::time::timeout(timeout, read).await {
-        Ok(Ok(n)) => Ok(n > 0),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    match timer.within(timeout, read).await {
+        Some(Ok(n)) => Ok(n > 0),
+        Some(Err(e)) => Err(e),
+        None => Err(std::io::ErrorKind::TimedOut.into()),
     }
 }
 
@@ -334,8 +352,15 @@ enum Classified {
 }
 
 /// Whether the head at the start of `buf` is a plain request; `kind` says
-/// which plain path, if any, serves a method and path.
-fn classify(buf: &[u8], kind: &dyn Fn(&Method, &str) -> Option<Kind>) -> Classified {
+/// which plain path, if any, serves a method and path. A plain request's head
+/// is taken off `buf`; anything else leaves it as it was, for hyper. A webhook
+/// whose body is over `max_body` is hyper's: it answers 413 and knows what to
+/// do with the unread body.
+fn classify(
+    buf: &mut BytesMut,
+    kind: &dyn Fn(&Method, &str) -> Option<Kind>,
+    max_body: u64,
+) -> Classified {
     // Left uninitialised: the parser writes only the headers there are.
     let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
@@ -347,44 +372,124 @@ fn classify(buf: &[u8], kind: &dyn Fn(&Method, &str) -> Option<Kind>) -> Classif
     if head_len > MAX_HEAD {
         return Classified::Other;
     }
-    plain(&req, head_len, kind).map_or(Classified::Other, Classified::Plain)
+    let mut spans = [Span::default(); MAX_HEADERS];
+    let Some(found) = plain(&req, buf, kind, &mut spans) else {
+        return Classified::Other;
+    };
+    if matches!(found.kind, Kind::Webhook(_)) && found.body_len > max_body {
+        return Classified::Other;
+    }
+    let spans = &spans[..req.headers.len()];
+    // The head's bytes become the values' own: no copy per header.
+    let head = buf.split_to(head_len).freeze();
+    match found.build(&head, spans) {
+        Some(plain) => Classified::Plain(plain),
+        None => {
+            // Bytes the checks above let through but the http crate refuses:
+            // hyper answers them, from the bytes as they were.
+            let mut whole = BytesMut::with_capacity(head.len() + buf.len());
+            whole.extend_from_slice(&head);
+            whole.extend_from_slice(buf);
+            *buf = whole;
+            Classified::Other
+        }
+    }
 }
 
+/// Where a piece of a head lies in it: start and end (a head is at most
+/// [`MAX_HEAD`] bytes).
+#[derive(Clone, Copy, Default)]
+struct At(u16, u16);
+
+impl At {
+    fn of(piece: &[u8], head: &[u8]) -> Self {
+        let start = piece.as_ptr() as usize - head.as_ptr() as usize;
+        At(start as u16, (start + piece.len()) as u16)
+    }
+
+    fn range(self) -> std::ops::Range<usize> {
+        self.0 as usize..self.1 as usize
+    }
+}
+
+/// A header's name and value in the head.
+#[derive(Clone, Copy, Default)]
+struct Span {
+    name: At,
+    value: At,
+}
+
+/// What the checks on a plain request's raw head found, before the head is
+/// taken off the buffer.
+struct Found {
+    method: Method,
+    kind: Kind,
+    target: At,
+    body_len: u64,
+    close: bool,
+}
+
+impl Found {
+    fn build(self, head: &Bytes, spans: &[Span]) -> Option<Plain> {
+        let (mut parts, ()) = Request::new(()).into_parts();
+        parts.method = self.method;
+        parts.uri = Uri::from_maybe_shared(head.slice(self.target.range())).ok()?;
+        parts.version = Version::HTTP_11;
+        // Room for what the proxy's rewrite adds (`X-Forwarded-*`, `Host`):
+        // the map is not grown and rehashed on the way.
+        parts.headers = http::HeaderMap::with_capacity(spans.len() + 4);
+        for span in spans {
+            parts.headers.append(
+                HeaderName::from_bytes(&head[span.name.range()]).ok()?,
+                HeaderValue::from_maybe_shared(head.slice(span.value.range())).ok()?,
+            );
+        }
+        Some(Plain {
+            parts,
+            kind: self.kind,
+            body_len: self.body_len,
+            close: self.close,
+        })
+    }
+}
+
+/// Checks a parsed head, and notes in `spans` where its headers lie in `buf`.
 fn plain(
     req: &httparse::Request<'_, '_>,
-    head_len: usize,
+    buf: &[u8],
     kind: &dyn Fn(&Method, &str) -> Option<Kind>,
-) -> Option<Plain> {
+    spans: &mut [Span; MAX_HEADERS],
+) -> Option<Found> {
     // HTTP/1.0 keeps connections open differently: hyper knows it.
     if req.version? != 1 {
         return None;
     }
     let method = Method::from_bytes(req.method?.as_bytes()).ok()?;
     let target = req.path?;
-    if method == Method::CONNECT || !target.starts_with('/') {
+    // A fragment: hyper's (the http crate's target drops it).
+    if method == Method::CONNECT || !target.starts_with('/') || target.bytes().any(|b| b == b'#') {
         return None;
     }
-    let uri: Uri = target.parse().ok()?;
-    let kind = kind(&method, uri.path())?;
-    let (mut parts, ()) = Request::new(()).into_parts();
-    parts.method = method;
-    parts.uri = uri;
-    parts.version = Version::HTTP_11;
-    let headers = &mut parts.headers;
-    headers.reserve(req.headers.len());
+    let path = target.find('?').map_or(target, |q| &target[..q]);
+    let kind = kind(&method, path)?;
+    let mut found = Found {
+        method,
+        kind,
+        target: At::of(target.as_bytes(), buf),
+        body_len: 0,
+        close: false,
+    };
     let mut body_len: Option<u64> = None;
-    let mut close = false;
-    for h in req.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+    for (h, slot) in req.headers.iter().zip(spans.iter_mut()) {
+        let name = h.name.as_bytes();
         // Chunked bodies, upgrades (h2c, WebSocket) and `Expect`: hyper's.
-        if name == header::TRANSFER_ENCODING
-            || name == header::UPGRADE
-            || name == header::EXPECT
-            || name == HTTP2_SETTINGS
+        if ["transfer-encoding", "upgrade", "expect", "http2-settings"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
         {
             return None;
         }
-        if name == header::CONTENT_LENGTH {
+        if name.eq_ignore_ascii_case(b"content-length") {
             // Digits only, as hyper reads it (`parse` would take a `+`).
             if h.value.is_empty() || !h.value.iter().all(u8::is_ascii_digit) {
                 return None;
@@ -395,36 +500,81 @@ fn plain(
             }
             body_len = Some(n);
         }
-        if name == header::CONNECTION
-            && std::str::from_utf8(h.value)
-                .ok()?
-                .split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("close"))
+        if name.eq_ignore_ascii_case(b"connection")
+            && h.value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
         {
-            close = true;
+            found.close = true;
         }
-        headers.append(name, HeaderValue::from_bytes(h.value).ok()?);
+        *slot = Span {
+            name: At::of(name, buf),
+            value: At::of(h.value, buf),
+        };
     }
-    Some(Plain {
-        parts,
-        kind,
-        head_len,
-        body_len: body_len.unwrap_or(0),
-        close,
-    })
+    found.body_len = body_len.unwrap_or(0);
+    Some(found)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// How `head` is classified; a plain request's head is taken off the
+    /// buffer, anything else leaves it whole for hyper.
     fn kind(head: &str) -> &'static str {
+        let mut buf = BytesMut::from(head);
         let kind = |_: &Method, path: &str| (path != "/events").then_some(Kind::Proxied);
-        match classify(head.as_bytes(), &kind) {
-            Classified::Plain(_) => "plain",
-            Classified::Other => "other",
-            Classified::Partial => "partial",
+        match classify(&mut buf, &kind, u64::MAX) {
+            Classified::Plain(_) => {
+                let end = head.find("\r\n\r\n").unwrap() + 4;
+                assert_eq!(&buf[..], &head.as_bytes()[end..], "{head:?}");
+                "plain"
+            }
+            Classified::Other => {
+                assert_eq!(&buf[..], head.as_bytes(), "{head:?}");
+                "other"
+            }
+            Classified::Partial => {
+                assert_eq!(&buf[..], head.as_bytes(), "{head:?}");
+                "partial"
+            }
         }
+    }
+
+    #[test]
+    fn a_plain_head_is_taken_off_and_its_values_kept() {
+        let mut buf = BytesMut::from(
+            "POST /a/b?c=1 HTTP/1.1\r\nHost: x:1\r\nX-Custom: v, w\r\nContent-Length: 3\r\n\r\nabcGET",
+        );
+        let Classified::Plain(plain) = classify(&mut buf, &|_, _| Some(Kind::Proxied), u64::MAX)
+        else {
+            panic!("not plain");
+        };
+        assert_eq!(&buf[..], b"abcGET");
+        assert_eq!(plain.parts.method, Method::POST);
+        assert_eq!(plain.parts.uri, "/a/b?c=1");
+        assert_eq!(plain.parts.headers["host"], "x:1");
+        assert_eq!(plain.parts.headers["x-custom"], "v, w");
+        assert_eq!(plain.body_len, 3);
+        assert!(!plain.close);
+    }
+
+    #[test]
+    fn a_target_the_http_crate_refuses_leaves_the_bytes_for_hyper() {
+        // Targets httparse reads but the http crate refuses: found plain by
+        // the checks on the raw head, then given back whole.
+        let mut given_back = 0;
+        for b in 0x21u8..0x7f {
+            let head = format!("GET /a{}b HTTP/1.1\r\nHost: x\r\n\r\n", b as char);
+            let mut headers = [httparse::EMPTY_HEADER; 4];
+            let parsed = httparse::Request::new(&mut headers).parse(head.as_bytes());
+            let read = matches!(parsed, Ok(httparse::Status::Complete(_)));
+            if kind(&head) == "other" && read && b != b'#' {
+                given_back += 1;
+            }
+        }
+        assert!(given_back > 0);
     }
 
     #[test]

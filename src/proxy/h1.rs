@@ -7,15 +7,16 @@
 //! parse, buffer and frame each message again, on two tasks.
 
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 
 use bytes::{Buf, BytesMut};
-use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::pool::Failure;
 use super::{Error, Outcome, Upstream, headers, record};
+use crate::conn::Deadline;
 
 /// Largest upstream response head read; a longer one is a 502.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -42,30 +43,53 @@ enum Framing {
     Close,
 }
 
+/// A plain request, as the fast path read it.
+#[derive(Debug)]
+pub struct Plain {
+    pub head: http::request::Parts,
+    /// The client's address, for `X-Forwarded-For`.
+    pub from: SocketAddr,
+    /// Bytes of body after the head (`Content-Length`).
+    pub body_len: u64,
+    /// The client's connection closes after this exchange.
+    pub close: bool,
+}
+
 impl Upstream {
-    /// Passes one plain request (`body_len` bytes of body follow its head in
-    /// `buf`, then on `client`) and relays the response to `client`. With
-    /// `close`, the response says `connection: close`. `Err` means nothing was
-    /// written to the client: the caller answers it ([`Error::into_response`]).
+    /// Passes one plain request (its body follows its head in `buf`, then on
+    /// `client`) and relays the response to `client`; the wait for the
+    /// response's head is bounded by `upstream.timeout` on `timer`, the
+    /// connection's one timer. With `req.close`, the response says
+    /// `connection: close`. `Err` means nothing was written to the client: the
+    /// caller answers it ([`Error::into_response`]).
     pub async fn relay_h1(
         &self,
         client: &mut TcpStream,
         buf: &mut BytesMut,
-        mut req: http::request::Parts,
-        body_len: u64,
-        close: bool,
+        timer: &mut Deadline,
+        req: Plain,
     ) -> Result<Relayed, Error> {
-        let head_only = req.method == Method::HEAD;
-        self.rewrite(&mut req, false)?;
+        let Plain {
+            head: mut req,
+            from,
+            body_len,
+            close,
+        } = req;
+        let asked = Asked {
+            head_only: req.method == Method::HEAD,
+            close,
+        };
+        self.rewrite(&mut req, false, Some(from.ip()))?;
         let head = request_head(&req);
         let mut retried = false;
         loop {
-            let (mut up, reused) = match self.pool.take_raw() {
-                Some(io) => (io, true),
+            let (mut up, mut resp, reused) = match self.pool.take_raw() {
+                Some((io, buf)) => (io, buf, true),
                 None => (
                     Box::pin(self.pool.dial())
                         .await
                         .map_err(Error::Unavailable)?,
+                    BytesMut::new(),
                     false,
                 ),
             };
@@ -78,26 +102,32 @@ impl Upstream {
                     Err(BodyFailure::Upstream(e)) => Err(e),
                 };
             }
-            let mut resp = BytesMut::with_capacity(4096);
+            let mut out = Vec::with_capacity(256);
             let answered = match sent {
-                Ok(()) => tokio::time::timeout(self.timeout, read_head(&mut up, &mut resp)).await,
-                Err(e) => Ok(read_head(&mut up, &mut resp).await.map_err(|_| e)),
+                Ok(()) => {
+                    timer
+                        .within(self.timeout, read_head(&mut up, &mut resp, asked, &mut out))
+                        .await
+                }
+                Err(e) => Some(
+                    read_head(&mut up, &mut resp, asked, &mut out)
+                        .await
+                        .map_err(|_| e),
+                ),
             };
             let parsed = match answered {
-                Err(_) => return Err(Error::Timeout(self.timeout)),
+                None => return Err(Error::Timeout(self.timeout)),
                 // A kept connection the upstream closed as the request went out:
                 // nothing of a bodiless request was taken, so it goes to a new one.
-                Ok(Err(e)) if reused && !retried && body_len == 0 && resp.is_empty() => {
+                Some(Err(e)) if reused && !retried && body_len == 0 && resp.is_empty() => {
                     tracing::debug!(error = %e, "kept upstream connection closed; retrying");
                     retried = true;
                     continue;
                 }
-                Ok(Err(e)) => return Err(Error::Unavailable(Failure::Io(e))),
-                Ok(Ok(parsed)) => parsed,
+                Some(Err(e)) => return Err(Error::Unavailable(Failure::Io(e))),
+                Some(Ok(parsed)) => parsed,
             };
-            return Ok(self
-                .relay_response(client, up, resp, parsed, head_only, close)
-                .await);
+            return Ok(self.relay_response(client, up, resp, parsed, &out).await);
         }
     }
 
@@ -107,24 +137,17 @@ impl Upstream {
         mut up: TcpStream,
         mut resp: BytesMut,
         parsed: Parsed,
-        head_only: bool,
-        close: bool,
+        head: &[u8],
     ) -> Relayed {
         let Parsed {
             status,
-            mut headers,
-            mut framing,
+            framing,
             upstream_keeps,
+            keep,
             head_len,
         } = parsed;
         resp.advance(head_len);
-        if head_only || status.is_informational() || matches!(status.as_u16(), 204 | 304) {
-            framing = Framing::Length(0);
-        }
-        headers::strip_hop_by_hop(&mut headers, false);
         record(Outcome::Answered(status));
-        let keep = !close && framing != Framing::Close;
-        let head = response_head(status, &headers, framing, keep);
 
         // The body bytes already read go out with the head.
         let mut body = Body::new(framing);
@@ -132,9 +155,11 @@ impl Upstream {
         let Ok(take) = take else {
             return self.cut(status, "the upstream sent a malformed chunk");
         };
-        let first = resp.split_to(take);
-        let extra = !resp.is_empty();
-        if write_all_vectored(client, &head, &first).await.is_err() {
+        let extra = take < resp.len();
+        if write_all_vectored(client, head, &resp[..take])
+            .await
+            .is_err()
+        {
             return Relayed {
                 status: status.as_u16(),
                 keep: false,
@@ -178,7 +203,7 @@ impl Upstream {
             }
         }
         if upstream_keeps && !extra && framing != Framing::Close {
-            self.pool.give_back_raw(up);
+            self.pool.give_back_raw(up, resp);
         }
         Relayed {
             status: status.as_u16(),
@@ -240,21 +265,37 @@ async fn pass_body(
     Ok(())
 }
 
-/// A response head, parsed.
+/// A response head, parsed, and the head the client gets written.
 struct Parsed {
     status: StatusCode,
-    headers: HeaderMap,
     framing: Framing,
     /// The upstream did not say `Connection: close`.
     upstream_keeps: bool,
+    /// The client's connection stays open after this response.
+    keep: bool,
     head_len: usize,
+}
+
+/// What the response head written to the client depends on besides the
+/// upstream's head.
+#[derive(Clone, Copy)]
+struct Asked {
+    /// A `HEAD` request: the response has no body, whatever it says.
+    head_only: bool,
+    /// The client's connection closes after this response.
+    close: bool,
 }
 
 /// Reads response heads until a final one (1xx heads are dropped, as hyper's
 /// client drops them).
-async fn read_head(up: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Parsed> {
+async fn read_head(
+    up: &mut TcpStream,
+    buf: &mut BytesMut,
+    asked: Asked,
+    out: &mut Vec<u8>,
+) -> io::Result<Parsed> {
     loop {
-        if let Some(parsed) = parse_head(buf)? {
+        if let Some(parsed) = parse_head(buf, asked, out)? {
             if parsed.status.is_informational() {
                 buf.advance(parsed.head_len);
                 continue;
@@ -281,7 +322,11 @@ fn invalid(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
-fn parse_head(buf: &[u8]) -> io::Result<Option<Parsed>> {
+/// Parses the response head at the start of `buf` and writes the head the
+/// client gets to `out`: the upstream's status and headers, hop-by-hop ones
+/// out, as hyper's path rewrites them ([`headers::each_end_to_end`]); a
+/// `date` when it sent none (as hyper's server adds one); then the framing.
+fn parse_head(buf: &[u8], asked: Asked, out: &mut Vec<u8>) -> io::Result<Option<Parsed>> {
     let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut raw);
     let head_len = match resp.parse(buf) {
@@ -296,14 +341,18 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<Parsed>> {
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return Err(invalid("a switch of protocols no request asked for"));
     }
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
     let mut length: Option<u64> = None;
     let mut chunked = false;
+    let mut dated = false;
     let mut upstream_keeps = resp.version == Some(1);
     for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| invalid("bad header"))?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| invalid("bad header"))?;
-        if name == header::CONTENT_LENGTH {
+        // httparse has checked the name's characters; a value's are checked
+        // as the http crate checks them (`HeaderValue::from_bytes`).
+        if !h.value.iter().all(|&b| (b >= 32 && b != 127) || b == b'\t') {
+            return Err(invalid("bad header"));
+        }
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
             let n = std::str::from_utf8(h.value)
                 .ok()
                 .and_then(|v| v.trim().parse::<u64>().ok())
@@ -312,40 +361,73 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<Parsed>> {
                 return Err(invalid("conflicting content-length"));
             }
             length = Some(n);
-        } else if name == header::TRANSFER_ENCODING {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             // Only chunked as the last coding is relayed as it is.
-            chunked = value
-                .to_str()
-                .ok()
-                .and_then(|v| v.rsplit(',').next())
-                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+            chunked = h
+                .value
+                .rsplit(|&b| b == b',')
+                .next()
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             if !chunked {
                 return Err(invalid("a transfer coding other than chunked"));
             }
-        } else if name == header::CONNECTION
+        } else if name.eq_ignore_ascii_case(b"connection")
             && h.value
                 .split(|&b| b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
         {
             upstream_keeps = false;
+        } else if name.eq_ignore_ascii_case(b"date") {
+            dated = true;
         }
-        headers.append(name, value);
     }
-    let framing = if chunked {
+    let mut framing = match (chunked, length) {
         // Transfer-Encoding wins over Content-Length, which is then dropped.
-        headers.remove(header::CONTENT_LENGTH);
-        Framing::Chunked
-    } else {
-        match length {
-            Some(n) => Framing::Length(n),
-            None => Framing::Close,
-        }
+        (true, _) => Framing::Chunked,
+        (false, Some(n)) => Framing::Length(n),
+        (false, None) => Framing::Close,
     };
+    if asked.head_only || status.is_informational() || matches!(status.as_u16(), 204 | 304) {
+        framing = Framing::Length(0);
+    }
+    let keep = !asked.close && framing != Framing::Close;
+
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or_default().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let te_trailers = headers::each_end_to_end(resp.headers, |h| {
+        if chunked && h.name.eq_ignore_ascii_case("content-length") {
+            return;
+        }
+        // Names lowercased, as hyper's server writes them.
+        out.extend(h.name.bytes().map(|b| b.to_ascii_lowercase()));
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    });
+    if te_trailers {
+        out.extend_from_slice(b"te: trailers\r\n");
+    }
+    if !dated {
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(&crate::conn::http_date());
+        out.extend_from_slice(b"\r\n");
+    }
+    if framing == Framing::Chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if !keep {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
     Ok(Some(Parsed {
         status,
-        headers,
         framing,
         upstream_keeps,
+        keep,
         head_len,
     }))
 }
@@ -374,32 +456,6 @@ fn put_headers(h: &mut Vec<u8>, headers: &HeaderMap) {
         h.extend_from_slice(value.as_bytes());
         h.extend_from_slice(b"\r\n");
     }
-}
-
-/// The status line and headers for the client: the upstream's (hop-by-hop ones
-/// already out), a `date` when it sent none (as hyper's server adds one), and
-/// the framing.
-fn response_head(status: StatusCode, headers: &HeaderMap, framing: Framing, keep: bool) -> Vec<u8> {
-    let mut h = Vec::with_capacity(256);
-    h.extend_from_slice(b"HTTP/1.1 ");
-    h.extend_from_slice(status.as_str().as_bytes());
-    h.push(b' ');
-    h.extend_from_slice(status.canonical_reason().unwrap_or_default().as_bytes());
-    h.extend_from_slice(b"\r\n");
-    put_headers(&mut h, headers);
-    if !headers.contains_key(header::DATE) {
-        h.extend_from_slice(b"date: ");
-        crate::reply::push_http_date(&mut h);
-        h.extend_from_slice(b"\r\n");
-    }
-    if framing == Framing::Chunked {
-        h.extend_from_slice(b"transfer-encoding: chunked\r\n");
-    }
-    if !keep {
-        h.extend_from_slice(b"connection: close\r\n");
-    }
-    h.extend_from_slice(b"\r\n");
-    h
 }
 
 async fn write_all_vectored(io: &mut TcpStream, a: &[u8], b: &[u8]) -> io::Result<()> {

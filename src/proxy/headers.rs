@@ -23,12 +23,19 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Calls `f` with each comma-separated token of every `name` header, trimmed
-/// (not lowercased: compare with `eq_ignore_ascii_case`); stops when `f` says so.
-fn each_token(headers: &HeaderMap, name: &HeaderName, mut f: impl FnMut(&str) -> bool) {
+/// The comma-separated tokens of a header value, trimmed (not lowercased:
+/// compare with `eq_ignore_ascii_case`).
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// Calls `f` with each token of every `name` header; stops when `f` says so.
+fn each_token(headers: &HeaderMap, name: &HeaderName, mut f: impl FnMut(&[u8]) -> bool) {
     for v in headers.get_all(name) {
-        let Ok(v) = v.to_str() else { continue };
-        for t in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        for t in tokens(v.as_bytes()) {
             if !f(t) {
                 return;
             }
@@ -40,10 +47,23 @@ fn each_token(headers: &HeaderMap, name: &HeaderName, mut f: impl FnMut(&str) ->
 fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
     let mut found = false;
     each_token(headers, name, |t| {
-        found = t.eq_ignore_ascii_case(token);
+        found = t.eq_ignore_ascii_case(token.as_bytes());
         !found
     });
     found
+}
+
+/// Whether `name` (any case) is one of [`HOP_BY_HOP`].
+fn listed(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes()))
+}
+
+/// Whether a `Connection` token takes the header `name` away: any header but
+/// `Host`, which a `Connection` header must not take away.
+fn named_by(token: &[u8], name: &[u8]) -> bool {
+    token.eq_ignore_ascii_case(name) && !name.eq_ignore_ascii_case(b"host")
 }
 
 /// Whether the message asks to switch protocols (`Connection: upgrade` and an `Upgrade`).
@@ -62,9 +82,8 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
     let mut named: Vec<HeaderName> = Vec::new();
     each_token(headers, &header::CONNECTION, |t| {
-        // A `Connection` header naming Host must not take the Host away.
-        if let Ok(name) = HeaderName::from_bytes(t.as_bytes())
-            && name != header::HOST
+        if let Ok(name) = HeaderName::from_bytes(t)
+            && named_by(t, name.as_str().as_bytes())
         {
             named.push(name);
         }
@@ -87,6 +106,34 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, v);
     }
+}
+
+/// [`strip_hop_by_hop`] (no upgrade) for a head copied as bytes: calls `keep`
+/// with each header it would keep, in order, and says whether `TE: trailers`
+/// is to be added back.
+pub(crate) fn each_end_to_end<'h>(
+    headers: &'h [httparse::Header<'h>],
+    mut keep: impl FnMut(&'h httparse::Header<'h>),
+) -> bool {
+    // As in `strip_hop_by_hop`: most messages carry none.
+    if !headers.iter().any(|h| listed(h.name.as_bytes())) {
+        headers.iter().for_each(keep);
+        return false;
+    }
+    let with = |name: &'static str| {
+        headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .flat_map(|h| tokens(h.value))
+    };
+    let te_trailers = with("te").any(|t| t.eq_ignore_ascii_case(b"trailers"));
+    for h in headers {
+        let name = h.name.as_bytes();
+        if !listed(name) && !with("connection").any(|t| named_by(t, name)) {
+            keep(h);
+        }
+    }
+    te_trailers
 }
 
 /// Appends the client to `X-Forwarded-For`, and sets `X-Forwarded-Proto` and
@@ -195,6 +242,54 @@ mod tests {
         names.sort();
         assert_eq!(names, ["host", "te", "trailer", "x-kept"]);
         assert_eq!(h["te"], "trailers");
+    }
+
+    /// The rule on a head copied as bytes is the rule on a header map.
+    #[test]
+    fn a_head_copied_as_bytes_keeps_what_the_map_keeps() {
+        let cases: &[&[(&str, &str)]] = &[
+            &[("host", "a"), ("x-kept", "1"), ("accept", "*/*")],
+            &[
+                ("Connection", "keep-alive, X-Session-Hop"),
+                ("connection", "x-other"),
+                ("X-Session-Hop", "1"),
+                ("x-other", "2"),
+                ("Keep-Alive", "timeout=5"),
+                ("transfer-encoding", "chunked"),
+                ("TE", "gzip, trailers"),
+                ("Host", "example.com"),
+                ("x-kept", "3"),
+                ("x-kept", "4"),
+            ],
+            &[("connection", "host, close"), ("host", "example.com")],
+            &[
+                ("te", "gzip"),
+                ("upgrade", "h2c"),
+                ("proxy-connection", "x"),
+            ],
+        ];
+        for pairs in cases {
+            let mut map = map(pairs);
+            strip_hop_by_hop(&mut map, false);
+            let raw: Vec<_> = pairs
+                .iter()
+                .map(|(k, v)| httparse::Header {
+                    name: k,
+                    value: v.as_bytes(),
+                })
+                .collect();
+            let mut kept = HeaderMap::new();
+            let te = each_end_to_end(&raw, |h| {
+                kept.append(
+                    HeaderName::from_bytes(h.name.as_bytes()).unwrap(),
+                    HeaderValue::from_bytes(h.value).unwrap(),
+                );
+            });
+            if te {
+                kept.insert(header::TE, HeaderValue::from_static("trailers"));
+            }
+            assert_eq!(kept, map, "{pairs:?}");
+        }
     }
 
     #[test]

@@ -221,7 +221,12 @@ impl Upstream {
     /// The request as the upstream gets it, for both paths (hyper's and [`h1`]):
     /// origin-form target under `base_path`, hop-by-hop headers out,
     /// `X-Forwarded-*` in, `Host` kept (or the upstream's own name), HTTP/1.1.
-    fn rewrite(&self, parts: &mut http::request::Parts, upgrade: bool) -> Result<(), Error> {
+    fn rewrite(
+        &self,
+        parts: &mut http::request::Parts,
+        upgrade: bool,
+        client_ip: Option<std::net::IpAddr>,
+    ) -> Result<(), Error> {
         // HTTP/2 clients send no Host header, only the authority.
         let host = parts.headers.get(header::HOST).cloned().or_else(|| {
             parts
@@ -251,7 +256,6 @@ impl Upstream {
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
         // hyper has already answered `100 Continue` when the body is first read.
         parts.headers.remove(header::EXPECT);
-        let client_ip = parts.extensions.get::<ClientAddr>().map(|c| c.0.ip());
         headers::add_forwarded(&mut parts.headers, client_ip, host.as_ref());
         // Without one from the client (HTTP/1.0), the upstream's own name.
         let host = host.or_else(|| {
@@ -277,7 +281,8 @@ impl Upstream {
         let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        self.rewrite(&mut parts, upgrade)?;
+        let client_ip = parts.extensions.get::<ClientAddr>().map(|c| c.0.ip());
+        self.rewrite(&mut parts, upgrade, client_ip)?;
 
         let (sent_tx, sent_rx) = if http_body::Body::is_end_stream(&body) {
             (None, None)

@@ -6,6 +6,8 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use bytes::BytesMut;
+
 use http::uri::Authority;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -15,6 +17,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::body::Outgoing;
+
+/// Largest read buffer kept with an idle raw connection.
+const KEPT_BUFFER: usize = 8 * 1024;
 
 /// Why the upstream gave no response.
 #[derive(Debug)]
@@ -58,9 +63,12 @@ impl Idle {
     }
 }
 
-/// A connection of the plain path, between two exchanges.
+/// A connection of the plain path, between two exchanges, with the buffer its
+/// responses are read into (kept, as hyper's pooled connections keep theirs:
+/// a 4 KiB allocation per request costs more than a small one).
 struct RawIdle {
     io: TcpStream,
+    buf: BytesMut,
     since: Instant,
 }
 
@@ -196,22 +204,28 @@ impl Pool {
         }
     }
 
-    /// The last raw connection given back that is still open, for [`super::h1`].
-    pub(super) fn take_raw(&self) -> Option<TcpStream> {
+    /// The last raw connection given back that is still open, with its
+    /// (empty) read buffer, for [`super::h1`].
+    pub(super) fn take_raw(&self) -> Option<(TcpStream, BytesMut)> {
         let mut raw = self.0.raw.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         while let Some(e) = raw.pop() {
             if !e.expired(now, self.0.idle_timeout) && still_open(&e.io) {
-                return Some(e.io);
+                return Some((e.io, e.buf));
             }
         }
         None
     }
 
-    /// Keeps a raw connection whose exchange ended cleanly, within `pool_max_idle_per_host`.
-    pub(super) fn give_back_raw(&self, io: TcpStream) {
+    /// Keeps a raw connection whose exchange ended cleanly, within
+    /// `pool_max_idle_per_host`; its read buffer too, unless a large body grew it.
+    pub(super) fn give_back_raw(&self, io: TcpStream, mut buf: BytesMut) {
         if self.0.max_idle == 0 {
             return;
+        }
+        buf.clear();
+        if buf.capacity() > KEPT_BUFFER {
+            buf = BytesMut::new();
         }
         {
             let mut raw = self.0.raw.lock().unwrap_or_else(|p| p.into_inner());
@@ -220,6 +234,7 @@ impl Pool {
             }
             raw.push(RawIdle {
                 io,
+                buf,
                 since: Instant::now(),
             });
         }
