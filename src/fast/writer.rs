@@ -62,10 +62,7 @@ fn head_into(h: &mut Vec<u8>, parts: &http::response::Parts, framing: &[u8], clo
     if !dated {
         h.extend_from_slice(b"date: ");
         h.extend_from_slice(&crate::conn::http_date());
-        h.extend_from_slice(
-            b"
-",
-        );
+        h.extend_from_slice(b"\r\n");
     }
     h.extend_from_slice(framing);
     h.extend_from_slice(b"\r\n");
