@@ -79,22 +79,6 @@ pub async fn serve(
     // One timer for every wait of the connection (see `Deadline`).
     let mut timer = Deadline::default();
     loop {
-        if buf.is_empty() {
-            // Between requests: nothing to classify yet.
-            match read_head(
-                &mut io,
-                &mut buf,
-                &mut timer,
-                header_timeout,
-                live,
-                draining,
-            )
-            .await
-            {
-                Ok(true) => {}
-                _ => return Handoff::Closed,
-            }
-        }
         let app = live.load();
         let max_body = app.config.limits.max_body;
         let plain = match classify(&mut buf, &|method, path| kind(&app, method, path), max_body) {
@@ -361,6 +345,10 @@ fn classify(
     kind: &dyn Fn(&Method, &str) -> Option<Kind>,
     max_body: u64,
 ) -> Classified {
+    if buf.is_empty() {
+        // Between requests: nothing to parse yet.
+        return Classified::Partial;
+    }
     // Left uninitialised: the parser writes only the headers there are.
     let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);

@@ -106,18 +106,7 @@ pub(super) async fn whole(
 fn length_framing(len: u64, keep: bool) -> Framing {
     let mut framing = Framing::new();
     framing.push(b"content-length: ");
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = len;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    framing.push(&digits[at..]);
+    framing.push(itoa::Buffer::new().format(len).as_bytes());
     framing.push(b"\r\n");
     if !keep {
         framing.push(b"connection: close\r\n");

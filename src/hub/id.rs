@@ -30,19 +30,10 @@ impl Epoch {
         let epoch = self.0.as_bytes();
         buf[..epoch.len()].copy_from_slice(epoch);
         buf[epoch.len()] = b'-';
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut n = seq;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        let len = epoch.len() + 1 + digits.len() - at;
-        buf[epoch.len() + 1..len].copy_from_slice(&digits[at..]);
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(seq).as_bytes();
+        let len = epoch.len() + 1 + digits.len();
+        buf[epoch.len() + 1..len].copy_from_slice(digits);
         Arc::from(std::str::from_utf8(&buf[..len]).expect("ASCII"))
     }
 
