@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use support::{PATIENCE, TestApp, read_to_close};
+use support::net::{Answer, read_answer, read_more};
+use support::{TestApp, read_to_close};
 
 /// Bytes of `/big`.
 const BIG: usize = 8 << 20;
@@ -106,79 +107,6 @@ async fn serve_upstream(mut s: TcpStream) {
             return;
         }
     }
-}
-
-async fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> usize {
-    let mut piece = [0u8; 16 * 1024];
-    let n = tokio::time::timeout(PATIENCE, s.read(&mut piece))
-        .await
-        .expect("in time")
-        .unwrap_or(0);
-    buf.extend_from_slice(&piece[..n]);
-    n
-}
-
-/// One response as the client got it.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    head: String,
-    /// As sent: chunk framing included.
-    body: Vec<u8>,
-}
-
-/// Reads one response from `buf` and `s`; `None` if the connection ended first.
-async fn read_answer(s: &mut TcpStream, buf: &mut Vec<u8>, no_body: bool) -> Option<Answer> {
-    let (status, head_len, len, chunked) = loop {
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut resp = httparse::Response::new(&mut headers);
-        if let Ok(httparse::Status::Complete(n)) = resp.parse(buf) {
-            let find = |name: &str| {
-                resp.headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case(name))
-                    .map(|h| String::from_utf8_lossy(h.value).into_owned())
-            };
-            let len: usize = find("content-length").map_or(0, |v| v.parse().unwrap());
-            let chunked = find("transfer-encoding").is_some();
-            break (resp.code.unwrap(), n, len, chunked);
-        }
-        if read_more(s, buf).await == 0 {
-            return None;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
-    buf.drain(..head_len);
-    let body_len = if no_body {
-        0
-    } else if chunked {
-        loop {
-            // The last chunk and trailers end with an empty line after `0`.
-            if let Some(at) = find_end_of_chunks(buf) {
-                break at;
-            }
-            if read_more(s, buf).await == 0 {
-                return None;
-            }
-        }
-    } else {
-        len
-    };
-    while buf.len() < body_len {
-        if read_more(s, buf).await == 0 {
-            return None;
-        }
-    }
-    let body = buf.drain(..body_len).collect();
-    Some(Answer { status, head, body })
-}
-
-fn find_end_of_chunks(buf: &[u8]) -> Option<usize> {
-    let at = buf.windows(3).position(|w| w == b"\n0\r" || w == b"\n0;")?;
-    let rest = &buf[at..];
-    rest.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| at + p + 4)
 }
 
 /// Asks for `path` on the connection and reads the whole answer.

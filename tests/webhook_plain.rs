@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use support::net::{Answer, read_answer, read_more};
 use support::{AdminApp, PATIENCE, SecretFile, TestApp, github_signature};
 
 const SECRET: &str = "plain-secret";
@@ -62,40 +63,6 @@ fn secret() -> SecretFile {
     SecretFile::new(SECRET)
 }
 
-/// One response as the client got it.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn code(&self) -> String {
-        self.json()["error"].as_str().unwrap_or_default().to_owned()
-    }
-
-    /// The status line and the headers but `date`, sorted: what hyper's path
-    /// and the plain path must agree on.
-    fn normalized_head(&self) -> Vec<String> {
-        let mut lines = self.head.lines();
-        let status = lines.next().unwrap_or_default().to_owned();
-        let mut headers: Vec<String> = lines
-            .filter(|l| !l.is_empty() && !l.to_lowercase().starts_with("date:"))
-            .map(str::to_lowercase)
-            .collect();
-        headers.sort();
-        let mut all = vec![status];
-        all.extend(headers);
-        all
-    }
-}
-
 /// A client connection that keeps what it read past one answer.
 struct Client {
     s: TcpStream,
@@ -114,57 +81,13 @@ impl Client {
     }
 
     async fn read_more(&mut self) -> usize {
-        let mut piece = [0u8; 16 * 1024];
-        let n = tokio::time::timeout(PATIENCE, self.s.read(&mut piece))
-            .await
-            .expect("an answer in time")
-            .unwrap_or(0);
-        self.buf.extend_from_slice(&piece[..n]);
-        n
+        read_more(&mut self.s, &mut self.buf).await
     }
 
     /// One whole answer (by `content-length`, or chunks); `None` if the
     /// connection ended first.
     async fn answer(&mut self) -> Option<Answer> {
-        let (status, head_len, len, chunked) = loop {
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut resp = httparse::Response::new(&mut headers);
-            if let Ok(httparse::Status::Complete(n)) = resp.parse(&self.buf) {
-                let find = |name: &str| {
-                    resp.headers
-                        .iter()
-                        .find(|h| h.name.eq_ignore_ascii_case(name))
-                        .map(|h| String::from_utf8_lossy(h.value).into_owned())
-                };
-                let len: usize = find("content-length").map_or(0, |v| v.parse().unwrap());
-                let chunked = find("transfer-encoding").is_some();
-                break (resp.code.unwrap(), n, len, chunked);
-            }
-            if self.read_more().await == 0 {
-                return None;
-            }
-        };
-        let head = String::from_utf8_lossy(&self.buf[..head_len]).into_owned();
-        self.buf.drain(..head_len);
-        let body_len = if chunked {
-            loop {
-                if let Some(at) = self.buf.windows(5).position(|w| w == b"0\r\n\r\n") {
-                    break at + 5;
-                }
-                if self.read_more().await == 0 {
-                    return None;
-                }
-            }
-        } else {
-            len
-        };
-        while self.buf.len() < body_len {
-            if self.read_more().await == 0 {
-                return None;
-            }
-        }
-        let body = self.buf.drain(..body_len).collect();
-        Some(Answer { status, head, body })
+        read_answer(&mut self.s, &mut self.buf, false).await
     }
 
     /// Reads until the server closes; panics if it does not within [`PATIENCE`].
