@@ -372,6 +372,19 @@ static NEEDS_ESCAPE: [bool; 256] = {
     t
 };
 
+/// How many bytes [`push_json_str`] writes for `s`.
+pub fn json_str_len(s: &str) -> usize {
+    let escapes: usize = s
+        .bytes()
+        .filter(|&b| NEEDS_ESCAPE[usize::from(b)])
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
+            _ => 5,
+        })
+        .sum();
+    s.len() + 2 + escapes
+}
+
 /// Appends `s` as a JSON string, escaped exactly as serde_json escapes it, with no
 /// intermediate `Value` or `String`: event data and answers are written per webhook.
 pub fn push_json_str(out: &mut String, s: &str) {

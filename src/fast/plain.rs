@@ -424,8 +424,14 @@ impl Found {
         parts.uri = Uri::from_maybe_shared(head.slice(self.target.range())).ok()?;
         parts.version = Version::HTTP_11;
         // Room for what the proxy's rewrite adds (`X-Forwarded-*`, `Host`):
-        // the map is not grown and rehashed on the way.
-        parts.headers = http::HeaderMap::with_capacity(spans.len() + 4);
+        // the map is not grown and rehashed on the way. A webhook's is only
+        // read; past its few headers, room costs (16 entries are above the
+        // allocator's fast sizes).
+        let room = match self.kind {
+            Kind::Proxied => 4,
+            Kind::Webhook(_) => 0,
+        };
+        parts.headers = http::HeaderMap::with_capacity(spans.len() + room);
         for span in spans {
             parts.headers.append(
                 HeaderName::from_bytes(&head[span.name.range()]).ok()?,
@@ -458,7 +464,10 @@ fn plain(
     if method == Method::CONNECT || !target.starts_with('/') || target.bytes().any(|b| b == b'#') {
         return None;
     }
-    let path = target.find('?').map_or(target, |q| &target[..q]);
+    let path = target
+        .bytes()
+        .position(|b| b == b'?')
+        .map_or(target, |q| &target[..q]);
     let kind = kind(&method, path)?;
     let mut found = Found {
         method,

@@ -44,10 +44,10 @@ impl Event {
         event: Option<&str>,
         data: &str,
     ) -> Event {
-        let tail = encode::event_tail(event, data);
+        let tail = encode::event_tail(event, data, id.len());
         Event {
             seq: 0,
-            chunk: encode::event_chunk(&id, &tail),
+            chunk: encode::event_chunk(&id, tail),
             data_len: data.len(),
             id,
             topics,

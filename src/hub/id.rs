@@ -8,6 +8,10 @@ use std::sync::Arc;
 /// Longest id a client may send back; longer ones are unknown without parsing.
 pub const MAX_ID_LEN: usize = 128;
 
+/// Longest id this process mints: the epoch's 10 characters, `-` and at most
+/// 20 digits.
+pub(crate) const MAX_MINTED_LEN: usize = 31;
+
 #[derive(Debug, Clone)]
 pub(crate) struct Epoch(String);
 
@@ -25,8 +29,7 @@ impl Epoch {
 
     /// Written on the stack, so that the id costs one allocation, its `Arc`'s.
     pub(crate) fn format(&self, seq: u64) -> Arc<str> {
-        // The epoch's 10 characters, `-` and at most 20 digits.
-        let mut buf = [0u8; 32];
+        let mut buf = [0u8; MAX_MINTED_LEN];
         let epoch = self.0.as_bytes();
         buf[..epoch.len()].copy_from_slice(epoch);
         buf[epoch.len()] = b'-';

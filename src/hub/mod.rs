@@ -112,7 +112,7 @@ impl Hub {
     /// Appends the event to each topic's history and queues it for every subscriber,
     /// unless its dedupe key was seen within the window.
     pub fn publish(&self, new: NewEvent) -> Published {
-        let tail = encode::event_tail(new.event.as_deref(), &new.data);
+        let tail = encode::event_tail(new.event.as_deref(), &new.data, id::MAX_MINTED_LEN);
         let topics: Arc<[Arc<str>]> = new.topics.iter().map(|t| Arc::from(t.as_str())).collect();
         let now = Instant::now();
 
@@ -141,7 +141,7 @@ impl Hub {
             flight.seq,
             id.clone(),
             topics,
-            &tail,
+            tail,
             new.data.len(),
             now,
         );
@@ -157,7 +157,7 @@ impl Hub {
     /// it, in id order), and records `id` as the position local subscribers are at.
     /// The event is encoded here, once for this process.
     pub fn deliver(&self, id: Arc<str>, topics: Arc<[Arc<str>]>, event: Option<&str>, data: &str) {
-        let tail = encode::event_tail(event, data);
+        let tail = encode::event_tail(event, data, id.len());
         let now = Instant::now();
         let mut locked = self.lock_shards(mask_of(topics.iter().map(|t| &**t)));
         let flight = self.order.begin(locked.first);
@@ -166,7 +166,7 @@ impl Hub {
             flight.seq,
             id.clone(),
             topics,
-            &tail,
+            tail,
             data.len(),
             now,
         );
@@ -202,7 +202,7 @@ impl Hub {
         seq: u64,
         id: Arc<str>,
         topics: Arc<[Arc<str>]>,
-        tail: &[u8],
+        tail: encode::Tail,
         data_len: usize,
         now: Instant,
     ) -> Wakes {

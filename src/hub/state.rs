@@ -172,10 +172,10 @@ impl Topic {
 
     pub(super) fn trim(&mut self, limits: &Limits, now: Instant) {
         while let Some(front) = self.history.front() {
-            let expired = now.duration_since(front.at) >= limits.history_ttl;
             let over =
                 self.history.len() > limits.history || self.history_bytes > limits.history_bytes;
-            if !expired && !over {
+            // The clock is compared only for an event no bound drops already.
+            if !over && now.duration_since(front.at) < limits.history_ttl {
                 break;
             }
             self.trimmed_through = front.seq;

@@ -344,8 +344,8 @@ fn a_subscriber_across_shards_waits_for_an_earlier_publish_under_way() {
 
     let id: Arc<str> = hub.epoch.format(earlier);
     let topics: Arc<[Arc<str>]> = Arc::from(vec![Arc::from(a.as_str())]);
-    let tail = encode::event_tail(None, "earlier");
-    let wake_later = hub.insert(&mut locked, earlier, id, topics, &tail, 7, Instant::now());
+    let tail = encode::event_tail(None, "earlier", id.len());
+    let wake_later = hub.insert(&mut locked, earlier, id, topics, tail, 7, Instant::now());
     assert!(sub.poll_recv(&mut cx).is_pending(), "still under way");
     drop(flight);
     wake_later.later.into_iter().for_each(Waker::wake);

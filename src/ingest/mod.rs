@@ -20,7 +20,7 @@ use crate::proxy::body::{Prefix, read_prefix};
 use crate::reply::{self, Body, BoxError};
 use crate::route::{Candidate, Lookup, Mode, Route, Router, Unmet};
 use crate::sse::encode;
-use crate::template::{Input, RenderError, Template, push_json_str};
+use crate::template::{Input, RenderError, Template, json_str_len, push_json_str};
 use crate::topic;
 use crate::verify;
 
@@ -597,14 +597,20 @@ pub fn render(route: &Route, input: &Input<'_>) -> Result<NewEvent, Rejection> {
 /// `{"id", "topics"[, "duplicate"]}` (keys in its sorted order), at a fraction
 /// of the cost of building a `Value` first.
 pub fn accepted(p: &Published) -> Response<Body> {
-    let mut out = String::with_capacity(
-        40 + p.id.len() + p.topics.iter().map(|t| t.len() + 3).sum::<usize>(),
-    );
-    out.push_str(if p.duplicate {
+    let start = if p.duplicate {
         "{\"duplicate\":true,\"id\":"
     } else {
         "{\"id\":"
-    });
+    };
+    // Of the exact size, which `Bytes` takes over without another allocation.
+    let len = start.len()
+        + json_str_len(&p.id)
+        + ",\"topics\":[".len()
+        + p.topics.iter().map(|t| json_str_len(t) + 1).sum::<usize>()
+        + "]}".len()
+        - usize::from(!p.topics.is_empty());
+    let mut out = String::with_capacity(len);
+    out.push_str(start);
     push_json_str(&mut out, &p.id);
     out.push_str(",\"topics\":[");
     for (i, topic) in p.topics.iter().enumerate() {
@@ -614,6 +620,7 @@ pub fn accepted(p: &Published) -> Response<Body> {
         push_json_str(&mut out, topic);
     }
     out.push_str("]}");
+    debug_assert_eq!(out.len(), len);
     let status = if p.duplicate {
         StatusCode::OK
     } else {
@@ -621,6 +628,8 @@ pub fn accepted(p: &Published) -> Response<Body> {
     };
     let mut resp = Response::new(reply::full(out));
     *resp.status_mut() = status;
+    // Sized for its one header, rather than the eight a first insert makes room for.
+    *resp.headers_mut() = http::HeaderMap::with_capacity(1);
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
