@@ -211,11 +211,12 @@ where
     // Requests no route's path and method select are logged unless they look like page fetches.
     let logged = matches!(lookup, Lookup::Candidates(_))
         || !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    // Boxed: this future is moved whole on every request, with or without a delivery log.
     let seen = app
         .deliveries
         .as_ref()
         .filter(|_| logged)
-        .map(|_| Seen::of(&req));
+        .map(|_| Box::new(Seen::of(&req)));
     let mut outcome = Outcome::default();
     let resp = match lookup {
         Lookup::Candidates(candidates) => {
@@ -246,7 +247,7 @@ where
     if let (Some(log), Some(seen)) = (&app.deliveries, seen) {
         let status = resp.status().as_u16();
         let elapsed = started.map_or(std::time::Duration::ZERO, |s| s.elapsed());
-        log.record(&app.config, seen, outcome, status, elapsed);
+        log.record(&app.config, *seen, outcome, status, elapsed);
     }
     resp
 }
