@@ -46,6 +46,8 @@ def wrk_runs(results, prefix, server):
         p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
         errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
         cpu = re.search(r"^wrk cpu: ([\d.]+) user ([\d.]+) sys ([\d.]+) real", text, re.M)
+        ticks = re.search(r"^server cpu ticks: (\d+) of (\d+)/s", text, re.M)
+        total = re.search(r"^\s*(\d+) requests in", text, re.M)
         if not rps or not p99:
             continue
         scale = {"us": 1, "ms": 1000, "s": 1_000_000}[p99.group(2)]
@@ -56,6 +58,10 @@ def wrk_runs(results, prefix, server):
                 "non2xx": int(errors.group(1)) if errors else 0,
                 # Cores wrk kept busy: near 1, wrk and not the server set the rate.
                 "tool": (float(cpu.group(1)) + float(cpu.group(2))) / float(cpu.group(3)) if cpu else None,
+                # The server's CPU per request answered: what its rate would be if
+                # wrk were not the limit (µs).
+                "cpu_us": int(ticks.group(1)) / int(ticks.group(2)) * 1e6 / int(total.group(1))
+                if ticks and total and int(total.group(1)) else None,
             }
         )
     return runs
@@ -292,11 +298,14 @@ def s3(results):
             "dp99": figure(server, runs, "latency_us.p99"),
             "lost": best(runs, "deliveries.lost", lower=False),
             "tool": median(runs, "load_tool.cpu_cores_publish"),
+            "cpu_us": figure(server, runs, "server.cpu_us_per_delivery"),
         }
     h, x = fig["hookcast"], fig["nchan"]
     rows = [
         ["accepted webhooks/s", fmt(h["per_s"], "", 0), fmt(x["per_s"], "", 0), ratio(h["per_s"], x["per_s"]),
          "≥ 1.5x: " + verdict(h["per_s"], x["per_s"], 1.5, higher_is_better=True)],
+        ["server CPU per webhook and its delivery", fmt(h["cpu_us"], " µs", 2), fmt(x["cpu_us"], " µs", 2),
+         ratio(h["cpu_us"], x["cpu_us"]), "≤ 1/1.5 = 0.67x: " + verdict(h["cpu_us"], x["cpu_us"], 1 / 1.5)],
         ["webhook latency p50", fmt(h["p50"], "ms", 2), fmt(x["p50"], "ms", 2), ratio(h["p50"], x["p50"]), ""],
         ["webhook latency p99", fmt(h["p99"], "ms", 2), fmt(x["p99"], "ms", 2), ratio(h["p99"], x["p99"]),
          "no worse: " + verdict(h["p99"], x["p99"], 1.0)],
@@ -308,7 +317,7 @@ def s3(results):
     ]
     header, rows = with_floor(
         fig, ["", "hookcast", "nginx+nchan", "ratio", "target"], rows,
-        [("per_s", "", 0), ("p50", "ms", 2), ("p99", "ms", 2), ("dp99", "ms", 2), ("accepted", "", 0),
+        [("per_s", "", 0), ("cpu_us", " µs", 2), ("p50", "ms", 2), ("p99", "ms", 2), ("dp99", "ms", 2), ("accepted", "", 0),
          ("lost", "", 0), ("tool", " cores", 2)],
     )
     out = [
@@ -331,11 +340,14 @@ def s4(results):
             "p99": figure(server, runs, "p99_us"),
             "non2xx": max([r["non2xx"] for r in runs]) if runs else None,
             "tool": median([r for r in runs if r["tool"] is not None], "tool"),
+            "cpu_us": figure(server, [r for r in runs if r["cpu_us"] is not None], "cpu_us"),
         }
     h, x = fig["hookcast"], fig["nchan"]
     rows = [
         ["requests/s", fmt(h["rps"], "", 0), fmt(x["rps"], "", 0), ratio(h["rps"], x["rps"]),
          "≥ 1.5x: " + verdict(h["rps"], x["rps"], 1.5, higher_is_better=True)],
+        ["server CPU per request", fmt(h["cpu_us"], " µs", 2), fmt(x["cpu_us"], " µs", 2),
+         ratio(h["cpu_us"], x["cpu_us"]), "≤ 1/1.5 = 0.67x: " + verdict(h["cpu_us"], x["cpu_us"], 1 / 1.5)],
         ["latency p99", fmt(h["p99"], "ms", 2), fmt(x["p99"], "ms", 2), ratio(h["p99"], x["p99"]),
          "no worse: " + verdict(h["p99"], x["p99"], 1.0)],
         ["non-2xx answers (worst run)", fmt(h["non2xx"]), fmt(x["non2xx"]), "", ""],
@@ -344,7 +356,7 @@ def s4(results):
     ]
     header, rows = with_floor(
         fig, ["", "hookcast", "nginx+nchan", "ratio", "target"], rows,
-        [("rps", "", 0), ("p99", "ms", 2), ("non2xx", "", 0), ("tool", " cores", 2)],
+        [("rps", "", 0), ("cpu_us", " µs", 2), ("p99", "ms", 2), ("non2xx", "", 0), ("tool", " cores", 2)],
     )
     out = [
         "### S4 raw webhooks",

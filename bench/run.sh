@@ -203,6 +203,18 @@ load() {
     stop_server
 }
 
+# User+system CPU ticks of the server and its children (nginx's worker) so far.
+server_ticks() {
+    local total=0 p stat
+    for p in $SERVER_PID $(pgrep -P "$SERVER_PID"); do
+        stat=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        # Fields after the command name's closing parenthesis: utime is the 12th, stime the 13th.
+        set -- ${stat##*) }
+        total=$((total + ${12} + ${13}))
+    done
+    echo "$total"
+}
+
 wrk_run() {
     local server=$1 name=$2
     start_server "$server"
@@ -212,12 +224,15 @@ wrk.method = "POST"
 wrk.body = '{"seq":1,"ts_ns":0,"topic":"bench0","text":"a webhook of ordinary size"}'
 wrk.headers["Content-Type"] = "application/json"
 EOF
-    local url
+    local url before
     url=$(pub_url "$server")
+    before=$(server_ticks)
     # wrk's own CPU goes in the report: near 1 core, wrk and not the server is the limit.
     local TIMEFORMAT='wrk cpu: %U user %S sys %R real'
     { time taskset -c 1 wrk -t1 -c64 -d"$WRK_DURATION" --latency -s "$WORK/post.lua" \
         "${url/\{topic\}/bench0}" >"$OUT/$name-$server.txt"; } 2>>"$OUT/$name-$server.txt"
+    # The server's own CPU over the run: per request, a figure no load tool's limit moves.
+    echo "server cpu ticks: $(($(server_ticks) - before)) of $(getconf CLK_TCK)/s" >>"$OUT/$name-$server.txt"
     stop_server
 }
 

@@ -246,10 +246,14 @@ async fn round_trip(c: &mut Conn, req: &[u8]) -> Result<(u16, bool), Fail> {
     if c.stream.write_all(req).await.is_err() {
         return Err(Fail::Stale);
     }
+    // The buffer keeps its capacity across requests, so one read takes a whole answer.
     c.buf.clear();
     let head = loop {
         if let Some(h) = http::parse_head(&c.buf).map_err(Fail::Other)? {
             break h;
+        }
+        if c.buf.capacity() == c.buf.len() {
+            c.buf.reserve(4096);
         }
         let n = c
             .stream
@@ -264,33 +268,41 @@ async fn round_trip(c: &mut Conn, req: &[u8]) -> Result<(u16, bool), Fail> {
             });
         }
     };
-    let mut rest = c.buf.split_off(head.len);
     let io = |_| Fail::Other("io".into());
     match head.body {
         BodyKind::None => {}
         BodyKind::Length(n) => {
-            while (rest.len() as u64) < n {
-                if c.stream.read_buf(&mut rest).await.map_err(io)? == 0 {
+            let end = head.len as u64 + n;
+            while (c.buf.len() as u64) < end {
+                c.buf.reserve(4096);
+                if c.stream.read_buf(&mut c.buf).await.map_err(io)? == 0 {
                     return Err(Fail::Other("io".into()));
                 }
             }
         }
         BodyKind::Chunked => {
             let mut dec = Chunked::new();
+            let mut from = head.len;
             loop {
-                dec.feed(&rest, &mut |_| {}).map_err(Fail::Other)?;
+                dec.feed(&c.buf[from..], &mut |_| {}).map_err(Fail::Other)?;
                 if dec.done() {
                     break;
                 }
-                rest.clear();
-                if c.stream.read_buf(&mut rest).await.map_err(io)? == 0 {
+                c.buf.clear();
+                from = 0;
+                c.buf.reserve(4096);
+                if c.stream.read_buf(&mut c.buf).await.map_err(io)? == 0 {
                     return Err(Fail::Other("io".into()));
                 }
             }
         }
-        BodyKind::Close => while c.stream.read_buf(&mut rest).await.map_err(io)? > 0 {},
+        BodyKind::Close => {
+            c.buf.reserve(4096);
+            while c.stream.read_buf(&mut c.buf).await.map_err(io)? > 0 {
+                c.buf.reserve(4096);
+            }
+        }
     }
-    c.buf = rest;
     Ok((head.status, !head.close))
 }
 
