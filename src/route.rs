@@ -64,6 +64,14 @@ impl Route {
         !self.json.is_empty() || self.any_template(|t| t.uses_json() || t.uses_body())
     }
 
+    /// Whether matching, verifying or rendering this route reads a request
+    /// header (header conditions, a signature, `{header:}`).
+    pub fn reads_headers(&self) -> bool {
+        !self.headers.is_empty()
+            || self.verify.is_some()
+            || self.any_template(Template::uses_header)
+    }
+
     /// Whether a template reads the upstream's answer (`{response:}`).
     pub fn reads_response(&self) -> bool {
         self.any_template(Template::uses_response)

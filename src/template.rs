@@ -161,6 +161,10 @@ impl Template {
         self.parts.iter().any(|p| matches!(p, Part::Response(_)))
     }
 
+    pub fn uses_header(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Header(_)))
+    }
+
     /// Whether a placeholder reads the subscriber's identity (`{claim:}`, `{auth:}`).
     pub fn uses_identity(&self) -> bool {
         self.parts.iter().any(Part::is_identity)

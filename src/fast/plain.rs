@@ -51,8 +51,12 @@ pub enum Handoff {
 enum Kind {
     /// The upstream.
     Proxied,
-    /// Publish-mode routes: these candidates.
-    Webhook(Vec<Candidate>),
+    /// Publish-mode routes: these candidates; `headers`: whether the handler
+    /// reads the request's headers ([`ingest::reads_headers`]).
+    Webhook {
+        candidates: Vec<Candidate>,
+        headers: bool,
+    },
 }
 
 /// A request plain enough for the socket, its head taken off the buffer.
@@ -112,7 +116,7 @@ pub async fn serve(
         let log = RequestLog::new(&parts.method, parts.uri.path());
         let close = close || live.is_draining();
         let keep = match kind {
-            Kind::Webhook(candidates) => {
+            Kind::Webhook { candidates, .. } => {
                 webhook(
                     &app, &mut io, &mut buf, parts, candidates, body_len, close, &log, peer,
                 )
@@ -275,7 +279,11 @@ fn kind(app: &App, method: &Method, path: &str) -> Option<Kind> {
             if *method != Method::HEAD
                 && candidates.iter().all(|(r, _)| r.mode == Mode::Publish) =>
         {
-            Some(Kind::Webhook(candidates))
+            let headers = ingest::reads_headers(app, &candidates);
+            Some(Kind::Webhook {
+                candidates,
+                headers,
+            })
         }
         Lookup::Candidates(_) => None,
         _ if app.upstream.is_some() => Some(Kind::Proxied),
@@ -364,7 +372,7 @@ fn classify(
     let Some(found) = plain(&req, buf, kind, &mut spans) else {
         return Classified::Other;
     };
-    if matches!(found.kind, Kind::Webhook(_)) && found.body_len > max_body {
+    if matches!(found.kind, Kind::Webhook { .. }) && found.body_len > max_body {
         return Classified::Other;
     }
     let spans = &spans[..req.headers.len()];
@@ -426,10 +434,21 @@ impl Found {
         // Room for what the proxy's rewrite adds (`X-Forwarded-*`, `Host`):
         // the map is not grown and rehashed on the way. A webhook's is only
         // read; past its few headers, room costs (16 entries are above the
-        // allocator's fast sizes).
+        // allocator's fast sizes). A webhook whose handler reads no header gets
+        // none: httparse accepted only names and values the http crate takes
+        // (test `the_parser_takes_only_what_the_http_crate_takes`), so nothing
+        // refused on building is left unrefused.
         let room = match self.kind {
             Kind::Proxied => 4,
-            Kind::Webhook(_) => 0,
+            Kind::Webhook { headers: false, .. } => {
+                return Some(Plain {
+                    parts,
+                    kind: self.kind,
+                    body_len: self.body_len,
+                    close: self.close,
+                });
+            }
+            Kind::Webhook { headers: true, .. } => 0,
         };
         parts.headers = http::HeaderMap::with_capacity(spans.len() + room);
         for span in spans {
@@ -572,6 +591,33 @@ mod tests {
             }
         }
         assert!(given_back > 0);
+    }
+
+    #[test]
+    fn the_parser_takes_only_what_the_http_crate_takes() {
+        // A webhook whose handler reads no header gets no map built, so no
+        // `HeaderName`/`HeaderValue` check: every name and value httparse
+        // accepts must be one they accept too.
+        for b in 0..=u8::MAX {
+            for (name, value) in [
+                (vec![b'a', b, b'b'], &b"v"[..]),
+                (b"x".to_vec(), &[b'a', b, b'b'][..]),
+            ] {
+                let mut head = b"POST /a HTTP/1.1\r\n".to_vec();
+                head.extend_from_slice(&name);
+                head.extend_from_slice(b": ");
+                head.extend_from_slice(value);
+                head.extend_from_slice(b"\r\n\r\n");
+                let mut headers = [httparse::EMPTY_HEADER; 4];
+                let mut req = httparse::Request::new(&mut headers);
+                if let Ok(httparse::Status::Complete(_)) = req.parse(&head) {
+                    for h in req.headers.iter() {
+                        assert!(HeaderName::from_bytes(h.name.as_bytes()).is_ok(), "{b:#x}");
+                        assert!(HeaderValue::from_bytes(h.value).is_ok(), "{b:#x}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

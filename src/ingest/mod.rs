@@ -252,6 +252,17 @@ where
     resp
 }
 
+/// Whether [`handle`] may read the request's headers when `candidates` are
+/// publish-mode routes: a route's conditions, signature or templates, the
+/// delivery log's record, or the upstream a request no route holds goes to.
+/// (`Content-Length` is read only to refuse a body over the limit early.)
+/// The plain path builds no header map for a webhook that needs none.
+pub fn reads_headers(app: &App, candidates: &[Candidate]) -> bool {
+    app.deliveries.is_some()
+        || app.upstream.is_some()
+        || candidates.iter().any(|(r, _)| r.reads_headers())
+}
+
 /// One line at info per webhook, read from the same [`Outcome`] the delivery log
 /// records: route, status, result, API code, event id and elapsed time; never a
 /// body, header or secret.
