@@ -221,7 +221,15 @@ where
     let resp = match lookup {
         Lookup::Candidates(candidates) => {
             let mut published_by = None;
-            let resp = handle_routed(app, req, candidates, &mut outcome, &mut published_by).await;
+            // Pinned where it is built: awaited, this large future would be moved once more.
+            let resp = std::pin::pin!(handle_routed(
+                app,
+                req,
+                candidates,
+                &mut outcome,
+                &mut published_by
+            ))
+            .await;
             let route = match (&outcome.route, outcome.passed) {
                 (_, true) => None,
                 (Some(name), false) => Some(&**name),
