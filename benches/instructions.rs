@@ -174,7 +174,7 @@ fn template(n: u64) {
     let json: serde_json::Value = serde_json::from_slice(body).unwrap();
     let mut headers = HeaderMap::new();
     headers.insert("x-github-event", HeaderValue::from_static("push"));
-    let params = [("tenant".to_owned(), "acme".to_owned())];
+    let params = [("tenant".into(), "acme".to_owned())];
     let input = Input {
         path_params: &params,
         query: None,

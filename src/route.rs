@@ -179,7 +179,8 @@ impl std::fmt::Display for Unmet {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
     Literal(String),
-    Param(String),
+    /// Shared with every match's [`Params`]: no allocation per request for the name.
+    Param(Arc<str>),
 }
 
 /// A route path such as `/hooks/{tenant}/orders`; `{name}` matches one non-empty segment.
@@ -256,7 +257,7 @@ impl PathPattern {
                     });
                 }
                 seen.push(name);
-                segments.push(Segment::Param(name.to_owned()));
+                segments.push(Segment::Param(name.into()));
             } else if seg.contains(['{', '}']) {
                 return Err(PathError::NotWholeSegment(s.to_owned()));
             } else {
@@ -276,13 +277,13 @@ impl PathPattern {
 
     pub fn params(&self) -> impl Iterator<Item = &str> {
         self.segments.iter().filter_map(|s| match s {
-            Segment::Param(p) => Some(p.as_str()),
+            Segment::Param(p) => Some(&**p),
             Segment::Literal(_) => None,
         })
     }
 
     /// The `{name}` values when `path` matches.
-    pub fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
+    pub fn matches(&self, path: &str) -> Option<Params> {
         let mut buf = [""; MAX_SEGMENTS];
         let segs = PathSegments::new(path, &mut buf)?;
         self.is_match(segs.as_slice())
@@ -301,7 +302,7 @@ impl PathPattern {
     }
 
     /// The `{name}` values of a path whose segments [`Self::is_match`].
-    fn params_of(&self, segs: &[&str]) -> Vec<(String, String)> {
+    fn params_of(&self, segs: &[&str]) -> Params {
         let mut params = Vec::with_capacity(self.params);
         for (seg, part) in self.segments.iter().zip(segs) {
             if let Segment::Param(name) = seg {
@@ -357,7 +358,10 @@ pub struct Router {
 }
 
 /// A route whose path and method match, with its `{name}` segment values.
-pub type Candidate = (Arc<Route>, Vec<(String, String)>);
+pub type Candidate = (Arc<Route>, Params);
+
+/// A matched path's `{name}` values, in the pattern's order.
+pub type Params = Vec<(Arc<str>, String)>;
 
 /// What the path and method of a request select.
 #[derive(Debug)]

@@ -53,7 +53,7 @@ impl Streams {
     }
 
     /// The first route whose path matches, with its `{name}` segment values.
-    pub fn lookup(&self, path: &str) -> Option<(&StreamRoute, Vec<(String, String)>)> {
+    pub fn lookup(&self, path: &str) -> Option<(&StreamRoute, crate::route::Params)> {
         self.routes
             .iter()
             .find_map(|r| r.path.matches(path).map(|params| (&**r, params)))
@@ -85,7 +85,7 @@ pub enum Resolved {
 pub async fn resolve(
     auth: &Authorizer,
     route: &StreamRoute,
-    params: &[(String, String)],
+    params: &[(std::sync::Arc<str>, String)],
     parts: &Parts,
 ) -> Resolved {
     let input = |identity| Input {

@@ -293,7 +293,7 @@ impl std::error::Error for RenderError {}
 /// What a template reads from one request.
 #[derive(Debug)]
 pub struct Input<'a> {
-    pub path_params: &'a [(String, String)],
+    pub path_params: &'a [(std::sync::Arc<str>, String)],
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
     pub body: &'a [u8],
@@ -315,7 +315,7 @@ impl Input<'_> {
             Part::Path(name) => self
                 .path_params
                 .iter()
-                .find(|(k, _)| k == name)
+                .find(|(k, _)| **k == **name)
                 .map(|(_, v)| Cow::Borrowed(v.as_str()))
                 .ok_or_else(|| RenderError::Unresolved(format!("path segment `{name}`"))),
             Part::Query(name) => self

@@ -113,7 +113,7 @@ proptest! {
         if let Ok(t) = Template::parse(&src) {
             let json: Option<Value> = serde_json::from_slice(&body).ok();
             let headers = HeaderMap::new();
-            let params = vec![("room".to_owned(), "a".to_owned())];
+            let params = vec![("room".into(), "a".to_owned())];
             let _ = t.render(&Input {
                 path_params: &params,
                 query: query.as_deref(),

@@ -145,7 +145,7 @@ pub fn template(data: &[u8]) {
     let Ok(t) = Template::parse(src) else { return };
     let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
     let headers = HeaderMap::new();
-    let params = vec![("room".to_owned(), "a".to_owned())];
+    let params = vec![("room".into(), "a".to_owned())];
     let _ = t.render(&Input {
         path_params: &params,
         query: Some(body),
