@@ -25,6 +25,7 @@ use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 use tracing::Instrument;
 
 use crate::app::{App, Live};
@@ -82,6 +83,11 @@ pub async fn serve(
     let mut buf = BytesMut::from(buf);
     // One timer for every wait of the connection (see `Deadline`).
     let mut timer = Deadline::default();
+    // One registration for the connection's life, rather than one per request
+    // (each enabled and dropped under the `Notify`'s lock); once the drain
+    // begins, it stays ready.
+    let mut draining = std::pin::pin!(draining.notified());
+    draining.as_mut().enable();
     loop {
         let app = live.load();
         let max_body = app.config.limits.max_body;
@@ -96,7 +102,7 @@ pub async fn serve(
                     &mut timer,
                     header_timeout,
                     live,
-                    draining,
+                    draining.as_mut(),
                 )
                 .await
                 {
@@ -336,14 +342,11 @@ async fn read_head(
     timer: &mut Deadline,
     timeout: Duration,
     live: &Live,
-    draining: &Notify,
+    mut draining: Pin<&mut Notified<'_>>,
 ) -> std::io::Result<bool> {
     if buf.len() >= MAX_HEAD {
         return Ok(false);
     }
-    let notified = draining.notified();
-    tokio::pin!(notified);
-    notified.as_mut().enable();
     if buf.is_empty() && live.is_draining() {
         return Ok(false);
     }
@@ -360,7 +363,7 @@ async fn read_head(
         tokio::select! {
             n = io.read_buf(buf) => n,
             // Between requests, a draining process closes the connection.
-            () = &mut notified, if buf.is_empty() => Ok(0),
+            () = &mut draining, if buf.is_empty() => Ok(0),
         }
     };
     match timer.within(timeout, read).await {
