@@ -22,6 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
+use support::net::{Then, raw_upstream};
 use support::{PATIENCE, Reply, TestApp, config_error};
 use upstream::{Legacy, Upstream, echoed, empty, full, next_data, read_all, send};
 
@@ -538,36 +539,13 @@ async fn an_upstream_that_sends_no_headers_in_time_gives_504() {
     assert!(r.json()["message"].as_str().unwrap().contains("200ms"));
 }
 
-/// An upstream that answers every request with `head`, then closes.
-async fn raw_upstream(head: &'static str) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = s.write_all(head.as_bytes()).await;
-                let _ = s.shutdown().await;
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn an_upstream_closing_mid_body_cuts_the_clients_response() {
     for head in [
         "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b",
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\nonly ten b\r\n",
     ] {
-        let addr = raw_upstream(head).await;
+        let addr = raw_upstream(head.as_bytes(), Then::Close).await;
         let app = TestApp::spawn(&upstream::config(addr, "")).await;
         let resp = send(
             app.addr,

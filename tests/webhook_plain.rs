@@ -10,10 +10,10 @@ mod support;
 
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
-use support::net::{Answer, read_answer, read_more};
+use support::net::{Answer, Then, raw_upstream, read_answer, read_more};
 use support::{AdminApp, PATIENCE, SecretFile, TestApp, github_signature};
 
 const SECRET: &str = "plain-secret";
@@ -451,53 +451,13 @@ async fn both_paths_count_the_same() {
     );
 }
 
-/// An upstream over a raw socket: every request gets `answer`, then the
-/// connection goes on.
-async fn upstream(answer: &'static [u8]) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut piece = [0u8; 4096];
-                loop {
-                    let mut headers = [httparse::EMPTY_HEADER; 32];
-                    let mut req = httparse::Request::new(&mut headers);
-                    if let Ok(httparse::Status::Complete(n)) = req.parse(&seen) {
-                        let len: usize = req
-                            .headers
-                            .iter()
-                            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                            .map_or(0, |h| {
-                                std::str::from_utf8(h.value).unwrap().parse().unwrap()
-                            });
-                        if seen.len() >= n + len {
-                            seen.drain(..n + len);
-                            if s.write_all(answer).await.is_err() {
-                                return;
-                            }
-                            continue;
-                        }
-                    }
-                    match s.read(&mut piece).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => seen.extend_from_slice(&piece[..k]),
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn a_webhook_no_route_takes_goes_to_the_upstream_and_the_connection_goes_on() {
     for answer in [
         &b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\nx-app: 1\r\n\r\nfrom-app"[..],
         &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-app: 1\r\n\r\n4\r\nfrom\r\n4\r\n-app\r\n0\r\n\r\n"[..],
     ] {
-        let up = upstream(answer).await;
+        let up = raw_upstream(answer, Then::KeepGoing).await;
         let secret = secret();
         let app = TestApp::spawn(&yaml(
             &secret,

@@ -248,3 +248,55 @@ impl Answer {
         all
     }
 }
+
+/// What a [`raw_upstream`] does after writing its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    /// Reads the next request on the same connection.
+    KeepGoing,
+    /// Closes the connection.
+    Close,
+}
+
+/// An upstream over a raw socket, for answers no HTTP library would write:
+/// each whole request (head and `Content-Length` body) gets `answer` as it is,
+/// then the connection goes on or closes, as `then` says.
+pub async fn raw_upstream(answer: &'static [u8], then: Then) -> SocketAddr {
+    use tokio::io::AsyncWriteExt;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut piece = [0u8; 4096];
+                loop {
+                    let mut headers = [httparse::EMPTY_HEADER; 32];
+                    let mut req = httparse::Request::new(&mut headers);
+                    if let Ok(httparse::Status::Complete(n)) = req.parse(&seen) {
+                        let len: usize = req
+                            .headers
+                            .iter()
+                            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                            .map_or(0, |h| {
+                                std::str::from_utf8(h.value).unwrap().parse().unwrap()
+                            });
+                        if seen.len() >= n + len {
+                            seen.drain(..n + len);
+                            if s.write_all(answer).await.is_err() || then == Then::Close {
+                                let _ = s.shutdown().await;
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                    match s.read(&mut piece).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => seen.extend_from_slice(&piece[..k]),
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
