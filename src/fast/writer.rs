@@ -499,7 +499,11 @@ impl Unwritten {
             let from = if i == 0 { self.offset } else { 0 };
             slices[i] = IoSlice::new(&piece[from..]);
         }
-        let mut written = io.try_write_vectored(&slices[..batch.len])?;
+        // One piece goes by `send`: the kernel's `writev` path costs more per call.
+        let mut written = match batch.len {
+            1 => io.try_write(&slices[0])?,
+            n => io.try_write_vectored(&slices[..n])?,
+        };
         let mut done = 0;
         for piece in batch.pieces[..batch.len].iter().flatten() {
             let left = piece.len() - if done == 0 { self.offset } else { 0 };
