@@ -492,7 +492,7 @@ fn fill(
 }
 
 impl Unwritten {
-    /// Writes `batch` in one `writev`; what the socket did not take is kept.
+    /// Writes `batch` in one system call; what the socket did not take is kept.
     fn write(&mut self, io: &TcpStream, batch: &mut Batch) -> io::Result<()> {
         let mut slices = [IoSlice::new(&[]); BATCH];
         for (i, piece) in batch.pieces[..batch.len].iter().flatten().enumerate() {
