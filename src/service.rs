@@ -143,7 +143,10 @@ fn route(app: Arc<App>, mut req: Request<Incoming>, conn: &Connection) -> Routed
         let req = reply::streamed(req);
         return Routed::Later(Box::pin(async move { app.pass(req).await }));
     }
-    Routed::Later(Box::pin(ingest::handle(app, req, lookup)))
+    Routed::Later(Box::pin(futures_util::FutureExt::map(
+        ingest::handle(app, req, lookup),
+        ingest::Answer::into_response,
+    )))
 }
 
 /// A stream request as hyper reads it. One that declares a body is refused

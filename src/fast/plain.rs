@@ -176,15 +176,17 @@ async fn webhook(
         req,
         Lookup::Candidates(candidates)
     )));
-    let resp = InSpan {
+    let answer = InSpan {
         span: &log.span,
         fut: handled,
     }
     .await;
-    let status = resp.status().as_u16();
-    log.answered(status, None);
+    log.answered(answer.status().as_u16(), None);
     let keep = whole && !close;
-    let written = super::writer::respond(io, resp, keep).await;
+    let written = match answer {
+        ingest::Answer::Accepted(a) => super::writer::accepted(io, &a, keep).await,
+        ingest::Answer::Response(resp) => super::writer::respond(io, resp, keep).await,
+    };
     keep && written.is_ok()
 }
 

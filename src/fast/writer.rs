@@ -13,6 +13,7 @@ use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
 use crate::hub::{Direct, Feed};
+use crate::ingest::Accepted;
 use crate::sse::EventStream;
 
 /// Most pieces written in one `writev`.
@@ -35,17 +36,7 @@ pub(super) fn head(parts: &http::response::Parts, framing: &[u8], closing: bool)
 /// [`head`], written at the end of `h`. A `date` is added unless the response
 /// has its own (one passed on from the upstream), as hyper does.
 fn head_into(h: &mut Vec<u8>, parts: &http::response::Parts, framing: &[u8], closing: bool) {
-    h.extend_from_slice(b"HTTP/1.1 ");
-    h.extend_from_slice(parts.status.as_str().as_bytes());
-    h.push(b' ');
-    h.extend_from_slice(
-        parts
-            .status
-            .canonical_reason()
-            .unwrap_or_default()
-            .as_bytes(),
-    );
-    h.extend_from_slice(b"\r\n");
+    status_line(h, parts.status);
     let mut dated = false;
     for (name, value) in &parts.headers {
         if [header::CONTENT_LENGTH, header::TRANSFER_ENCODING].contains(name)
@@ -54,11 +45,28 @@ fn head_into(h: &mut Vec<u8>, parts: &http::response::Parts, framing: &[u8], clo
             continue;
         }
         dated |= name == header::DATE;
-        h.extend_from_slice(name.as_str().as_bytes());
-        h.extend_from_slice(b": ");
-        h.extend_from_slice(value.as_bytes());
-        h.extend_from_slice(b"\r\n");
+        header_line(h, name.as_str(), value.as_bytes());
     }
+    head_end(h, dated, framing);
+}
+
+fn status_line(h: &mut Vec<u8>, status: http::StatusCode) {
+    h.extend_from_slice(b"HTTP/1.1 ");
+    h.extend_from_slice(status.as_str().as_bytes());
+    h.push(b' ');
+    h.extend_from_slice(status.canonical_reason().unwrap_or_default().as_bytes());
+    h.extend_from_slice(b"\r\n");
+}
+
+fn header_line(h: &mut Vec<u8>, name: &str, value: &[u8]) {
+    h.extend_from_slice(name.as_bytes());
+    h.extend_from_slice(b": ");
+    h.extend_from_slice(value);
+    h.extend_from_slice(b"\r\n");
+}
+
+/// The `date` unless `dated`, the framing headers and the blank line.
+fn head_end(h: &mut Vec<u8>, dated: bool, framing: &[u8]) {
     if !dated {
         h.extend_from_slice(b"date: ");
         h.extend_from_slice(&crate::conn::http_date());
@@ -66,6 +74,19 @@ fn head_into(h: &mut Vec<u8>, parts: &http::response::Parts, framing: &[u8], clo
     }
     h.extend_from_slice(framing);
     h.extend_from_slice(b"\r\n");
+}
+
+/// An accepted webhook's answer, written as [`respond`] writes
+/// [`Accepted::into_response`]'s, without building it.
+pub(super) async fn accepted(io: &mut TcpStream, a: &Accepted, keep: bool) -> io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut out = Vec::with_capacity(160 + a.json.len());
+    status_line(&mut out, a.status);
+    let (name, value) = Accepted::HEADER;
+    header_line(&mut out, name.as_str(), value.as_bytes());
+    head_end(&mut out, false, &length_framing(a.json.len() as u64, keep));
+    out.extend_from_slice(a.json.as_bytes());
+    io.write_all(&out).await
 }
 
 /// A response's head and its whole body, for an answer written at once.

@@ -198,7 +198,7 @@ where
 ///
 /// The app is taken by reference or owned (the server's `Arc`), so that a
 /// boxed webhook future holds it once.
-pub async fn handle<A, B>(app: A, req: Request<B>, lookup: Lookup) -> Response<Body>
+pub async fn handle<A, B>(app: A, req: Request<B>, lookup: Lookup) -> Answer
 where
     A: std::borrow::Borrow<App>,
     B: HttpBody<Data = Bytes> + Send + Sync + Unpin + 'static,
@@ -246,7 +246,7 @@ where
             resp
         }
         // Not counted as webhooks.
-        lookup => refused_path(app, &req, lookup, &mut outcome),
+        lookup => refused_path(app, &req, lookup, &mut outcome).into(),
     };
     // A request passed on because no route took it is proxied traffic, not a webhook.
     if !outcome.passed || outcome.publish_failed.is_some() {
@@ -358,7 +358,7 @@ async fn handle_routed<B>(
     candidates: Vec<Candidate>,
     outcome: &mut Outcome,
     published_by: &mut Option<std::sync::Arc<Route>>,
-) -> Response<Body>
+) -> Answer
 where
     B: HttpBody<Data = Bytes> + Send + Sync + Unpin + 'static,
     B::Error: Into<BoxError>,
@@ -377,7 +377,9 @@ where
         return match chosen {
             Some(route) => {
                 outcome.route = Some(route.0.name.clone());
-                Box::pin(forward::forward(app, req, route, Bytes::new(), outcome)).await
+                Box::pin(forward::forward(app, req, route, Bytes::new(), outcome))
+                    .await
+                    .into()
             }
             None => {
                 outcome.unmatched = unmatched(
@@ -388,7 +390,7 @@ where
                     None,
                 );
                 outcome.passed = true;
-                Box::pin(app.pass(req)).await
+                Box::pin(app.pass(req)).await.into()
             }
         };
     }
@@ -408,7 +410,9 @@ where
                 }
                 outcome.passed = true;
                 outcome.publish_failed = Some("the request body is over limits.max_body");
-                return Box::pin(app.pass(Request::from_parts(parts, replay.boxed()))).await;
+                return Box::pin(app.pass(Request::from_parts(parts, replay.boxed())))
+                    .await
+                    .into();
             }
             Prefix::Broken(_) => return rejected(outcome, Rejection::BodyUnreadable),
         }
@@ -447,20 +451,24 @@ where
                     duplicate = published.duplicate,
                     "published"
                 );
-                let resp = accepted(&published);
+                let answer = Answer::Accepted(accepted(&published));
                 outcome.published = Some(published);
                 *published_by = Some(route);
-                resp
+                answer
             }
             Err(why) => rejected(outcome, Rejection::BrokerUnavailable(why)),
         },
         Decision::Forward(route) => {
             let req = Request::from_parts(parts, reply::full(body.clone()));
-            Box::pin(forward::forward(app, req, route, body, outcome)).await
+            Box::pin(forward::forward(app, req, route, body, outcome))
+                .await
+                .into()
         }
         Decision::NoMatch if app.upstream.is_some() => {
             outcome.passed = true;
-            Box::pin(app.pass(Request::from_parts(parts, reply::full(body)))).await
+            Box::pin(app.pass(Request::from_parts(parts, reply::full(body))))
+                .await
+                .into()
         }
         Decision::NoMatch => rejected(outcome, Rejection::NoMatch),
         Decision::Refused(rejection) => rejected(outcome, rejection),
@@ -474,12 +482,12 @@ fn trace_publish_failed() {
     tracing::trace!(outcome = "publish_failed", "forward route outcome");
 }
 
-fn rejected(outcome: &mut Outcome, rejection: Rejection) -> Response<Body> {
+fn rejected(outcome: &mut Outcome, rejection: Rejection) -> Answer {
     // The outcome's line at info names the API code; the detail is for debugging.
     tracing::debug!(?rejection, "webhook refused");
     let (_, code, message) = rejection.describe();
     outcome.error = Some((code, message));
-    rejection.into_response()
+    rejection.into_response().into()
 }
 
 /// Seconds since the Unix epoch.
@@ -612,23 +620,77 @@ pub fn render(route: &Route, input: &Input<'_>) -> Result<NewEvent, Rejection> {
     })
 }
 
+/// What [`handle`] answers: an accepted webhook's JSON, which each path writes
+/// its own way (the socket's path without building a response), or a response.
+#[derive(Debug)]
+pub enum Answer {
+    Accepted(Accepted),
+    Response(Response<Body>),
+}
+
+impl Answer {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Answer::Accepted(a) => a.status,
+            Answer::Response(r) => r.status(),
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        match self {
+            Answer::Accepted(a) => a.into_response(),
+            Answer::Response(r) => r,
+        }
+    }
+}
+
+impl From<Response<Body>> for Answer {
+    fn from(r: Response<Body>) -> Self {
+        Answer::Response(r)
+    }
+}
+
+/// The 202 (or, for a duplicate, 200) answer: its status, its one header and its body.
+#[derive(Debug)]
+pub struct Accepted {
+    pub status: StatusCode,
+    pub json: String,
+}
+
+impl Accepted {
+    /// The answer's one header, whichever path writes it.
+    pub const HEADER: (http::HeaderName, &'static str) =
+        (http::header::CONTENT_TYPE, "application/json");
+
+    pub fn into_response(self) -> Response<Body> {
+        let mut resp = Response::new(reply::full(self.json));
+        *resp.status_mut() = self.status;
+        // Sized for its one header, rather than the eight a first insert makes room for.
+        *resp.headers_mut() = http::HeaderMap::with_capacity(1);
+        let (name, value) = Self::HEADER;
+        resp.headers_mut()
+            .insert(name, http::HeaderValue::from_static(value));
+        resp
+    }
+}
+
 /// The 202 (or, for a duplicate, 200) answer. Written straight into its buffer,
 /// since every accepted webhook gets one: the same bytes serde_json writes for
 /// `{"id", "topics"[, "duplicate"]}` (keys in its sorted order), at a fraction
 /// of the cost of building a `Value` first.
-pub fn accepted(p: &Published) -> Response<Body> {
+pub fn accepted(p: &Published) -> Accepted {
     let start = if p.duplicate {
         "{\"duplicate\":true,\"id\":"
     } else {
         "{\"id\":"
     };
-    // Of the exact size, which `Bytes` takes over without another allocation.
     let len = start.len()
         + json_str_len(&p.id)
         + ",\"topics\":[".len()
         + p.topics.iter().map(|t| json_str_len(t) + 1).sum::<usize>()
         + "]}".len()
         - usize::from(!p.topics.is_empty());
+    // Of the exact size, which `Bytes` takes over without another allocation.
     let mut out = String::with_capacity(len);
     out.push_str(start);
     push_json_str(&mut out, &p.id);
@@ -646,15 +708,7 @@ pub fn accepted(p: &Published) -> Response<Body> {
     } else {
         StatusCode::ACCEPTED
     };
-    let mut resp = Response::new(reply::full(out));
-    *resp.status_mut() = status;
-    // Sized for its one header, rather than the eight a first insert makes room for.
-    *resp.headers_mut() = http::HeaderMap::with_capacity(1);
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    resp
+    Accepted { status, json: out }
 }
 
 #[cfg(test)]
@@ -678,7 +732,7 @@ mod tests {
             } else {
                 serde_json::json!({ "id": id, "topics": topics })
             };
-            let resp = accepted(&p);
+            let resp = accepted(&p).into_response();
             let status = if duplicate { 200 } else { 202 };
             assert_eq!(resp.status().as_u16(), status);
             assert_eq!(resp.headers()["content-type"], "application/json");
