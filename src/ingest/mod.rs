@@ -690,7 +690,7 @@ pub fn accepted(p: &Published) -> Accepted {
         + p.topics.iter().map(|t| json_str_len(t) + 1).sum::<usize>()
         + "]}".len()
         - usize::from(!p.topics.is_empty());
-    // Of the exact size, which `Bytes` takes over without another allocation.
+    // Of the exact size: on hyper's path `Bytes` takes it over without another allocation.
     let mut out = String::with_capacity(len);
     out.push_str(start);
     push_json_str(&mut out, &p.id);
